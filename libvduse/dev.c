@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The device object and its control messages (SET_STATUS, GET_VQ_STATE,
+ * UPDATE_IOTLB).  Transport-independent: the kernel transport feeds it
+ * messages read from /dev/vduse/NAME, the test driver feeds it directly.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <linux/virtio_config.h>
+
+#include "internal.h"
+
+/* The smallest backend struct we understand: API version 1. */
+#define BACKEND_V1_SIZE (offsetof(struct vdu_backend, unplug) + sizeof(void *))
+#define OPTS_V1_SIZE (offsetof(struct vdu_dev_opts, read_only) + sizeof(int))
+
+static int check_backend(const struct vdu_backend *be)
+{
+	if (!be || be->struct_size < BACKEND_V1_SIZE ||
+	    be->api_version < 1 || be->api_version > VDU_BACKEND_API_VERSION) {
+		vdu_err("backend %s: unsupported struct size or API version",
+			be && be->name ? be->name : "?");
+		return -EPROTO;
+	}
+	if (!be->get_info || !be->submit) {
+		vdu_err("backend %s: get_info and submit are required", be->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
+		void *handle, struct event_base *base, struct vdu_dev **out)
+{
+	struct vdu_dev *dev;
+	const char *serial;
+	int r;
+
+	if (!opts || opts->struct_size < OPTS_V1_SIZE || !base || !out)
+		return -EINVAL;
+	if (vdu_name_valid(opts->name) < 0) {
+		vdu_err("invalid device name");
+		return -EINVAL;
+	}
+	r = check_backend(be);
+	if (r < 0)
+		return r;
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	memcpy(&dev->opts, opts, VDU_MIN(opts->struct_size, sizeof(dev->opts)));
+	dev->opts.struct_size = sizeof(dev->opts);
+	snprintf(dev->name, sizeof(dev->name), "%s", opts->name);
+	dev->opts.name = dev->name;
+	dev->be = be;
+	dev->be_handle = handle;
+	dev->base = base;
+	dev->tp = &vdu_kernel_transport;
+	dev->dev_fd = -1;
+	dev->num_queues = opts->num_queues ? opts->num_queues : 1;
+	dev->queue_size = opts->queue_size ? opts->queue_size : 256;
+	r = -EINVAL;
+	if (dev->num_queues > VDU_QUEUES_MAX) {
+		vdu_err("%s: at most %d queues", dev->name, VDU_QUEUES_MAX);
+		goto fail;
+	}
+	if (dev->queue_size < 4 || dev->queue_size > VDU_QUEUE_SIZE_MAX ||
+	    (dev->queue_size & (dev->queue_size - 1))) {
+		vdu_err("%s: queue size must be a power of two in 4..%d",
+			dev->name, VDU_QUEUE_SIZE_MAX);
+		goto fail;
+	}
+	serial = opts->serial ? opts->serial : dev->name;
+	if (opts->serial && strlen(opts->serial) > VDU_SERIAL_MAX) {
+		vdu_err("%s: serial is longer than %d bytes", dev->name,
+			VDU_SERIAL_MAX);
+		goto fail;
+	}
+	snprintf(dev->serial, sizeof(dev->serial), "%.20s", serial);
+	r = be->get_info(handle, &dev->be_info);
+	if (r < 0)
+		goto fail;
+	r = vdu_blk_build_config(dev);
+	if (r < 0) {
+		vdu_err("%s: invalid geometry (size %llu, block size %u)",
+			dev->name, (unsigned long long)dev->be_info.size,
+			dev->opts.block_size);
+		goto fail;
+	}
+	r = -ENOMEM;
+	dev->queues = calloc(dev->num_queues, sizeof(*dev->queues));
+	if (!dev->queues)
+		goto fail;
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		if (vdu_queue_init(dev, &dev->queues[i], i) < 0)
+			goto fail;
+	*out = dev;
+	return 0;
+fail:
+	vdu_dev_free(dev);
+	return r;
+}
+
+void vdu_dev_set_transport(struct vdu_dev *dev, const struct vdu_transport *tp,
+			   void *opaque)
+{
+	dev->tp = tp;
+	dev->tp_opaque = opaque;
+}
+
+static int open_backend_queues(struct vdu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		struct vdu_queue *q = &dev->queues[i];
+		int r;
+
+		if (!dev->be->queue_open || q->backend_qctx)
+			continue;
+		r = dev->be->queue_open(dev->be_handle, i, q->base, &q->backend_qctx);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void close_backend_queues(struct vdu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		struct vdu_queue *q = &dev->queues[i];
+
+		if (q->backend_qctx && dev->be->queue_close)
+			dev->be->queue_close(q->backend_qctx);
+		q->backend_qctx = NULL;
+	}
+}
+
+int vdu_dev_start(struct vdu_dev *dev)
+{
+	int r;
+
+	if (dev->created)
+		return -EALREADY;
+	dev->iova = vdu_iova_new(dev->tp->iova_fault, dev);
+	if (!dev->iova)
+		return -ENOMEM;
+	r = open_backend_queues(dev);
+	if (r == 0 && dev->tp == &vdu_kernel_transport)
+		r = vdu_kernel_create(dev);
+	if (r < 0) {
+		close_backend_queues(dev);
+		vdu_iova_free(dev->iova);
+		dev->iova = NULL;
+		return r;
+	}
+	dev->created = true;
+	return 0;
+}
+
+/* Status 0: the driver reset the device. */
+static void dev_reset(struct vdu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		vdu_queue_disable(&dev->queues[i]);
+	if (dev->iova)
+		vdu_iova_invalidate(dev->iova, 0, UINT64_MAX);
+	dev->negotiated = 0;
+	dev->status = 0;
+	vdu_dev_maybe_reap(dev);
+}
+
+int vdu_dev_stop(struct vdu_dev *dev)
+{
+	int r = 0;
+
+	if (!dev->created)
+		return 0;
+	if (dev->tp == &vdu_kernel_transport) {
+		r = vdu_kernel_destroy(dev);
+		if (r < 0)
+			return r;
+	}
+	dev_reset(dev);
+	close_backend_queues(dev);
+	vdu_iova_free(dev->iova);
+	dev->iova = NULL;
+	dev->created = false;
+	return 0;
+}
+
+void vdu_dev_free(struct vdu_dev *dev)
+{
+	if (!dev)
+		return;
+	if (dev->created && vdu_dev_stop(dev) < 0) {
+		/* Still attached: leave the kernel device, drop our side. */
+		vdu_kernel_close(dev);
+		dev_reset(dev);
+		close_backend_queues(dev);
+		vdu_iova_free(dev->iova);
+	}
+	if (dev->queues)
+		for (unsigned i = 0; i < dev->num_queues; i++)
+			vdu_queue_fini(&dev->queues[i]);
+	free(dev->queues);
+	free(dev);
+}
+
+unsigned vdu_dev_inflight(const struct vdu_dev *dev)
+{
+	unsigned n = dev->retired_inflight;
+
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		if (dev->queues[i].vr)
+			n += dev->queues[i].vr->inflight;
+	return n;
+}
+
+void vdu_dev_maybe_reap(struct vdu_dev *dev)
+{
+	if (dev->iova && vdu_dev_inflight(dev) == 0)
+		vdu_iova_reap(dev->iova);
+}
+
+static int check_features(struct vdu_dev *dev, uint64_t f)
+{
+	if (f & ~dev->features) {
+		vdu_err("%s: driver accepted features we did not offer: 0x%llx",
+			dev->name, (unsigned long long)(f & ~dev->features));
+		return -EINVAL;
+	}
+	if (!(f & (1ULL << VIRTIO_F_VERSION_1))) {
+		vdu_err("%s: legacy (pre-1.0) drivers are not supported",
+			dev->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_status(struct vdu_dev *dev, uint8_t status)
+{
+	uint8_t added = status & ~dev->status;
+	int r;
+
+	if (status == 0) {
+		vdu_dbg("%s: reset", dev->name);
+		dev_reset(dev);
+		return 0;
+	}
+	if (added & VIRTIO_CONFIG_S_FEATURES_OK) {
+		uint64_t f;
+
+		r = dev->tp->get_features(dev, &f);
+		if (r < 0)
+			return r;
+		r = check_features(dev, f);
+		if (r < 0)
+			return r;
+		dev->negotiated = f;
+	}
+	if (added & VIRTIO_CONFIG_S_DRIVER_OK) {
+		if (!(status & VIRTIO_CONFIG_S_FEATURES_OK))
+			return -EINVAL;
+		for (unsigned i = 0; i < dev->num_queues; i++) {
+			r = vdu_queue_enable(&dev->queues[i]);
+			if (r < 0) {
+				for (unsigned j = 0; j < i; j++)
+					vdu_queue_disable(&dev->queues[j]);
+				return r;
+			}
+		}
+		vdu_info("%s: driver ready, features 0x%llx", dev->name,
+			 (unsigned long long)dev->negotiated);
+	}
+	dev->status = status;
+	return 0;
+}
+
+void vdu_dev_handle_request(struct vdu_dev *dev,
+			    const struct vduse_dev_request *req,
+			    struct vduse_dev_response *resp)
+{
+	int r = 0;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->request_id = req->request_id;
+	switch (req->type) {
+	case VDUSE_SET_STATUS:
+		r = set_status(dev, req->s.status);
+		break;
+	case VDUSE_GET_VQ_STATE: {
+		unsigned idx = req->vq_state.index;
+
+		if (idx >= dev->num_queues) {
+			r = -EINVAL;
+			break;
+		}
+		resp->vq_state.index = idx;
+		resp->vq_state.split.avail_index =
+			dev->queues[idx].vr ? dev->queues[idx].vr->last_avail : 0;
+		break;
+	}
+	case VDUSE_UPDATE_IOTLB:
+		if (req->iova.last < req->iova.start) {
+			r = -EINVAL;
+			break;
+		}
+		if (dev->iova)
+			vdu_iova_invalidate(dev->iova, req->iova.start,
+					    req->iova.last);
+		vdu_dev_maybe_reap(dev);
+		break;
+	default:
+		vdu_warn("%s: unknown VDUSE request type %u", dev->name,
+			 req->type);
+		r = -EOPNOTSUPP;
+	}
+	resp->result = r < 0 ? VDUSE_REQ_RESULT_FAILED : VDUSE_REQ_RESULT_OK;
+}
+
+int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", dev->name);
+	info->capacity_bytes = dev->capacity_sectors * 512;
+	info->block_size = dev->block_size;
+	info->num_queues = dev->num_queues;
+	info->queue_size = dev->queue_size;
+	info->features_offered = dev->features;
+	info->features_negotiated = dev->negotiated;
+	info->status = dev->status;
+	info->read_only = dev->read_only;
+	snprintf(info->serial, sizeof(info->serial), "%s", dev->serial);
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		info->broken |= dev->queues[i].broken;
+	return 0;
+}
+
+int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
+			struct vdu_queue_stats *st)
+{
+	if (qidx >= dev->num_queues)
+		return -EINVAL;
+	*st = dev->queues[qidx].st;
+	return 0;
+}

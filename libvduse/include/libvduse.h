@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libvduse: block devices in userspace on the kernel's VDUSE interface.
+ *
+ * Public API.  Every name is prefixed vdu_ / VDU_ so that it never collides
+ * with <linux/vduse.h> (which owns vduse_* and VDUSE_*).  Handles are opaque.
+ * Functions return 0 (or a non-negative value) on success and -errno on
+ * failure; the library never prints: diagnostics go to the callback set with
+ * vdu_set_log().
+ */
+#ifndef LIBVDUSE_H
+#define LIBVDUSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define VDU_API __attribute__((visibility("default")))
+#define VDU_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VDU_API
+#define VDU_PRINTF(a, b)
+#endif
+
+struct event_base;
+
+/* ------------------------------------------------------------------ */
+/* Version and logging                                                 */
+
+#define VDU_VERSION_MAJOR 0
+#define VDU_VERSION_MINOR 1
+
+/* Library version string, e.g. "0.1.0". */
+VDU_API const char *vdu_version(void);
+
+enum vdu_log_level {
+	VDU_LOG_ERR = 3,
+	VDU_LOG_WARNING = 4,
+	VDU_LOG_NOTICE = 5,
+	VDU_LOG_INFO = 6,
+	VDU_LOG_DEBUG = 7,
+};
+
+/* msg has no trailing newline.  Called from whichever thread logs. */
+typedef void (*vdu_log_fn)(void *opaque, int level, const char *msg);
+
+/* Install the process-wide log callback; messages above max_level are
+ * dropped before formatting.  fn == NULL silences the library. */
+VDU_API void vdu_set_log(vdu_log_fn fn, void *opaque, int max_level);
+
+/* Backends and applications may log through the same callback. */
+VDU_API void vdu_log(int level, const char *fmt, ...) VDU_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------ */
+/* Backend interface                                                   */
+
+/*
+ * A backend is a static struct vdu_backend.  It starts with its own size and
+ * the API version it was written against, so the library can tell which
+ * fields exist and the struct can grow at the end without breaking backends
+ * built against an older header (nbdkit's pattern).
+ */
+#define VDU_BACKEND_API_VERSION 1
+
+enum vdu_io_op {
+	VDU_IO_READ = 0,
+	VDU_IO_WRITE = 1,
+	VDU_IO_FLUSH = 2,
+	VDU_IO_DISCARD = 3,
+	VDU_IO_WRITE_ZEROES = 4,
+};
+
+/* vdu_io.flags */
+#define VDU_IO_F_UNMAP (1u << 0) /* WRITE_ZEROES: may deallocate */
+
+/*
+ * One I/O handed to a backend.  offset and len are in bytes and already
+ * checked against the device capacity; iov points straight into the
+ * driver's mapped buffers (no copy) for READ and WRITE.
+ */
+struct vdu_io {
+	enum vdu_io_op op;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t len;
+	const struct iovec *iov;
+	int iovcnt;
+	void *priv; /* backend scratch area of backend->io_priv_size bytes */
+};
+
+/* Capability bits in vdu_backend_info.caps */
+#define VDU_CAP_FLUSH (1u << 0)
+#define VDU_CAP_DISCARD (1u << 1)
+#define VDU_CAP_WRITE_ZEROES (1u << 2)
+#define VDU_CAP_READ_ONLY (1u << 3)
+
+struct vdu_backend_info {
+	uint64_t size;               /* bytes; rounded down to 512 */
+	uint32_t logical_block_size; /* 0: 512 */
+	uint32_t physical_block_size;/* 0: same as logical */
+	uint32_t opt_io_size;        /* bytes, 0: unknown */
+	uint32_t caps;               /* VDU_CAP_* */
+	uint32_t max_discard_bytes;  /* per request, 0: library default */
+	uint32_t discard_granularity;/* bytes, 0: logical block size */
+	uint32_t max_write_zeroes_bytes; /* per request, 0: library default */
+};
+
+/* key=value configuration, as given on the command line. */
+struct vdu_param {
+	const char *key;
+	const char *value;
+};
+
+struct vdu_backend {
+	uint32_t struct_size; /* sizeof(struct vdu_backend) at build time */
+	uint32_t api_version; /* VDU_BACKEND_API_VERSION */
+	const char *name;
+	const char *description;
+	const char *usage;    /* one line per key the backend accepts */
+	size_t io_priv_size;  /* bytes of vdu_io.priv per request slot */
+
+	/* Parse params and open the storage.  Unknown keys: -EINVAL. */
+	int (*open)(const struct vdu_param *params, size_t nparams,
+		    void **handle);
+	void (*close)(void *handle);
+	int (*get_info)(void *handle, struct vdu_backend_info *info);
+
+	/*
+	 * Per queue state.  base is the event loop that runs this queue: all
+	 * submit/unplug calls and vdu_io_complete() for this queue happen on
+	 * its thread, so a backend needs no locks between its queues.
+	 */
+	int (*queue_open)(void *handle, unsigned qidx, struct event_base *base,
+			  void **qctx);
+	void (*queue_close)(void *qctx);
+
+	/* Start io; call vdu_io_complete() exactly once, now or later. */
+	void (*submit)(void *qctx, struct vdu_io *io);
+	/* Optional: the current batch of submits is over (io_submit time). */
+	void (*unplug)(void *qctx);
+};
+
+/* Complete an I/O: result 0 or -errno (-EOPNOTSUPP gives UNSUPP). */
+VDU_API void vdu_io_complete(struct vdu_io *io, int result);
+
+/* Parse "123", "4K", "1M", "2G", "1T" (powers of 1024) into bytes. */
+VDU_API int vdu_parse_size(const char *s, uint64_t *out);
+
+/* ------------------------------------------------------------------ */
+/* Devices                                                             */
+
+struct vdu_dev;
+
+#define VDU_NAME_MAX 255 /* bytes, not counting the NUL */
+#define VDU_SERIAL_MAX 20
+#define VDU_QUEUES_MAX 64
+#define VDU_QUEUE_SIZE_MAX 32768
+
+/* 0 when name is usable as a VDUSE device name, -EINVAL otherwise. */
+VDU_API int vdu_name_valid(const char *name);
+
+struct vdu_dev_opts {
+	uint32_t struct_size; /* sizeof(struct vdu_dev_opts) */
+	const char *name;
+	unsigned num_queues;  /* 0: 1 */
+	unsigned queue_size;  /* 0: 256; power of two */
+	uint32_t block_size;  /* 0: backend's, else 512 */
+	const char *serial;   /* GET_ID answer, at most 20 bytes; NULL: name */
+	int read_only;        /* force VIRTIO_BLK_F_RO */
+};
+
+/*
+ * Create a device object bound to an opened backend.  The backend stays
+ * owned by the caller (close it after vdu_dev_free).  base runs the device
+ * message channel and, in this version, every queue.
+ * Nothing touches the kernel until vdu_dev_start().
+ */
+VDU_API int vdu_dev_new(const struct vdu_dev_opts *opts,
+			const struct vdu_backend *backend, void *backend_handle,
+			struct event_base *base, struct vdu_dev **out);
+
+/*
+ * Create the kernel device (VDUSE_CREATE_DEV + VDUSE_VQ_SETUP) and start
+ * serving its messages on the event base.  -ENOENT: no /dev/vduse/control;
+ * -EEXIST: name taken; -EPERM/-EACCES: not allowed.
+ */
+VDU_API int vdu_dev_start(struct vdu_dev *dev);
+
+/* Stop serving and DESTROY_DEV.  -EBUSY while the device is attached. */
+VDU_API int vdu_dev_stop(struct vdu_dev *dev);
+
+/* Free the object (stops first if needed). */
+VDU_API void vdu_dev_free(struct vdu_dev *dev);
+
+/* Number of requests the backend has not completed yet (all queues). */
+VDU_API unsigned vdu_dev_inflight(const struct vdu_dev *dev);
+
+struct vdu_dev_info {
+	char name[VDU_NAME_MAX + 1];
+	uint64_t capacity_bytes;
+	uint32_t block_size;
+	unsigned num_queues;
+	unsigned queue_size;
+	uint64_t features_offered;
+	uint64_t features_negotiated; /* 0 until FEATURES_OK */
+	uint8_t status;               /* virtio device status */
+	int broken;                   /* a queue met a malformed ring */
+	int read_only;
+	char serial[VDU_SERIAL_MAX + 1];
+};
+
+VDU_API int vdu_dev_get_info(const struct vdu_dev *dev,
+			     struct vdu_dev_info *info);
+
+struct vdu_queue_stats {
+	uint64_t requests;      /* completed */
+	uint64_t read_bytes;
+	uint64_t write_bytes;
+	uint64_t errors;        /* IOERR/UNSUPP statuses */
+	uint64_t irqs;          /* interrupts injected */
+	uint64_t kicks;
+	uint32_t inflight;
+	int enabled;
+	int broken;
+};
+
+VDU_API int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
+				struct vdu_queue_stats *st);
+
+/* Destroy a kernel VDUSE device by name (no object needed). */
+VDU_API int vdu_destroy_by_name(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* vdpa bus: netlink (generic netlink family "vdpa") and driver binding */
+
+struct vdu_vdpa_mgmtdev {
+	char bus[64];  /* empty for bus-less management devices (vduse) */
+	char name[64];
+	uint64_t supported_classes;
+	uint32_t max_vqs;
+	uint64_t dev_features;
+};
+
+struct vdu_vdpa_dev {
+	char name[VDU_NAME_MAX + 1];
+	char mgmtdev[64];
+	uint32_t device_id;
+	uint32_t vendor_id;
+	uint32_t max_vqs;
+	uint32_t max_vq_size;
+};
+
+/* Error text of the last netlink failure in this thread (extended ack),
+ * or "" when the kernel gave none. */
+VDU_API const char *vdu_vdpa_last_error(void);
+
+/* List management devices; *out is malloc'd (free()).  Returns count. */
+VDU_API int vdu_vdpa_mgmtdev_list(struct vdu_vdpa_mgmtdev **out);
+/* List vdpa devices; *out is malloc'd (free()).  Returns count. */
+VDU_API int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out);
+/* 0 and *out filled, or -ENODEV. */
+VDU_API int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out);
+VDU_API int vdu_vdpa_dev_add(const char *name, const char *mgmtdev);
+VDU_API int vdu_vdpa_dev_del(const char *name);
+
+/*
+ * Bind vdpa device name to bus driver "virtio_vdpa" or "vhost_vdpa" and
+ * wait (up to timeout_ms) for its node: "/dev/vdX" or "/dev/vhost-vdpa-N",
+ * written to node (size nodelen).
+ */
+VDU_API int vdu_vdpa_bind(const char *name, const char *driver,
+			  int timeout_ms, char *node, size_t nodelen);
+/* Current bus driver ("" when unbound) and node ("" when none). */
+VDU_API int vdu_vdpa_status(const char *name, char *driver, size_t drvlen,
+			    char *node, size_t nodelen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBVDUSE_H */

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Internal structures shared by the libvduse sources (not installed). */
+#ifndef VDU_INTERNAL_H
+#define VDU_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <linux/vduse.h>
+#include <linux/virtio_ring.h>
+
+#include "libvduse.h"
+
+#define VDU_HIDDEN __attribute__((visibility("hidden")))
+#define VDU_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define VDU_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define VDU_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define vdu_err(...) vdu_log(VDU_LOG_ERR, __VA_ARGS__)
+#define vdu_warn(...) vdu_log(VDU_LOG_WARNING, __VA_ARGS__)
+#define vdu_info(...) vdu_log(VDU_LOG_INFO, __VA_ARGS__)
+#define vdu_dbg(...) vdu_log(VDU_LOG_DEBUG, __VA_ARGS__)
+
+/* ------------------------------------------------------------ IOVA map */
+
+/* Permissions, same bits as VDUSE_ACCESS_*: RO = device may read. */
+#define VDU_PERM_READ VDUSE_ACCESS_RO
+#define VDU_PERM_WRITE VDUSE_ACCESS_WO
+
+struct vdu_region {
+	uint64_t start, last; /* IOVA range, inclusive */
+	uint8_t *host;        /* host address of start */
+	uint8_t perm;
+	void *unmap_addr;     /* mmap()ed area to munmap, NULL if not ours */
+	size_t unmap_len;
+};
+
+struct vdu_iova;
+
+/*
+ * Resolves a miss: find the region containing iova and make it
+ * addressable.  The kernel transport uses IOTLB_GET_FD + mmap; the
+ * simulated driver in tests/ hands out its own memory.
+ */
+typedef int (*vdu_iova_fault_fn)(void *opaque, uint64_t iova,
+				 struct vdu_region *out);
+
+VDU_HIDDEN struct vdu_iova *vdu_iova_new(vdu_iova_fault_fn fault, void *opaque);
+VDU_HIDDEN void vdu_iova_free(struct vdu_iova *map);
+/* Add a region directly (tests, and the fault path). */
+VDU_HIDDEN int vdu_iova_add(struct vdu_iova *map, const struct vdu_region *r);
+/*
+ * Translate [iova, iova+len) with the needed permission into at most
+ * max iovecs appended at iov; returns the count or -EFAULT/-EACCES/-E2BIG.
+ */
+VDU_HIDDEN int vdu_iova_translate(struct vdu_iova *map, uint64_t iova,
+				  uint64_t len, uint8_t perm,
+				  struct iovec *iov, int max);
+/* A contiguous host pointer for [iova, iova+len), or NULL. */
+VDU_HIDDEN void *vdu_iova_ptr(struct vdu_iova *map, uint64_t iova,
+			      uint64_t len, uint8_t perm);
+/* Drop every region intersecting [start, last]. Unmaps are deferred
+ * while requests are in flight (see vdu_iova_reap). */
+VDU_HIDDEN void vdu_iova_invalidate(struct vdu_iova *map, uint64_t start,
+				    uint64_t last);
+/* Release deferred unmaps; call when no request is in flight. */
+VDU_HIDDEN void vdu_iova_reap(struct vdu_iova *map);
+/* Bumped by every invalidation: cached ring pointers are stale. */
+VDU_HIDDEN uint64_t vdu_iova_generation(const struct vdu_iova *map);
+
+/* ----------------------------------------------------------- transport */
+
+struct vdu_dev;
+
+/*
+ * What the device needs from the outside world.  The kernel transport is
+ * VDUSE ioctls; tests plug in a simulated driver.  Everything above this
+ * line (message handling, queues, rings, virtio-blk) is the same code in
+ * both cases.
+ */
+struct vdu_transport {
+	int (*get_features)(struct vdu_dev *dev, uint64_t *features);
+	int (*get_vq_info)(struct vdu_dev *dev, struct vduse_vq_info *info);
+	int (*set_vq_kickfd)(struct vdu_dev *dev, unsigned idx, int fd);
+	int (*inject_irq)(struct vdu_dev *dev, unsigned idx);
+	vdu_iova_fault_fn iova_fault;
+};
+
+/* ------------------------------------------------------------- vrings */
+
+/* One request slot; indexed by descriptor head. */
+struct vdu_req {
+	struct vdu_io io;          /* what the backend sees */
+	struct vdu_vring *vr;
+	uint16_t head;
+	bool inflight;
+	uint8_t *status;           /* host address of the status byte */
+	uint32_t used_len;         /* bytes the device wrote, incl. status */
+	uint32_t type;             /* VIRTIO_BLK_T_* */
+	struct iovec *iov;         /* scratch, iov_max entries */
+	int out_num, in_num;       /* readable then writable iovecs */
+};
+
+/* Ring layout state for one enabled queue.  A reset detaches it from its
+ * queue; it lives on until the backend has completed every request. */
+struct vdu_vring {
+	struct vdu_queue *q;       /* NULL once detached by a reset */
+	struct vdu_dev *dev;
+	unsigned num;
+	uint64_t desc_iova, avail_iova, used_iova;
+	uint64_t iova_gen;         /* generation the pointers below match */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	bool event_idx, indirect;
+	bool used_loaded;          /* used_idx read from the ring */
+	uint16_t last_avail;       /* next avail entry to take */
+	uint16_t used_idx;         /* next used entry to fill */
+	uint16_t signalled_used;   /* used idx at the last interrupt */
+	bool signalled_valid;
+	uint16_t pending_used;     /* entries filled but not yet published */
+	unsigned inflight;
+	int iov_max;
+	struct vdu_req *reqs;      /* num slots */
+	void *priv_area;
+	struct iovec *iov_area;
+};
+
+struct vdu_queue {
+	struct vdu_dev *dev;
+	unsigned idx;
+	struct event_base *base;
+	struct event *kick_ev;
+	struct event *publish_ev;
+	int kickfd;
+	struct vdu_vring *vr;      /* NULL while disabled */
+	void *backend_qctx;
+	bool broken;
+	struct vdu_queue_stats st;
+};
+
+/* vring_split.c: ring mechanics only (no virtio-blk knowledge). */
+VDU_HIDDEN struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
+					   const struct vduse_vq_info *info,
+					   uint64_t features, size_t priv_size,
+					   int iov_max);
+VDU_HIDDEN void vdu_vring_free(struct vdu_vring *vr);
+/* (Re)resolve the ring addresses if the IOVA map changed. */
+VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
+/* Take the next available chain.  1: *out filled; 0: ring empty;
+ * -EPROTO/-EFAULT...: malformed ring, the queue must be stopped. */
+VDU_HIDDEN int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
+			     struct vdu_req **out);
+/* Fill a used entry (not yet visible to the driver). */
+VDU_HIDDEN void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req);
+/* Make pushed entries visible; true when the driver wants an interrupt. */
+VDU_HIDDEN bool vdu_vring_publish(struct vdu_vring *vr);
+/* Ask for kicks again; true if new buffers arrived meanwhile. */
+VDU_HIDDEN bool vdu_vring_enable_notify(struct vdu_vring *vr);
+VDU_HIDDEN void vdu_vring_disable_notify(struct vdu_vring *vr);
+
+/* iov helpers */
+VDU_HIDDEN size_t vdu_iov_size(const struct iovec *iov, int cnt);
+VDU_HIDDEN size_t vdu_iov_to_buf(const struct iovec *iov, int cnt,
+				 size_t off, void *buf, size_t len);
+VDU_HIDDEN size_t vdu_iov_from_buf(const struct iovec *iov, int cnt,
+				   size_t off, const void *buf, size_t len);
+
+/* ------------------------------------------------------------- device */
+
+struct vdu_dev {
+	struct vdu_dev_opts opts;
+	char name[VDU_NAME_MAX + 1];
+	char serial[VDU_SERIAL_MAX + 1];
+	const struct vdu_backend *be;
+	size_t be_size;            /* min(be->struct_size, our struct) */
+	void *be_handle;
+	struct vdu_backend_info be_info;
+	struct event_base *base;
+	const struct vdu_transport *tp;
+	void *tp_opaque;           /* transport private data (tests) */
+	struct vdu_iova *iova;
+
+	uint64_t features;         /* offered */
+	uint64_t negotiated;
+	uint8_t status;
+	uint8_t config[64];        /* struct virtio_blk_config */
+	uint32_t config_size;
+	uint64_t capacity_sectors; /* 512-byte sectors */
+	uint32_t block_size;
+	bool read_only;
+	unsigned num_queues;
+	unsigned queue_size;
+	uint32_t seg_max;
+	struct vdu_queue *queues;
+	unsigned retired_inflight; /* requests of detached vrings */
+
+	/* kernel transport */
+	int dev_fd;
+	struct event *msg_ev;
+	bool created;
+};
+
+/* blk.c */
+VDU_HIDDEN int vdu_blk_build_config(struct vdu_dev *dev);
+VDU_HIDDEN void vdu_blk_handle(struct vdu_queue *q, struct vdu_req *req);
+
+/* queue.c */
+VDU_HIDDEN int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q,
+			      unsigned idx);
+VDU_HIDDEN void vdu_queue_fini(struct vdu_queue *q);
+VDU_HIDDEN int vdu_queue_enable(struct vdu_queue *q);
+VDU_HIDDEN void vdu_queue_disable(struct vdu_queue *q);
+/* Drain the available ring (the kick handler's work). */
+VDU_HIDDEN void vdu_queue_process(struct vdu_queue *q);
+VDU_HIDDEN void vdu_req_finish(struct vdu_req *req, uint8_t status);
+
+/* dev.c: one VDUSE message in, one response out. */
+VDU_HIDDEN void vdu_dev_handle_request(struct vdu_dev *dev,
+				       const struct vduse_dev_request *req,
+				       struct vduse_dev_response *resp);
+/* Test seam: use another transport instead of the kernel. */
+VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
+				      const struct vdu_transport *tp,
+				      void *opaque);
+VDU_HIDDEN void vdu_dev_maybe_reap(struct vdu_dev *dev);
+
+/* kernel.c */
+VDU_HIDDEN extern const struct vdu_transport vdu_kernel_transport;
+VDU_HIDDEN int vdu_kernel_create(struct vdu_dev *dev);
+VDU_HIDDEN int vdu_kernel_destroy(struct vdu_dev *dev);
+VDU_HIDDEN void vdu_kernel_close(struct vdu_dev *dev);
+
+#endif

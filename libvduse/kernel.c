@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel transport: /dev/vduse/control (API version, CREATE_DEV,
+ * DESTROY_DEV) and /dev/vduse/NAME (message channel and per-device
+ * ioctls).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <event2/event.h>
+#include <linux/virtio_ids.h>
+
+#include "internal.h"
+
+#define CONTROL_PATH "/dev/vduse/control"
+
+static int open_control(void)
+{
+	uint64_t ver;
+	int fd = open(CONTROL_PATH, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, VDUSE_GET_API_VERSION, &ver) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	/* We speak version 0, which every VDUSE kernel implements. */
+	ver = 0;
+	if (ioctl(fd, VDUSE_SET_API_VERSION, &ver) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int k_get_features(struct vdu_dev *dev, uint64_t *f)
+{
+	return ioctl(dev->dev_fd, VDUSE_DEV_GET_FEATURES, f) < 0 ? -errno : 0;
+}
+
+static int k_get_vq_info(struct vdu_dev *dev, struct vduse_vq_info *info)
+{
+	return ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO, info) < 0 ? -errno : 0;
+}
+
+static int k_set_vq_kickfd(struct vdu_dev *dev, unsigned idx, int fd)
+{
+	struct vduse_vq_eventfd e = { .index = idx, .fd = fd };
+
+	if (dev->dev_fd < 0)
+		return -EBADF;
+	return ioctl(dev->dev_fd, VDUSE_VQ_SETUP_KICKFD, &e) < 0 ? -errno : 0;
+}
+
+static int k_inject_irq(struct vdu_dev *dev, unsigned idx)
+{
+	uint32_t i = idx;
+
+	return ioctl(dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
+}
+
+static int k_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
+{
+	struct vdu_dev *dev = opaque;
+	struct vduse_iotlb_entry e = { .start = iova, .last = iova };
+	uint64_t len;
+	int prot = 0, fd;
+	void *p;
+
+	fd = ioctl(dev->dev_fd, VDUSE_IOTLB_GET_FD, &e);
+	if (fd < 0)
+		return -errno;
+	len = e.last - e.start + 1;
+	if (e.last < e.start || len == 0 || len > SIZE_MAX) {
+		close(fd);
+		return -EINVAL;
+	}
+	if (e.perm & VDUSE_ACCESS_RO)
+		prot |= PROT_READ;
+	if (e.perm & VDUSE_ACCESS_WO)
+		prot |= PROT_READ | PROT_WRITE;
+	p = mmap(NULL, len, prot, MAP_SHARED, fd, e.offset);
+	close(fd);
+	if (p == MAP_FAILED) {
+		vdu_err("%s: mmap of IOVA [0x%llx, 0x%llx] failed: %s", dev->name,
+			(unsigned long long)e.start, (unsigned long long)e.last,
+			strerror(errno));
+		return -ENOMEM;
+	}
+	out->start = e.start;
+	out->last = e.last;
+	out->host = p;
+	out->perm = e.perm;
+	out->unmap_addr = p;
+	out->unmap_len = len;
+	vdu_dbg("%s: mapped IOVA [0x%llx, 0x%llx] perm %u", dev->name,
+		(unsigned long long)e.start, (unsigned long long)e.last, e.perm);
+	return 0;
+}
+
+const struct vdu_transport vdu_kernel_transport = {
+	.get_features = k_get_features,
+	.get_vq_info = k_get_vq_info,
+	.set_vq_kickfd = k_set_vq_kickfd,
+	.inject_irq = k_inject_irq,
+	.iova_fault = k_iova_fault,
+};
+
+/* Serve every pending message: exactly one response per request. */
+static void msg_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vdu_dev *dev = arg;
+
+	for (;;) {
+		struct vduse_dev_request req;
+		struct vduse_dev_response resp;
+		ssize_t n = read(fd, &req, sizeof(req));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n != sizeof(req)) {
+			vdu_err("%s: message read failed: %s", dev->name,
+				n < 0 ? strerror(errno) : "short read");
+			return;
+		}
+		vdu_dev_handle_request(dev, &req, &resp);
+		do
+			n = write(fd, &resp, sizeof(resp));
+		while (n < 0 && errno == EINTR);
+		if (n != sizeof(resp))
+			vdu_err("%s: message reply failed: %s", dev->name,
+				n < 0 ? strerror(errno) : "short write");
+	}
+}
+
+static int open_dev_node(const char *name)
+{
+	char path[sizeof("/dev/vduse/") + VDU_NAME_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/vduse/%s", name);
+	/* Without devtmpfs the node appears when udev gets to it. */
+	for (int i = 0; i < 200; i++) {
+		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd < 0 ? -errno : fd;
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+	return -ENOENT;
+}
+
+int vdu_kernel_create(struct vdu_dev *dev)
+{
+	struct vduse_dev_config *cfg;
+	int ctl, r;
+
+	ctl = open_control();
+	if (ctl < 0) {
+		vdu_err("cannot open " CONTROL_PATH ": %s", strerror(-ctl));
+		return ctl;
+	}
+	cfg = calloc(1, sizeof(*cfg) + dev->config_size);
+	if (!cfg) {
+		close(ctl);
+		return -ENOMEM;
+	}
+	snprintf(cfg->name, sizeof(cfg->name), "%s", dev->name);
+	cfg->device_id = VIRTIO_ID_BLOCK;
+	cfg->vendor_id = 0;
+	cfg->features = dev->features;
+	cfg->vq_num = dev->num_queues;
+	cfg->vq_align = 4096;
+	cfg->config_size = dev->config_size;
+	memcpy(cfg->config, dev->config, dev->config_size);
+	r = ioctl(ctl, VDUSE_CREATE_DEV, cfg) < 0 ? -errno : 0;
+	free(cfg);
+	if (r < 0) {
+		vdu_err("%s: VDUSE_CREATE_DEV failed: %s", dev->name, strerror(-r));
+		close(ctl);
+		return r;
+	}
+	dev->dev_fd = open_dev_node(dev->name);
+	if (dev->dev_fd < 0) {
+		r = dev->dev_fd;
+		vdu_err("%s: cannot open /dev/vduse/%s: %s", dev->name, dev->name,
+			strerror(-r));
+		goto destroy;
+	}
+	/* Every queue must be set up before the device meets the vdpa bus. */
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		struct vduse_vq_config vq = { .index = i, .max_size = dev->queue_size };
+
+		if (ioctl(dev->dev_fd, VDUSE_VQ_SETUP, &vq) < 0) {
+			r = -errno;
+			vdu_err("%s: VDUSE_VQ_SETUP %u failed: %s", dev->name, i,
+				strerror(-r));
+			goto destroy;
+		}
+	}
+	dev->msg_ev = event_new(dev->base, dev->dev_fd, EV_READ | EV_PERSIST,
+				msg_cb, dev);
+	if (!dev->msg_ev || event_add(dev->msg_ev, NULL) < 0) {
+		r = -ENOMEM;
+		goto destroy;
+	}
+	close(ctl);
+	vdu_info("%s: created (%llu bytes, %u queue(s) of %u)", dev->name,
+		 (unsigned long long)dev->capacity_sectors * 512,
+		 dev->num_queues, dev->queue_size);
+	return 0;
+destroy:
+	vdu_kernel_close(dev);
+	ioctl(ctl, VDUSE_DESTROY_DEV, dev->name);
+	close(ctl);
+	return r;
+}
+
+void vdu_kernel_close(struct vdu_dev *dev)
+{
+	if (dev->msg_ev) {
+		event_free(dev->msg_ev);
+		dev->msg_ev = NULL;
+	}
+	if (dev->dev_fd >= 0) {
+		close(dev->dev_fd);
+		dev->dev_fd = -1;
+	}
+}
+
+static bool vdpa_attached(const char *name)
+{
+	char path[sizeof("/sys/bus/vdpa/devices/") + VDU_NAME_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/bus/vdpa/devices/%s", name);
+	return lstat(path, &st) == 0;
+}
+
+static int destroy_name(const char *name)
+{
+	char buf[VDUSE_NAME_MAX] = { 0 };
+	int ctl, r;
+
+	ctl = open_control();
+	if (ctl < 0)
+		return ctl;
+	snprintf(buf, sizeof(buf), "%s", name);
+	r = ioctl(ctl, VDUSE_DESTROY_DEV, buf) < 0 ? -errno : 0;
+	close(ctl);
+	return r;
+}
+
+int vdu_kernel_destroy(struct vdu_dev *dev)
+{
+	int r;
+
+	/* The kernel refuses while the vdpa device exists; keep serving it
+	 * rather than leave an attached device without a daemon. */
+	if (vdpa_attached(dev->name))
+		return -EBUSY;
+	vdu_kernel_close(dev);
+	r = destroy_name(dev->name);
+	if (r < 0)
+		vdu_err("%s: VDUSE_DESTROY_DEV failed: %s", dev->name, strerror(-r));
+	else
+		vdu_info("%s: destroyed", dev->name);
+	return r;
+}
+
+int vdu_destroy_by_name(const char *name)
+{
+	if (vdu_name_valid(name) < 0)
+		return -EINVAL;
+	if (vdpa_attached(name))
+		return -EBUSY;
+	return destroy_name(name);
+}

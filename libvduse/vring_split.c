@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Split virtqueue mechanics: taking descriptor chains off the available
+ * ring, returning them on the used ring, and notification suppression
+ * (flags or VIRTIO_RING_F_EVENT_IDX).  Everything read from the ring is
+ * driver-controlled and validated before use; a malformed ring is
+ * reported as -EPROTO/-EFAULT and the caller stops the queue.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/virtio_config.h>
+
+#include "internal.h"
+
+/* Ring memory is shared with the driver on another CPU. */
+#define smp_mb() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define load_acquire16(p) le16toh(__atomic_load_n((p), __ATOMIC_ACQUIRE))
+#define store_release16(p, v) __atomic_store_n((p), htole16(v), __ATOMIC_RELEASE)
+#define load16(p) le16toh(__atomic_load_n((p), __ATOMIC_RELAXED))
+#define store16(p, v) __atomic_store_n((p), htole16(v), __ATOMIC_RELAXED)
+
+static inline uint16_t *used_event(struct vdu_vring *vr)
+{
+	return &vr->avail->ring[vr->num];
+}
+
+static inline uint16_t *avail_event(struct vdu_vring *vr)
+{
+	return (uint16_t *)&vr->used->ring[vr->num];
+}
+
+struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
+				const struct vduse_vq_info *info,
+				uint64_t features, size_t priv_size,
+				int iov_max)
+{
+	struct vdu_vring *vr = calloc(1, sizeof(*vr));
+
+	if (!vr)
+		return NULL;
+	vr->q = q;
+	vr->dev = q->dev;
+	vr->num = num;
+	vr->desc_iova = info->desc_addr;
+	vr->avail_iova = info->driver_addr;
+	vr->used_iova = info->device_addr;
+	vr->iova_gen = UINT64_MAX; /* force the first map */
+	vr->event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	vr->indirect = features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	vr->last_avail = info->split.avail_index;
+	vr->iov_max = iov_max;
+	vr->reqs = calloc(num, sizeof(*vr->reqs));
+	vr->iov_area = calloc((size_t)num * iov_max, sizeof(struct iovec));
+	priv_size = (priv_size + 15) & ~(size_t)15;
+	if (priv_size)
+		vr->priv_area = calloc(num, priv_size);
+	if (!vr->reqs || !vr->iov_area || (priv_size && !vr->priv_area)) {
+		vdu_vring_free(vr);
+		return NULL;
+	}
+	for (unsigned i = 0; i < num; i++) {
+		struct vdu_req *r = &vr->reqs[i];
+		r->vr = vr;
+		r->head = i;
+		r->iov = vr->iov_area + (size_t)i * iov_max;
+		r->io.priv = priv_size ? (char *)vr->priv_area + i * priv_size : NULL;
+	}
+	return vr;
+}
+
+void vdu_vring_free(struct vdu_vring *vr)
+{
+	if (!vr)
+		return;
+	free(vr->reqs);
+	free(vr->iov_area);
+	free(vr->priv_area);
+	free(vr);
+}
+
+int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map)
+{
+	uint64_t gen = vdu_iova_generation(map);
+	size_t n = vr->num;
+	if (vr->iova_gen == gen && vr->desc)
+		return 0;
+	vr->desc = vdu_iova_ptr(map, vr->desc_iova, 16 * n, VDU_PERM_READ);
+	vr->avail = vdu_iova_ptr(map, vr->avail_iova, 6 + 2 * n, VDU_PERM_READ);
+	vr->used = vdu_iova_ptr(map, vr->used_iova, 6 + 8 * n,
+				VDU_PERM_READ | VDU_PERM_WRITE);
+	/* Faulting regions in may itself bump the generation; take the
+	 * value after all three lookups. */
+	vr->iova_gen = vdu_iova_generation(map);
+	if (!vr->desc || !vr->avail || !vr->used) {
+		vr->desc = NULL;
+		return -EFAULT;
+	}
+	if (!vr->used_loaded) {
+		vr->used_idx = vr->signalled_used = load16(&vr->used->idx);
+		vr->used_loaded = true;
+	}
+	return 0;
+}
+
+/* Walk one chain from head into req->iov.  Descriptors are copied out
+ * before use so the driver cannot change them under us. */
+static int walk_chain(struct vdu_vring *vr, struct vdu_iova *map,
+		      struct vdu_req *req, uint16_t head)
+{
+	const struct vring_desc *table = vr->desc;
+	unsigned max = vr->num, idx = head, count = 0;
+	bool indirect = false, writing = false;
+	int niov = 0;
+
+	req->out_num = req->in_num = 0;
+	for (;;) {
+		struct vring_desc d;
+		uint16_t flags;
+		int n;
+
+		if (++count > max)
+			return -EPROTO; /* loop or over-long chain */
+		memcpy(&d, &table[idx], sizeof(d));
+		flags = le16toh(d.flags);
+		if (flags & VRING_DESC_F_INDIRECT) {
+			uint32_t len = le32toh(d.len);
+			if (!vr->indirect || indirect ||
+			    (flags & VRING_DESC_F_NEXT) || len == 0 ||
+			    len % sizeof(struct vring_desc) ||
+			    len / sizeof(struct vring_desc) > vr->num)
+				return -EPROTO;
+			table = vdu_iova_ptr(map, le64toh(d.addr), len,
+					     VDU_PERM_READ);
+			if (!table)
+				return -EFAULT;
+			max = len / sizeof(struct vring_desc);
+			idx = 0;
+			count = 0;
+			indirect = true;
+			continue;
+		}
+		if (flags & VRING_DESC_F_WRITE)
+			writing = true;
+		else if (writing)
+			return -EPROTO; /* readable after writable */
+		n = vdu_iova_translate(map, le64toh(d.addr), le32toh(d.len),
+				       writing ? VDU_PERM_WRITE : VDU_PERM_READ,
+				       req->iov + niov, vr->iov_max - niov);
+		if (n < 0)
+			return n;
+		niov += n;
+		if (writing)
+			req->in_num += n;
+		else
+			req->out_num += n;
+		if (!(flags & VRING_DESC_F_NEXT))
+			return 0;
+		idx = le16toh(d.next);
+		if (idx >= max)
+			return -EPROTO;
+	}
+}
+
+int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
+		  struct vdu_req **out)
+{
+	uint16_t avail_idx, head;
+	struct vdu_req *req;
+	int r;
+
+	if (vdu_vring_map(vr, map) < 0)
+		return -EFAULT;
+	avail_idx = load_acquire16(&vr->avail->idx);
+	if (avail_idx == vr->last_avail)
+		return 0;
+	if ((uint16_t)(avail_idx - vr->last_avail) > vr->num)
+		return -EPROTO;
+	head = load16(&vr->avail->ring[vr->last_avail % vr->num]);
+	if (head >= vr->num)
+		return -EPROTO;
+	req = &vr->reqs[head];
+	if (req->inflight)
+		return -EPROTO; /* head reused while we own it */
+	r = walk_chain(vr, map, req, head);
+	if (r < 0)
+		return r;
+	vr->last_avail++;
+	req->inflight = true;
+	req->status = NULL;
+	req->used_len = 0;
+	vr->inflight++;
+	*out = req;
+	return 1;
+}
+
+void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req)
+{
+	struct vring_used_elem *e = &vr->used->ring[vr->used_idx % vr->num];
+
+	e->id = htole32(req->head);
+	e->len = htole32(req->used_len);
+	vr->used_idx++;
+	vr->pending_used++;
+}
+
+bool vdu_vring_publish(struct vdu_vring *vr)
+{
+	uint16_t old, new;
+
+	if (!vr->pending_used)
+		return false;
+	vr->pending_used = 0;
+	new = vr->used_idx;
+	store_release16(&vr->used->idx, new);
+	/* Order the idx store before reading the driver's suppression
+	 * state, or we may miss that it wants an interrupt. */
+	smp_mb();
+	if (!vr->event_idx)
+		return !(load16(&vr->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	old = vr->signalled_used;
+	vr->signalled_used = new;
+	if (!vr->signalled_valid) {
+		vr->signalled_valid = true;
+		return true;
+	}
+	return (uint16_t)(new - load16(used_event(vr)) - 1) < (uint16_t)(new - old);
+}
+
+void vdu_vring_disable_notify(struct vdu_vring *vr)
+{
+	/* With EVENT_IDX a stale avail_event already suppresses kicks. */
+	if (!vr->event_idx)
+		store16(&vr->used->flags, VRING_USED_F_NO_NOTIFY);
+}
+
+bool vdu_vring_enable_notify(struct vdu_vring *vr)
+{
+	if (vr->event_idx)
+		store16(avail_event(vr), vr->last_avail);
+	else
+		store16(&vr->used->flags, 0);
+	/* The driver checks our flag after publishing avail->idx; check its
+	 * idx after publishing our flag, so that one of us sees the other. */
+	smp_mb();
+	return load_acquire16(&vr->avail->idx) != vr->last_avail;
+}
