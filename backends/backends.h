@@ -6,6 +6,7 @@
 #include "libvduse.h"
 
 extern const struct vdu_backend vdu_backend_null;
+extern const struct vdu_backend vdu_backend_file;
 
 /* NULL-terminated list of every built-in backend. */
 extern const struct vdu_backend *const vdu_backends[];

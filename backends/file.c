@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * file backend: a regular file or a block device.
+ *
+ * Reads, writes and flushes go through Linux AIO (libaio): one io_context
+ * per queue whose completions arrive on an eventfd in the queue's event
+ * loop; iocbs point straight at the driver's buffers (no copy) and are
+ * submitted with one io_submit per batch (the library's unplug).  The
+ * operations with no AIO form (discard, write-zeroes, and fdatasync where
+ * IOCB_CMD_FDSYNC is missing) run on a per-queue helper thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libaio.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <event2/event.h>
+
+#include "backends.h"
+#include "worker.h"
+
+#define AIO_DEPTH 512            /* iocbs per queue; more wait for room */
+#define SUBMIT_CHUNK 128         /* iocbs per io_submit call */
+#define MAX_EVENTS 64            /* reaped per io_getevents call */
+#define ZERO_BUF_SIZE (1u << 20) /* last-resort write-zeroes chunk */
+
+struct file_dev {
+	int fd;
+	char path[4096];
+	uint64_t size;
+	uint32_t lbs, pbs, discard_gran;
+	bool read_only, direct, blkdev, discard;
+	/* learnt at run time, shared by queues (benign race: only ever
+	 * flips from true to false) */
+	bool zero_range_ok, aio_fdsync_ok;
+};
+
+struct file_q {
+	struct file_dev *d;
+	io_context_t ctx;
+	int efd;
+	struct event *ev;
+	struct file_io *pending, *pending_tail; /* not yet io_submit()ed */
+	struct vdu_worker *wk;
+};
+
+/* Per-request state, in the library's vdu_io.priv scratch area. */
+struct file_io {
+	struct iocb cb;
+	struct vdu_work work;
+	struct file_q *fq;
+	struct vdu_io *io;
+	struct file_io *next; /* in file_q.pending */
+	uint64_t done;        /* bytes transferred by earlier short I/Os */
+	struct iovec *rest;   /* remaining iovecs after a short I/O */
+	int restcnt;
+};
+
+/* ------------------------------------------------------------ open */
+
+static int parse_bool(const char *key, const char *v, bool *out)
+{
+	if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "true"))
+		*out = true;
+	else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "false"))
+		*out = false;
+	else {
+		vdu_log(VDU_LOG_ERR, "file: %s=%s: use 0 or 1", key, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint32_t sysfs_u32(dev_t rdev, const char *attr)
+{
+	char path[128], buf[32];
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s",
+		 major(rdev), minor(rdev), attr);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f))
+		v = strtoul(buf, NULL, 10);
+	fclose(f);
+	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static int open_fd(struct file_dev *d, bool create, bool want_direct)
+{
+	int flags = (d->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		    (create ? O_CREAT : 0);
+
+	d->direct = want_direct;
+	d->fd = open(d->path, flags | (want_direct ? O_DIRECT : 0), 0600);
+	if (d->fd < 0 && want_direct && errno == EINVAL) {
+		/* tmpfs and some FUSE filesystems refuse O_DIRECT. */
+		vdu_log(VDU_LOG_WARNING, "file: %s: O_DIRECT not supported here; "
+			"using the page cache (cache=writeback)", d->path);
+		d->direct = false;
+		d->fd = open(d->path, flags, 0600);
+	}
+	if (d->fd < 0 && !d->read_only && (errno == EACCES || errno == EROFS)) {
+		vdu_log(VDU_LOG_WARNING, "file: %s is not writable (%s); the "
+			"device will be read-only", d->path, strerror(errno));
+		d->read_only = true;
+		return open_fd(d, false, want_direct);
+	}
+	if (d->fd < 0) {
+		int r = -errno;
+		vdu_log(VDU_LOG_ERR, "file: cannot open %s: %s", d->path, strerror(errno));
+		return r;
+	}
+	return 0;
+}
+
+static int probe(struct file_dev *d, uint64_t want_size, bool create)
+{
+	struct stat st;
+
+	if (fstat(d->fd, &st) < 0)
+		return -errno;
+	if (S_ISBLK(st.st_mode)) {
+		int lbs = 512;
+		unsigned int pbs = 0;
+
+		d->blkdev = true;
+		if (ioctl(d->fd, BLKGETSIZE64, &d->size) < 0 ||
+		    ioctl(d->fd, BLKSSZGET, &lbs) < 0)
+			return -errno;
+		if (ioctl(d->fd, BLKPBSZGET, &pbs) < 0)
+			pbs = lbs;
+		d->lbs = lbs;
+		d->pbs = pbs;
+		d->discard = !d->read_only &&
+			     sysfs_u32(st.st_rdev, "discard_max_bytes") > 0;
+		d->discard_gran = sysfs_u32(st.st_rdev, "discard_granularity");
+		if (want_size && want_size != d->size) {
+			vdu_log(VDU_LOG_ERR, "file: %s is a block device of %" PRIu64
+				" bytes; drop size=", d->path, d->size);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		vdu_log(VDU_LOG_ERR, "file: %s is neither a regular file nor a "
+			"block device", d->path);
+		return -EINVAL;
+	}
+	d->size = st.st_size;
+	if (want_size && want_size != d->size) {
+		if (!create || want_size < d->size) {
+			vdu_log(VDU_LOG_ERR, "file: %s has %" PRIu64 " bytes, not %"
+				PRIu64 "; %s", d->path, d->size, want_size,
+				want_size < d->size ? "refusing to shrink it" :
+				"add create=1 to extend it");
+			return -EINVAL;
+		}
+		if (ftruncate(d->fd, want_size) < 0) {
+			int r = -errno;
+			vdu_log(VDU_LOG_ERR, "file: cannot extend %s: %s", d->path,
+				strerror(errno));
+			return r;
+		}
+		d->size = want_size;
+	}
+	if (d->size < 512) {
+		vdu_log(VDU_LOG_ERR, "file: %s is empty; give size=SIZE and "
+			"create=1 to create it", d->path);
+		return -EINVAL;
+	}
+	d->lbs = 512;
+	d->pbs = st.st_blksize >= 512 && st.st_blksize <= 65536 ? st.st_blksize : 512;
+	d->discard_gran = d->pbs;
+	/* Punching a hole past EOF changes nothing and tells whether the
+	 * filesystem can deallocate at all. */
+	d->discard = !d->read_only &&
+		     fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       (d->size + 65535) & ~65535ULL, 65536) == 0;
+	return 0;
+}
+
+static int file_open(const struct vdu_param *p, size_t n, void **handle)
+{
+	struct file_dev *d = calloc(1, sizeof(*d));
+	bool create = false, direct = true;
+	const char *path = NULL;
+	uint64_t size = 0;
+	int r = -EINVAL;
+
+	if (!d)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *k = p[i].key, *v = p[i].value;
+
+		if (!strcmp(k, "path"))
+			path = v;
+		else if (!strcmp(k, "size")) {
+			if (vdu_parse_size(v, &size) < 0 || size < 512) {
+				vdu_log(VDU_LOG_ERR, "file: invalid size '%s'", v);
+				goto fail;
+			}
+		} else if (!strcmp(k, "readonly")) {
+			if (parse_bool(k, v, &d->read_only) < 0)
+				goto fail;
+		} else if (!strcmp(k, "create")) {
+			if (parse_bool(k, v, &create) < 0)
+				goto fail;
+		} else if (!strcmp(k, "cache")) {
+			if (!strcmp(v, "none"))
+				direct = true;
+			else if (!strcmp(v, "writeback"))
+				direct = false;
+			else {
+				vdu_log(VDU_LOG_ERR, "file: cache=%s: use none or writeback", v);
+				goto fail;
+			}
+		} else {
+			vdu_log(VDU_LOG_ERR, "file: unknown parameter '%s'", k);
+			goto fail;
+		}
+	}
+	if (!path || !*path) {
+		vdu_log(VDU_LOG_ERR, "file: path is required");
+		goto fail;
+	}
+	if (snprintf(d->path, sizeof(d->path), "%s", path) >= (int)sizeof(d->path)) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	if (create && (d->read_only || !size)) {
+		vdu_log(VDU_LOG_ERR, "file: create=1 needs size= and a writable file");
+		goto fail;
+	}
+	r = open_fd(d, create, direct);
+	if (r < 0)
+		goto fail;
+	r = probe(d, size, create);
+	if (r < 0) {
+		close(d->fd);
+		goto fail;
+	}
+	d->zero_range_ok = !d->blkdev;
+	d->aio_fdsync_ok = true;
+	vdu_log(VDU_LOG_INFO, "file: %s: %" PRIu64 " bytes, %s, %s%s%s", d->path,
+		d->size, d->blkdev ? "block device" : "regular file",
+		d->direct ? "O_DIRECT" : "page cache",
+		d->read_only ? ", read-only" : "", d->discard ? ", discard" : "");
+	*handle = d;
+	return 0;
+fail:
+	free(d);
+	return r;
+}
+
+static void file_close(void *handle)
+{
+	struct file_dev *d = handle;
+
+	close(d->fd);
+	free(d);
+}
+
+static int file_get_info(void *handle, struct vdu_backend_info *info)
+{
+	struct file_dev *d = handle;
+
+	memset(info, 0, sizeof(*info));
+	info->size = d->size;
+	info->logical_block_size = d->lbs;
+	info->physical_block_size = d->pbs;
+	info->caps = VDU_CAP_FLUSH;
+	if (d->read_only)
+		info->caps |= VDU_CAP_READ_ONLY;
+	else
+		info->caps |= VDU_CAP_WRITE_ZEROES | (d->discard ? VDU_CAP_DISCARD : 0);
+	info->discard_granularity = d->discard_gran;
+	return 0;
+}
+
+/* --------------------------------------------------- blocking jobs */
+
+static int write_zero_buffers(struct file_dev *d, uint64_t off, uint64_t len)
+{
+	void *buf;
+	int r = 0;
+
+	if (posix_memalign(&buf, 4096, ZERO_BUF_SIZE))
+		return -ENOMEM;
+	memset(buf, 0, ZERO_BUF_SIZE);
+	while (len && r == 0) {
+		size_t chunk = len < ZERO_BUF_SIZE ? len : ZERO_BUF_SIZE;
+		ssize_t w = pwrite(d->fd, buf, chunk, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			r = w < 0 ? -errno : -EIO;
+		else {
+			off += w;
+			len -= w;
+		}
+	}
+	free(buf);
+	return r;
+}
+
+static int do_write_zeroes(struct file_dev *d, const struct vdu_io *io)
+{
+	const int keep = FALLOC_FL_KEEP_SIZE;
+
+	if (d->blkdev) {
+		uint64_t range[2] = { io->offset, io->len };
+		return ioctl(d->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+	}
+	if ((io->flags & VDU_IO_F_UNMAP) && d->discard &&
+	    fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | keep, io->offset, io->len) == 0)
+		return 0;
+	if (d->zero_range_ok) {
+		if (fallocate(d->fd, FALLOC_FL_ZERO_RANGE | keep, io->offset, io->len) == 0)
+			return 0;
+		if (errno != EOPNOTSUPP)
+			return -errno;
+		d->zero_range_ok = false;
+	}
+	/* No ZERO_RANGE (tmpfs...): a hole reads as zeroes; re-allocate it
+	 * so that the caller, who did not allow unmapping, keeps the space. */
+	if (d->discard &&
+	    fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | keep, io->offset, io->len) == 0) {
+		fallocate(d->fd, keep, io->offset, io->len);
+		return 0;
+	}
+	return write_zero_buffers(d, io->offset, io->len);
+}
+
+static int run_blocking(struct vdu_work *w)
+{
+	struct file_io *fio = (struct file_io *)((char *)w - offsetof(struct file_io, work));
+	struct file_dev *d = fio->fq->d;
+	struct vdu_io *io = fio->io;
+
+	switch (io->op) {
+	case VDU_IO_FLUSH:
+		return fdatasync(d->fd) < 0 ? -errno : 0;
+	case VDU_IO_DISCARD:
+		if (d->blkdev) {
+			uint64_t range[2] = { io->offset, io->len };
+			return ioctl(d->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+		}
+		return fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 io->offset, io->len) < 0 ? -errno : 0;
+	case VDU_IO_WRITE_ZEROES:
+		return do_write_zeroes(d, io);
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static void blocking_done(struct vdu_work *w)
+{
+	struct file_io *fio = (struct file_io *)((char *)w - offsetof(struct file_io, work));
+
+	vdu_io_complete(fio->io, w->result);
+}
+
+static void queue_blocking(struct file_io *fio)
+{
+	fio->work.fn = run_blocking;
+	fio->work.done = blocking_done;
+	vdu_worker_queue(fio->fq->wk, &fio->work);
+}
+
+/* ------------------------------------------------------------- AIO */
+
+static void finish(struct file_io *fio, int result)
+{
+	free(fio->rest);
+	fio->rest = NULL;
+	vdu_io_complete(fio->io, result);
+}
+
+/* Submit what is pending; on EAGAIN (context full) the rest waits for
+ * the next completion. */
+static void flush_batch(struct file_q *fq)
+{
+	while (fq->pending) {
+		struct iocb *cbs[SUBMIT_CHUNK];
+		struct file_io *fio = fq->pending;
+		int n = 0, r;
+
+		for (; fio && n < SUBMIT_CHUNK; fio = fio->next)
+			cbs[n++] = &fio->cb;
+		r = io_submit(fq->ctx, n, cbs);
+		if (r == -EAGAIN || r == -EINTR || r == 0)
+			return;
+		if (r < 0) {
+			/* The first iocb was refused; answer it, go on. */
+			fio = fq->pending;
+			fq->pending = fio->next;
+			if (fio->io->op == VDU_IO_FLUSH && r == -EINVAL) {
+				vdu_log(VDU_LOG_INFO, "file: no IOCB_CMD_FDSYNC "
+					"here; flushing on a helper thread");
+				fq->d->aio_fdsync_ok = false;
+				queue_blocking(fio);
+			} else
+				finish(fio, r);
+			continue;
+		}
+		while (r--)
+			fq->pending = fq->pending->next;
+	}
+}
+
+static void add_to_batch(struct file_q *fq, struct file_io *fio)
+{
+	io_set_eventfd(&fio->cb, fq->efd);
+	fio->cb.data = fio;
+	fio->next = NULL;
+	if (fq->pending)
+		fq->pending_tail->next = fio;
+	else
+		fq->pending = fio;
+	fq->pending_tail = fio;
+}
+
+static void prep_rw(struct file_io *fio)
+{
+	struct vdu_io *io = fio->io;
+	const struct iovec *iov = fio->rest ? fio->rest : io->iov;
+	int cnt = fio->rest ? fio->restcnt : io->iovcnt;
+	int fd = fio->fq->d->fd;
+
+	if (io->op == VDU_IO_READ)
+		io_prep_preadv(&fio->cb, fd, iov, cnt, io->offset + fio->done);
+	else
+		io_prep_pwritev(&fio->cb, fd, iov, cnt, io->offset + fio->done);
+}
+
+/* A short read or write: resubmit what is left. */
+static int resubmit_rest(struct file_io *fio)
+{
+	struct vdu_io *io = fio->io;
+	uint64_t skip = fio->done;
+	int n = 0;
+
+	free(fio->rest);
+	fio->rest = calloc(io->iovcnt, sizeof(struct iovec));
+	if (!fio->rest)
+		return -ENOMEM;
+	for (int i = 0; i < io->iovcnt; i++) {
+		if (skip >= io->iov[i].iov_len) {
+			skip -= io->iov[i].iov_len;
+			continue;
+		}
+		fio->rest[n].iov_base = (char *)io->iov[i].iov_base + skip;
+		fio->rest[n].iov_len = io->iov[i].iov_len - skip;
+		skip = 0;
+		n++;
+	}
+	fio->restcnt = n;
+	prep_rw(fio);
+	add_to_batch(fio->fq, fio);
+	return 0;
+}
+
+static void aio_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct file_q *fq = arg;
+	struct io_event ev[MAX_EVENTS];
+	struct timespec zero = { 0, 0 };
+	uint64_t cnt;
+	int n;
+
+	if (read(fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
+	do {
+		n = io_getevents(fq->ctx, 0, MAX_EVENTS, ev, &zero);
+		for (int i = 0; i < n; i++) {
+			struct file_io *fio = ev[i].data;
+			long res = (long)ev[i].res;
+			struct vdu_io *io = fio->io;
+
+			if (res < 0) {
+				if (res == -EINVAL && fq->d->direct)
+					vdu_log(VDU_LOG_ERR, "file: %s: O_DIRECT refused a "
+						"misaligned request at %" PRIu64,
+						fq->d->path, io->offset);
+				finish(fio, (int)res);
+				continue;
+			}
+			if (io->op == VDU_IO_FLUSH) {
+				finish(fio, 0);
+				continue;
+			}
+			fio->done += res;
+			if (fio->done >= io->len)
+				finish(fio, 0);
+			else if (res == 0)
+				finish(fio, -EIO); /* the file shrank under us */
+			else {
+				int r = resubmit_rest(fio);
+				if (r < 0)
+					finish(fio, r);
+			}
+		}
+	} while (n == MAX_EVENTS);
+	flush_batch(fq);
+}
+
+/* ------------------------------------------------------ queue & I/O */
+
+static int file_queue_open(void *handle, unsigned qidx, struct event_base *base,
+			   void **qctx)
+{
+	struct file_q *fq = calloc(1, sizeof(*fq));
+	int r;
+
+	if (!fq)
+		return -ENOMEM;
+	fq->d = handle;
+	fq->efd = -1;
+	r = io_setup(AIO_DEPTH, &fq->ctx);
+	if (r < 0) {
+		vdu_log(VDU_LOG_ERR, "file: io_setup: %s (raise fs.aio-max-nr?)",
+			strerror(-r));
+		free(fq);
+		return r;
+	}
+	fq->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fq->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	fq->ev = event_new(base, fq->efd, EV_READ | EV_PERSIST, aio_cb, fq);
+	if (!fq->ev || event_add(fq->ev, NULL) < 0) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = vdu_worker_new(base, &fq->wk);
+	if (r < 0)
+		goto fail;
+	*qctx = fq;
+	return 0;
+fail:
+	if (fq->ev)
+		event_free(fq->ev);
+	if (fq->efd >= 0)
+		close(fq->efd);
+	io_destroy(fq->ctx);
+	free(fq);
+	return r;
+}
+
+static void file_queue_close(void *qctx)
+{
+	struct file_q *fq = qctx;
+
+	vdu_worker_free(fq->wk);
+	io_destroy(fq->ctx); /* waits for outstanding iocbs */
+	event_free(fq->ev);
+	close(fq->efd);
+	free(fq);
+}
+
+static void file_submit(void *qctx, struct vdu_io *io)
+{
+	struct file_q *fq = qctx;
+	struct file_io *fio = io->priv;
+
+	fio->fq = fq;
+	fio->io = io;
+	fio->done = 0;
+	fio->rest = NULL;
+	switch (io->op) {
+	case VDU_IO_READ:
+	case VDU_IO_WRITE:
+		prep_rw(fio);
+		add_to_batch(fq, fio);
+		return;
+	case VDU_IO_FLUSH:
+		if (fq->d->aio_fdsync_ok) {
+			io_prep_fdsync(&fio->cb, fq->d->fd);
+			add_to_batch(fq, fio);
+		} else
+			queue_blocking(fio);
+		return;
+	case VDU_IO_DISCARD:
+	case VDU_IO_WRITE_ZEROES:
+		queue_blocking(fio);
+		return;
+	}
+	vdu_io_complete(io, -EOPNOTSUPP);
+}
+
+static void file_unplug(void *qctx)
+{
+	flush_batch(qctx);
+}
+
+const struct vdu_backend vdu_backend_file = {
+	.struct_size = sizeof(struct vdu_backend),
+	.api_version = VDU_BACKEND_API_VERSION,
+	.name = "file",
+	.description = "a regular file or block device, through Linux AIO",
+	.usage = "path=FILE (required), readonly=0|1, cache=none|writeback, "
+		 "size=SIZE, create=0|1",
+	.io_priv_size = sizeof(struct file_io),
+	.open = file_open,
+	.close = file_close,
+	.get_info = file_get_info,
+	.queue_open = file_queue_open,
+	.queue_close = file_queue_close,
+	.submit = file_submit,
+	.unplug = file_unplug,
+};
