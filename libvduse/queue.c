@@ -158,6 +158,8 @@ void vdu_queue_disable(struct vdu_queue *q)
 	/* Requests still with the backend finish into the detached vring,
 	 * which frees itself with the last one. */
 	vr->q = NULL;
+	/* Those finish without their queue: count them as retired only. */
+	q->st.inflight -= vr->inflight;
 	if (vr->inflight)
 		dev->retired_inflight += vr->inflight;
 	else
@@ -179,13 +181,16 @@ void vdu_queue_process(struct vdu_queue *q)
 			q->st.inflight++;
 			vdu_blk_handle(q, req);
 			if (q->broken || q->vr != vr)
-				return;
+				goto unplug;
 		}
 		if (r < 0) {
 			queue_break(q, r);
-			return;
+			goto unplug;
 		}
 	} while (vdu_vring_enable_notify(vr));
+unplug:
+	/* Even when the ring broke mid-batch: what was submitted must
+	 * start, or a batching backend would hold it forever. */
 	if (dev->be->unplug && q->backend_qctx)
 		dev->be->unplug(q->backend_qctx);
 	queue_publish(q);

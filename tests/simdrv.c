@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Simulated virtio-blk driver + VDUSE kernel side; see simdrv.h. */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <event2/event.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+
+#include "simdrv.h"
+
+/* ------------------------------------------------------------ transport */
+
+static struct sim *sim_of(struct vdu_dev *dev)
+{
+	return dev->tp_opaque;
+}
+
+static int tp_get_features(struct vdu_dev *dev, uint64_t *features)
+{
+	*features = sim_of(dev)->features;
+	return 0;
+}
+
+static int tp_get_vq_info(struct vdu_dev *dev, struct vduse_vq_info *info)
+{
+	struct sim *s = sim_of(dev);
+	struct sim_vq *vq;
+
+	if (info->index >= SIM_MAX_VQ)
+		return -EINVAL;
+	vq = &s->vq[info->index];
+	info->num = vq->num;
+	info->desc_addr = vq->desc_iova;
+	info->driver_addr = vq->avail_iova;
+	info->device_addr = vq->used_iova;
+	info->split.avail_index = vq->start_idx;
+	info->ready = vq->ready;
+	return 0;
+}
+
+static int tp_set_vq_kickfd(struct vdu_dev *dev, unsigned idx, int fd)
+{
+	struct sim *s = sim_of(dev);
+
+	if (idx >= SIM_MAX_VQ)
+		return -EINVAL;
+	s->vq[idx].kickfd = fd;
+	return 0;
+}
+
+static int tp_inject_irq(struct vdu_dev *dev, unsigned idx)
+{
+	struct sim *s = sim_of(dev);
+
+	if (idx >= SIM_MAX_VQ)
+		return -EINVAL;
+	s->vq[idx].irqs++;
+	return 0;
+}
+
+/* iova_fault's opaque is the device (vdu_dev_start passes dev). */
+static int tp_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
+{
+	struct sim *s = sim_of(opaque);
+	struct sim_region *r;
+
+	s->faults++;
+	r = sim_region_of(s, iova);
+	if (!r) {
+		s->fault_misses++;
+		return -EFAULT;
+	}
+	r->faults++;
+	memset(out, 0, sizeof(*out));
+	out->start = r->iova;
+	out->last = r->iova + r->len - 1;
+	out->host = r->host;
+	out->perm = r->perm;
+	return 0;
+}
+
+static const struct vdu_transport sim_transport = {
+	.get_features = tp_get_features,
+	.get_vq_info = tp_get_vq_info,
+	.set_vq_kickfd = tp_set_vq_kickfd,
+	.inject_irq = tp_inject_irq,
+	.iova_fault = tp_iova_fault,
+};
+
+/* --------------------------------------------------------------- memory */
+
+struct sim *sim_new(struct event_base *base)
+{
+	struct sim *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->base = base;
+	for (unsigned i = 0; i < SIM_MAX_VQ; i++)
+		s->vq[i].kickfd = -1;
+	return s;
+}
+
+static void vq_free_book(struct sim_vq *vq)
+{
+	free(vq->free_stack);
+	free(vq->chain_next);
+	free(vq->chain_len);
+	vq->free_stack = vq->chain_next = vq->chain_len = NULL;
+}
+
+void sim_free(struct sim *s)
+{
+	if (!s)
+		return;
+	for (unsigned i = 0; i < s->nreg; i++)
+		free(s->reg[i].host);
+	for (unsigned i = 0; i < SIM_MAX_VQ; i++)
+		vq_free_book(&s->vq[i]);
+	free(s);
+}
+
+uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
+			uint8_t perm)
+{
+	struct sim_region *r;
+
+	if (s->nreg == SIM_MAX_REGIONS || !len)
+		return NULL;
+	r = &s->reg[s->nreg];
+	/* Exactly len bytes, so ASan flags any access past the region. */
+	r->host = calloc(1, len);
+	if (!r->host)
+		return NULL;
+	r->iova = iova;
+	r->len = len;
+	r->perm = perm;
+	r->faults = 0;
+	s->nreg++;
+	return r->host;
+}
+
+int sim_default_layout(struct sim *s)
+{
+	const uint8_t rw = VDU_PERM_READ | VDU_PERM_WRITE;
+
+	if (!sim_add_region(s, SIM_RING_IOVA, SIM_RING_SIZE, rw))
+		return -ENOMEM;
+	for (unsigned i = 0; i < SIM_DATA_NREG; i++)
+		if (!sim_add_region(s, SIM_DATA_IOVA + i * SIM_DATA_REGSZ,
+				    SIM_DATA_REGSZ, rw))
+			return -ENOMEM;
+	if (!sim_add_region(s, SIM_RO_IOVA, SIM_RO_SIZE, VDU_PERM_READ))
+		return -ENOMEM;
+	s->alloc_start = s->alloc_cur = SIM_DATA_IOVA;
+	s->alloc_end = SIM_DATA_IOVA + SIM_DATA_NREG * SIM_DATA_REGSZ;
+	return 0;
+}
+
+int sim_attach(struct sim *s, struct vdu_dev *dev)
+{
+	s->dev = dev;
+	vdu_dev_set_transport(dev, &sim_transport, s);
+	return vdu_dev_start(dev);
+}
+
+struct sim_region *sim_region_of(struct sim *s, uint64_t iova)
+{
+	for (unsigned i = 0; i < s->nreg; i++)
+		if (iova >= s->reg[i].iova &&
+		    iova - s->reg[i].iova < s->reg[i].len)
+			return &s->reg[i];
+	return NULL;
+}
+
+void *sim_host(struct sim *s, uint64_t iova, uint64_t len)
+{
+	struct sim_region *r = sim_region_of(s, iova);
+
+	if (!r || len > r->len - (iova - r->iova))
+		return NULL;
+	return r->host + (iova - r->iova);
+}
+
+static int sim_copy(struct sim *s, uint64_t iova, void *buf, uint64_t len,
+		    bool to_guest)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		struct sim_region *r = sim_region_of(s, iova);
+		uint64_t off, n;
+
+		if (!r)
+			return -EFAULT;
+		off = iova - r->iova;
+		n = r->len - off < len ? r->len - off : len;
+		if (to_guest)
+			memcpy(r->host + off, p, n);
+		else
+			memcpy(p, r->host + off, n);
+		p += n;
+		iova += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int sim_write(struct sim *s, uint64_t iova, const void *buf, uint64_t len)
+{
+	return sim_copy(s, iova, (void *)buf, len, true);
+}
+
+int sim_read(struct sim *s, uint64_t iova, void *buf, uint64_t len)
+{
+	return sim_copy(s, iova, buf, len, false);
+}
+
+uint64_t sim_alloc(struct sim *s, uint64_t len)
+{
+	uint64_t a;
+
+	len = (len + 15) & ~15ULL;
+	if (!len)
+		len = 16;
+	if (s->alloc_cur + len > s->alloc_end)
+		s->alloc_cur = s->alloc_start;
+	a = s->alloc_cur;
+	s->alloc_cur += len;
+	return a;
+}
+
+uint64_t sim_alloc_cross(struct sim *s, uint64_t len, uint64_t before)
+{
+	uint64_t rel = s->alloc_cur - SIM_DATA_IOVA;
+	uint64_t boundary = SIM_DATA_IOVA +
+			    (rel / SIM_DATA_REGSZ + 1) * SIM_DATA_REGSZ;
+	uint64_t a;
+
+	if (before > len)
+		before = len;
+	if (boundary - before < s->alloc_cur)
+		boundary += SIM_DATA_REGSZ;
+	if (boundary + (len - before) > s->alloc_end) {
+		s->alloc_cur = s->alloc_start;
+		boundary = SIM_DATA_IOVA + SIM_DATA_REGSZ;
+	}
+	a = boundary - before;
+	s->alloc_cur = (a + len + 15) & ~15ULL;
+	return a;
+}
+
+unsigned sim_regions_spanned(struct sim *s, uint64_t iova, uint64_t len)
+{
+	unsigned n = 0;
+
+	while (len) {
+		struct sim_region *r = sim_region_of(s, iova);
+		uint64_t off, c;
+
+		if (!r)
+			return n;
+		off = iova - r->iova;
+		c = r->len - off < len ? r->len - off : len;
+		n++;
+		iova += c;
+		len -= c;
+	}
+	return n;
+}
+
+/* --------------------------------------------------------- control path */
+
+static int sim_msg(struct sim *s, struct vduse_dev_request *req,
+		   struct vduse_dev_response *resp)
+{
+	req->request_id = ++s->request_id;
+	vdu_dev_handle_request(s->dev, req, resp);
+	if (resp->request_id != req->request_id)
+		return -1;
+	return (int)resp->result;
+}
+
+int sim_set_status(struct sim *s, uint8_t status)
+{
+	struct vduse_dev_request req = { .type = VDUSE_SET_STATUS };
+	struct vduse_dev_response resp;
+
+	req.s.status = status;
+	return sim_msg(s, &req, &resp);
+}
+
+int sim_get_vq_state(struct sim *s, unsigned q, uint16_t *avail_index)
+{
+	struct vduse_dev_request req = { .type = VDUSE_GET_VQ_STATE };
+	struct vduse_dev_response resp;
+	int r;
+
+	req.vq_state.index = q;
+	r = sim_msg(s, &req, &resp);
+	if (r == VDUSE_REQ_RESULT_OK && avail_index)
+		*avail_index = resp.vq_state.split.avail_index;
+	return r;
+}
+
+int sim_update_iotlb(struct sim *s, uint64_t start, uint64_t last)
+{
+	struct vduse_dev_request req = { .type = VDUSE_UPDATE_IOTLB };
+	struct vduse_dev_response resp;
+
+	req.iova.start = start;
+	req.iova.last = last;
+	return sim_msg(s, &req, &resp);
+}
+
+int sim_setup_vq(struct sim *s, unsigned q, unsigned num, uint16_t start_idx)
+{
+	struct sim_vq *vq;
+	uint64_t base = SIM_RING_IOVA + q * SIM_RING_STRIDE;
+	uint64_t avail_len = 6 + 2ULL * num, used_len = 6 + 8ULL * num;
+
+	if (q >= SIM_MAX_VQ || !num || num > 32768 || (num & (num - 1)))
+		return -EINVAL;
+	vq = &s->vq[q];
+	vq_free_book(vq);
+	vq->num = num;
+	vq->desc_iova = base;
+	vq->avail_iova = base + 16ULL * num;
+	vq->used_iova = (vq->avail_iova + avail_len + 3) & ~3ULL;
+	vq->desc = sim_host(s, vq->desc_iova, 16ULL * num);
+	vq->avail = sim_host(s, vq->avail_iova, avail_len);
+	vq->used = sim_host(s, vq->used_iova, used_len);
+	if (!vq->desc || !vq->avail || !vq->used)
+		return -ENOSPC;
+	memset(vq->desc, 0, 16ULL * num);
+	memset(vq->avail, 0, avail_len);
+	memset(vq->used, 0, used_len);
+	vq->start_idx = vq->avail_shadow = vq->last_used = start_idx;
+	vq->avail->idx = htole16(start_idx);
+	vq->used->idx = htole16(start_idx);
+	vq->irqs = vq->kicks = 0;
+	vq->ready = true;
+	vq->free_stack = calloc(num, sizeof(uint16_t));
+	vq->chain_next = calloc(num, sizeof(uint16_t));
+	vq->chain_len = calloc(num, sizeof(uint16_t));
+	if (!vq->free_stack || !vq->chain_next || !vq->chain_len)
+		return -ENOMEM;
+	vq->nfree = num;
+	for (unsigned i = 0; i < num; i++)
+		vq->free_stack[i] = num - 1 - i; /* pop gives 0, 1, 2... */
+	if (q >= s->nvq)
+		s->nvq = q + 1;
+	return 0;
+}
+
+int sim_negotiate(struct sim *s, uint64_t features)
+{
+	int r;
+
+	r = sim_set_status(s, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	if (r == VDUSE_REQ_RESULT_OK)
+		r = sim_set_status(s, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+				      VIRTIO_CONFIG_S_DRIVER);
+	if (r != VDUSE_REQ_RESULT_OK)
+		return r;
+	s->features = features;
+	return sim_set_status(s, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+				 VIRTIO_CONFIG_S_DRIVER |
+				 VIRTIO_CONFIG_S_FEATURES_OK);
+}
+
+int sim_reset(struct sim *s)
+{
+	return sim_set_status(s, 0);
+}
+
+int sim_init(struct sim *s, uint64_t features, unsigned nq, unsigned num,
+	     uint16_t start_idx)
+{
+	int r = sim_reset(s);
+
+	if (r != VDUSE_REQ_RESULT_OK)
+		return r;
+	r = sim_negotiate(s, features);
+	if (r != VDUSE_REQ_RESULT_OK)
+		return r;
+	for (unsigned i = 0; i < SIM_MAX_VQ; i++)
+		s->vq[i].ready = false;
+	for (unsigned i = 0; i < nq; i++)
+		if (sim_setup_vq(s, i, num, start_idx) < 0)
+			return -1;
+	return sim_set_status(s, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+				 VIRTIO_CONFIG_S_DRIVER |
+				 VIRTIO_CONFIG_S_FEATURES_OK |
+				 VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+/* ------------------------------------------------------------ data path */
+
+static void publish_avail(struct sim_vq *vq, uint16_t head)
+{
+	vq->avail->ring[vq->avail_shadow % vq->num] = htole16(head);
+	vq->avail_shadow++;
+	__atomic_store_n(&vq->avail->idx, htole16(vq->avail_shadow),
+			 __ATOMIC_RELEASE);
+}
+
+int sim_post(struct sim *s, unsigned q, const struct sim_desc *d, int n,
+	     bool indirect)
+{
+	struct sim_vq *vq = &s->vq[q];
+	uint16_t idx[SIM_MAX_SEG + 8];
+	int nring = indirect ? 1 : n;
+
+	if (n < 1 || n > (int)VDU_ARRAY_SIZE(idx) || (unsigned)nring > vq->nfree)
+		return -1;
+	for (int i = 0; i < nring; i++)
+		idx[i] = vq->free_stack[--vq->nfree];
+	if (indirect) {
+		uint64_t t = sim_alloc(s, 16ULL * n);
+		struct vring_desc tab[SIM_MAX_SEG + 8];
+
+		for (int i = 0; i < n; i++) {
+			tab[i].addr = htole64(d[i].addr);
+			tab[i].len = htole32(d[i].len);
+			tab[i].flags = htole16((d[i].flags & VRING_DESC_F_WRITE) |
+					       (i + 1 < n ? VRING_DESC_F_NEXT : 0));
+			tab[i].next = htole16(i + 1 < n ? i + 1 : 0);
+		}
+		sim_write(s, t, tab, 16ULL * n);
+		vq->desc[idx[0]].addr = htole64(t);
+		vq->desc[idx[0]].len = htole32(16 * n);
+		vq->desc[idx[0]].flags = htole16(VRING_DESC_F_INDIRECT);
+		vq->desc[idx[0]].next = 0;
+	} else {
+		for (int i = 0; i < n; i++) {
+			struct vring_desc *e = &vq->desc[idx[i]];
+
+			e->addr = htole64(d[i].addr);
+			e->len = htole32(d[i].len);
+			e->flags = htole16((d[i].flags & VRING_DESC_F_WRITE) |
+					   (i + 1 < n ? VRING_DESC_F_NEXT : 0));
+			e->next = htole16(i + 1 < n ? idx[i + 1] : 0);
+		}
+	}
+	for (int i = 0; i < nring; i++)
+		vq->chain_next[idx[i]] = i + 1 < nring ? idx[i + 1] : 0;
+	vq->chain_len[idx[0]] = nring;
+	publish_avail(vq, idx[0]);
+	return idx[0];
+}
+
+void sim_post_head(struct sim *s, unsigned q, uint16_t head)
+{
+	publish_avail(&s->vq[q], head);
+}
+
+void sim_set_avail_idx(struct sim *s, unsigned q, uint16_t idx)
+{
+	struct sim_vq *vq = &s->vq[q];
+
+	vq->avail_shadow = idx;
+	__atomic_store_n(&vq->avail->idx, htole16(idx), __ATOMIC_RELEASE);
+}
+
+void sim_set_used_event(struct sim *s, unsigned q, uint16_t v)
+{
+	struct sim_vq *vq = &s->vq[q];
+
+	vq->avail->ring[vq->num] = htole16(v);
+}
+
+uint16_t sim_avail_event(struct sim *s, unsigned q)
+{
+	struct sim_vq *vq = &s->vq[q];
+	uint16_t v;
+
+	memcpy(&v, &vq->used->ring[vq->num], sizeof(v));
+	return le16toh(v);
+}
+
+void sim_set_avail_flags(struct sim *s, unsigned q, uint16_t flags)
+{
+	s->vq[q].avail->flags = htole16(flags);
+}
+
+uint16_t sim_used_flags(struct sim *s, unsigned q)
+{
+	return le16toh(s->vq[q].used->flags);
+}
+
+uint16_t sim_used_idx(struct sim *s, unsigned q)
+{
+	return le16toh(__atomic_load_n(&s->vq[q].used->idx, __ATOMIC_ACQUIRE));
+}
+
+void sim_run(struct sim *s)
+{
+	for (int i = 0; i < 64; i++) {
+		event_base_loop(s->base, EVLOOP_NONBLOCK);
+		if (i >= 1 && event_base_get_num_events(
+				      s->base, EVENT_BASE_COUNT_ACTIVE) == 0)
+			break;
+	}
+}
+
+void sim_kick(struct sim *s, unsigned q)
+{
+	struct sim_vq *vq = &s->vq[q];
+
+	if (vq->kickfd >= 0) {
+		eventfd_write(vq->kickfd, 1);
+		vq->kicks++;
+	}
+	sim_run(s);
+}
+
+int sim_get_used(struct sim *s, unsigned q, uint32_t *id, uint32_t *len)
+{
+	struct sim_vq *vq = &s->vq[q];
+	struct vring_used_elem *e;
+	uint32_t head;
+
+	if (sim_used_idx(s, q) == vq->last_used)
+		return 0;
+	e = &vq->used->ring[vq->last_used % vq->num];
+	head = le32toh(e->id);
+	if (id)
+		*id = head;
+	if (len)
+		*len = le32toh(e->len);
+	vq->last_used++;
+	/* Like Linux with callbacks enabled: interrupt me for the next one. */
+	if (s->features & (1ULL << VIRTIO_RING_F_EVENT_IDX))
+		vq->avail->ring[vq->num] = htole16(vq->last_used);
+	if (head >= vq->num || !vq->chain_len[head]) {
+		s->bad_used++;
+		return 1;
+	}
+	for (unsigned i = 0, d = head, n = vq->chain_len[head]; i < n; i++) {
+		vq->free_stack[vq->nfree++] = d;
+		d = vq->chain_next[d];
+	}
+	vq->chain_len[head] = 0;
+	return 1;
+}
+
+/* ----------------------------------------------------- virtio-blk layer */
+
+int sim_blk_post(struct sim *s, unsigned q, struct sim_blk *b)
+{
+	struct sim_desc d[SIM_MAX_SEG + 4];
+	struct virtio_blk_outhdr hdr;
+	uint32_t hdr_len = b->hdr_len ? b->hdr_len : sizeof(hdr);
+	uint8_t st = 0xff;
+	int n = 0;
+
+	if (b->nseg < 0 || b->nseg > SIM_MAX_SEG)
+		return -1;
+	hdr.type = htole32(b->type);
+	hdr.ioprio = htole32(b->ioprio);
+	hdr.sector = htole64(b->sector);
+	b->hdr_iova = sim_alloc(s, sizeof(hdr));
+	sim_write(s, b->hdr_iova, &hdr, sizeof(hdr));
+	if (hdr_len > sizeof(hdr))
+		hdr_len = sizeof(hdr);
+	if ((b->flags & SIM_BLK_SPLIT_HDR) && hdr_len > 8) {
+		d[n++] = (struct sim_desc){ b->hdr_iova, 8, 0 };
+		d[n++] = (struct sim_desc){ b->hdr_iova + 8, hdr_len - 8, 0 };
+	} else {
+		d[n++] = (struct sim_desc){ b->hdr_iova, hdr_len, 0 };
+	}
+	for (int i = 0; i < b->nseg; i++) {
+		d[n] = b->seg[i];
+		d[n++].flags = b->flags & SIM_BLK_DATA_IN ? VRING_DESC_F_WRITE : 0;
+	}
+	b->status_iova = 0;
+	if (!(b->flags & SIM_BLK_NO_STATUS)) {
+		b->status_iova = sim_alloc(s, 1);
+		sim_write(s, b->status_iova, &st, 1);
+		d[n++] = (struct sim_desc){ b->status_iova, 1, VRING_DESC_F_WRITE };
+	}
+	b->head = sim_post(s, q, d, n, b->flags & SIM_BLK_INDIRECT);
+	return b->head;
+}
+
+uint8_t sim_blk_status(struct sim *s, const struct sim_blk *b)
+{
+	uint8_t st = 0xee;
+
+	if (b->status_iova)
+		sim_read(s, b->status_iova, &st, 1);
+	return st;
+}

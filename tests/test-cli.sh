@@ -1,0 +1,225 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Command line checks for vdusectl that need no kernel support: bad input
+# must give exit code 2 and exactly one line on stderr, starting with
+# "vdusectl: " and naming the fix; missing devices give exit code 3.
+# Prints TAP; exits 0 (all passed), 1 (a check failed) or 99 (no binary).
+
+VDUSECTL=${VDUSECTL:-./vdusectl/vdusectl}
+if [ ! -x "$VDUSECTL" ]; then
+	echo "Bail out! $VDUSECTL not built" >&2
+	exit 99
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vdusectl-test.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT INT TERM
+state="$tmp/state"
+mkdir -m 0700 "$state"
+# Never touch the real /run/vduse.
+VDUSE_STATE_DIR=$state
+export VDUSE_STATE_DIR
+
+n=0
+failed=0
+
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $1"
+}
+
+not_ok() {
+	n=$((n + 1))
+	failed=$((failed + 1))
+	echo "not ok $n - $1"
+	shift
+	for line in "$@"; do
+		echo "# $line"
+	done
+	echo "# stderr:"
+	sed 's/^/#   /' "$tmp/err"
+}
+
+# expect CODE 'TEXT' ARGS... : exit code CODE; when TEXT is non-empty,
+# stderr is one line starting with "vdusectl: " and containing TEXT.
+expect() {
+	code=$1
+	text=$2
+	shift 2
+	desc="vdusectl $* -> $code"
+	"$VDUSECTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	rc=$?
+	if [ "$rc" -ne "$code" ]; then
+		not_ok "$desc" "exit code $rc, expected $code"
+		return
+	fi
+	if [ -n "$text" ]; then
+		lines=$(wc -l <"$tmp/err")
+		if [ "$lines" -ne 1 ]; then
+			not_ok "$desc" "stderr has $lines lines, expected 1"
+			return
+		fi
+		if ! grep -q '^vdusectl: ' "$tmp/err"; then
+			not_ok "$desc" "stderr does not start with 'vdusectl: '"
+			return
+		fi
+		if ! grep -qF -- "$text" "$tmp/err"; then
+			not_ok "$desc" "stderr lacks: $text"
+			return
+		fi
+	fi
+	ok "$desc"
+}
+
+# expect_out CODE 'TEXT' ARGS... : exit code CODE and TEXT on stdout.
+expect_out() {
+	code=$1
+	text=$2
+	shift 2
+	desc="vdusectl $* -> $code, stdout has '$text'"
+	"$VDUSECTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	rc=$?
+	if [ "$rc" -ne "$code" ]; then
+		not_ok "$desc" "exit code $rc, expected $code"
+	elif ! grep -qF -- "$text" "$tmp/out"; then
+		not_ok "$desc" "stdout lacks: $text"
+	else
+		ok "$desc"
+	fi
+}
+
+# json_ok: the last stdout is valid JSON (when python3 is around).
+json_ok() {
+	if ! command -v python3 >/dev/null 2>&1; then
+		ok "$1 # SKIP no python3"
+	elif python3 -c 'import json,sys; json.load(sys.stdin)' <"$tmp/out" 2>"$tmp/err"; then
+		ok "$1"
+	else
+		not_ok "$1" "invalid JSON:" "$(cat "$tmp/out")"
+	fi
+}
+
+long=$(printf '%0300d' 0)
+
+# --- global
+expect_out 0 "vdusectl" --version
+expect_out 0 "Exit status" --help
+expect 2 "missing command"
+expect 2 "unknown command 'frobnicate'" frobnicate
+expect 2 "unknown option '--bogus'" --bogus
+for cmd in create attach detach destroy list show stats mgmtdev; do
+	expect_out 0 "Usage: vdusectl $cmd" $cmd --help
+done
+
+# --- create: names
+expect 2 "missing device NAME" create --backend null --size 1M
+expect 2 "invalid device name 'a/b'" create a/b --backend null --size 1M
+expect 2 "invalid device name 'a b'" create 'a b' --backend null --size 1M
+expect 2 "must not start with '.'" create .hidden --backend null --size 1M
+expect 2 "use at most 255" create "$long" --backend null --size 1M
+expect 2 "'control' is reserved" create control --backend null --size 1M
+expect 2 "too long for the control socket" create \
+	"$(printf '%0100d' 0)" --backend null --size 1M
+expect 2 "unexpected argument 'extra'" create d0 extra --backend null --size 1M
+
+# --- create: backend and its arguments
+expect 2 "create needs --backend" create d0 --size 1M
+expect 2 "unknown backend 'nosuch'" create d0 --backend nosuch
+expect 2 "the null backend needs --size" create d0 --backend null
+expect 2 "--path does not apply to the null backend" \
+	create d0 --backend null --size 1M --path /tmp/x
+expect 2 "--url does not apply to the null backend" \
+	create d0 --backend null --size 1M --url tcp://x
+if "$VDUSECTL" create d0 --backend file --path /x --size 1M 2>&1 | grep -q "unknown backend"; then
+	ok "file backend checks # SKIP file backend not built"
+else
+	expect 2 "the file backend needs --path FILE" create d0 --backend file
+	expect 2 "--url does not apply to the file backend" \
+		create d0 --backend file --path /tmp/x --url tcp://x
+fi
+expect 2 "'12Q' is not a size" create d0 --backend null --size 12Q
+expect 2 "at least 512 bytes" create d0 --backend null --size 100
+expect 2 "is not KEY=VALUE" create d0 --backend null --size 1M -o foo
+expect 2 "is not KEY=VALUE" create d0 --backend null --size 1M -o =1
+expect 2 "given twice" create d0 --backend null --size 1M -o size=2M
+
+# --- create: numbers
+for q in 0 65 abc -1 1x ''; do
+	expect 2 "--queues must be a number from 1 to 64 (got '$q')" \
+		create d0 --backend null --size 1M --queues "$q"
+done
+for q in 0 1 3 100 65536 1048576 abc; do
+	expect 2 "--queue-size must be a power of two from 2 to 32768 (got '$q')" \
+		create d0 --backend null --size 1M --queue-size "$q"
+done
+for b in 0 256 1000 131072 4k; do
+	expect 2 "--block-size must be a power of two from 512 to 65536 (got '$b')" \
+		create d0 --backend null --size 1M --block-size "$b"
+done
+expect 2 "--serial is 21 bytes long: use at most 20" \
+	create d0 --backend null --size 1M --serial 123456789012345678901
+expect 2 "--driver must be virtio_vdpa or vhost_vdpa" \
+	create d0 --backend null --size 1M --attach --driver nbd
+expect 2 "--driver only applies with --attach" \
+	create d0 --backend null --size 1M --driver vhost_vdpa
+
+# --- option syntax (popt)
+expect 2 "unknown option" create d0 --backend null --size 1M --bogus
+expect 2 "missing argument" create d0 --backend null --size
+expect 2 "unknown option" list --bogus
+expect 2 "unexpected argument 'x'" list x
+expect 2 "missing device NAME" show
+expect 2 "invalid device name" show 'a/b'
+
+# --- a valid create without VDUSE in the kernel: runtime failure
+if [ ! -e /dev/vduse/control ]; then
+	expect 1 "/dev/vduse/control not found: load the vduse module (modprobe vduse)" \
+		create d0 --backend null --size 1M
+else
+	ok "create without vduse # SKIP /dev/vduse/control exists"
+fi
+
+# --- no such device
+for cmd in show stats destroy attach detach; do
+	expect 3 "no such device 'nodev'" $cmd nodev
+done
+
+# --- list on an empty state dir
+expect_out 0 "NAME" list
+expect 0 "" list --json
+json_ok "list --json is valid JSON (empty)"
+expect_out 0 '"devices":[]' list --json
+
+# --- a device whose daemon died: saved config plus a stale pid file
+cat >"$state/dead0.json" <<'EOF'
+{"version":1,"name":"dead0","backend":"null","params":{"size":"1G","x":"a\"b\\c"},"size":1073741824,"queues":2,"queue_size":256,"block_size":512,"serial":null,"read_only":false,"created":0}
+EOF
+echo 999999999 >"$state/dead0.pid"
+chmod 0600 "$state/dead0.json" "$state/dead0.pid"
+expect_out 0 "dead0" list
+expect_out 0 '"name":"dead0","backend":"null","size":1073741824,"queues":2' list --json
+json_ok "list --json is valid JSON"
+expect_out 0 '"daemon":false' list --json
+expect_out 0 '"backend":"null"' show dead0 --json
+json_ok "show --json is valid JSON"
+expect_out 0 "not running" show dead0
+expect 1 "daemon not running" stats dead0
+expect 1 "device dead0 has no running daemon" attach dead0
+expect 0 "" destroy dead0
+if [ -e "$state/dead0.json" ] || [ -e "$state/dead0.pid" ]; then
+	not_ok "destroy removed the state files"
+else
+	ok "destroy removed the state files"
+fi
+expect 3 "no such device 'dead0'" show dead0
+
+# --- --state-dir and $VDUSE_STATE_DIR
+mkdir -m 0700 "$tmp/other"
+: >"$tmp/other/elsewhere.json"
+expect_out 0 "elsewhere" list --state-dir "$tmp/other"
+saved=$VDUSE_STATE_DIR
+VDUSE_STATE_DIR="$tmp/other"
+expect_out 0 "elsewhere" list
+VDUSE_STATE_DIR=$saved
+
+echo "1..$n"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vdu_parse_size, vdu_name_valid and the iov helpers. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tap.h"
+
+static void size_ok(const char *s, uint64_t want)
+{
+	uint64_t v = 0xdeadbeef;
+	int r = vdu_parse_size(s, &v);
+
+	ok(r == 0 && v == want, "parse_size(\"%s\") = %llu (r=%d, got %llu)", s,
+	   (unsigned long long)want, r, (unsigned long long)v);
+}
+
+static void size_bad(const char *s, int want_err)
+{
+	uint64_t v = 0xdeadbeef;
+	int r = vdu_parse_size(s, &v);
+
+	ok(r == want_err && v == 0xdeadbeef, "parse_size(\"%s\") fails with %d (r=%d)",
+	   s ? s : "(null)", want_err, r);
+}
+
+static void name(const char *n, int valid, const char *desc)
+{
+	ok((vdu_name_valid(n) == 0) == valid && (valid || vdu_name_valid(n) == -EINVAL),
+	   "name_valid: %s %s", desc, valid ? "accepted" : "rejected");
+}
+
+int main(void)
+{
+	char buf[300];
+
+	size_ok("0", 0);
+	size_ok("1", 1);
+	size_ok("512", 512);
+	size_ok("4K", 4096);
+	size_ok("4k", 4096);
+	size_ok("1M", 1ULL << 20);
+	size_ok("1G", 1ULL << 30);
+	size_ok("1T", 1ULL << 40);
+	size_ok("1GiB", 1ULL << 30);
+	size_ok("2GB", 2ULL << 30);
+	size_ok("16777215T", 16777215ULL << 40);
+	size_ok("18446744073709551615", UINT64_MAX);
+	size_bad("", -EINVAL);
+	size_bad(NULL, -EINVAL);
+	size_bad("-1", -EINVAL);
+	size_bad("+1", -EINVAL);
+	size_bad(" 1", -EINVAL);
+	size_bad("1X", -EINVAL);
+	size_bad("K", -EINVAL);
+	size_bad("1.5G", -EINVAL);
+	size_bad("1G ", -EINVAL);
+	size_bad("1KK", -EINVAL);
+	size_bad("1Gi", -EINVAL);
+	size_bad("1iB", -EINVAL);
+	size_bad("99999999999T", -ERANGE);
+	size_bad("16777216T", -ERANGE);
+	size_bad("18446744073709551616", -ERANGE);
+
+	name("vda", 1, "plain name");
+	name("my-disk_0.img", 1, "name with - _ .");
+	name("", 0, "empty name");
+	name(NULL, 0, "NULL");
+	memset(buf, 'a', 255);
+	buf[255] = 0;
+	name(buf, 1, "255-byte name");
+	memset(buf, 'a', 256);
+	buf[256] = 0;
+	name(buf, 0, "256-byte name");
+	name("a/b", 0, "\"a/b\"");
+	name("/", 0, "\"/\"");
+	name(".", 0, "\".\"");
+	name("..", 0, "\"..\"");
+	name("...", 1, "\"...\"");
+	name("a b", 0, "\"a b\"");
+	name("a\tb", 0, "name with a tab");
+	name("a\nb", 0, "name with a newline");
+	name("a\x7f", 0, "name with DEL");
+	name("d\xc3\xa9j\xc3\xa0", 1, "UTF-8 name");
+
+	{
+		char a[] = "hello", b[] = " ", c[] = "world";
+		struct iovec iov[4] = {
+			{ a, 5 }, { b, 1 }, { NULL, 0 }, { c, 5 },
+		};
+		char out[16];
+		size_t n;
+
+		is_int(vdu_iov_size(iov, 4), 11, "iov_size sums lengths");
+		memset(out, 0, sizeof(out));
+		n = vdu_iov_to_buf(iov, 4, 3, out, sizeof(out));
+		ok(n == 8 && memcmp(out, "lo world", 8) == 0, "iov_to_buf from an offset");
+		n = vdu_iov_to_buf(iov, 4, 20, out, sizeof(out));
+		is_int(n, 0, "iov_to_buf past the end copies nothing");
+		n = vdu_iov_from_buf(iov, 4, 4, "XXXX", 4);
+		ok(n == 4 && memcmp(a, "hellX", 5) == 0 && b[0] == 'X' &&
+		   memcmp(c, "XXrld", 5) == 0, "iov_from_buf across iovecs");
+		n = vdu_iov_from_buf(iov, 4, 9, "1234", 4);
+		ok(n == 2 && memcmp(c, "XXr12", 5) == 0, "iov_from_buf stops at the end");
+	}
+	return tap_done();
+}

@@ -1,0 +1,1936 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Ring + virtio-blk tests: the library's real queue, ring and request code
+ * driven by the simulated driver in simdrv.c, with a RAM-disk backend.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+
+#include "simdrv.h"
+#include "tap.h"
+
+#define F(bit) (1ULL << (bit))
+#define SECTOR 512u
+#define ST_OK VIRTIO_BLK_S_OK
+#define ST_IOERR VIRTIO_BLK_S_IOERR
+#define ST_UNSUPP VIRTIO_BLK_S_UNSUPP
+#define RES_OK VDUSE_REQ_RESULT_OK
+#define RES_FAILED VDUSE_REQ_RESULT_FAILED
+
+/* ------------------------------------------------------------ RAM disk */
+
+enum ram_mode {
+	RAM_SYNC,   /* complete inside submit */
+	RAM_DEFER,  /* queue; the test completes in any order */
+	RAM_BATCH,  /* queue; run all at unplug (like io_submit) */
+};
+
+#define RAM_MAX_PENDING 1024
+
+struct ram {
+	uint8_t *data;
+	uint64_t size;
+	uint32_t caps;
+	enum ram_mode mode;
+	struct vdu_io *pending[RAM_MAX_PENDING];
+	unsigned npending;
+	unsigned submits, unplugs, completes, by_op[5];
+	enum vdu_io_op last_op;
+	uint32_t last_flags;
+	uint64_t last_off, last_len;
+	unsigned bad;        /* out-of-range I/O or iov/len mismatch */
+	int max_iovcnt;
+	int result;          /* what sync/batch completions return */
+	struct sim *probe;   /* record used->flags of queue 0 at submit */
+	uint16_t probe_flags_or;
+	unsigned probe_n;
+	unsigned queue_opens, queue_closes;
+};
+
+static int ram_get_info(void *h, struct vdu_backend_info *info)
+{
+	struct ram *r = h;
+
+	memset(info, 0, sizeof(*info));
+	info->size = r->size;
+	info->caps = r->caps;
+	return 0;
+}
+
+static int ram_queue_open(void *h, unsigned qidx, struct event_base *base,
+			  void **qctx)
+{
+	struct ram *r = h;
+
+	r->queue_opens++;
+	*qctx = h;
+	return 0;
+}
+
+static void ram_queue_close(void *qctx)
+{
+	struct ram *r = qctx;
+
+	r->queue_closes++;
+}
+
+static int ram_exec(struct ram *r, struct vdu_io *io)
+{
+	size_t done = 0;
+
+	if (io->offset > r->size || io->len > r->size - io->offset) {
+		r->bad++;
+		return -EIO;
+	}
+	r->last_op = io->op;
+	r->last_flags = io->flags;
+	r->last_off = io->offset;
+	r->last_len = io->len;
+	if (io->op <= VDU_IO_WRITE_ZEROES)
+		r->by_op[io->op]++;
+	switch (io->op) {
+	case VDU_IO_READ:
+	case VDU_IO_WRITE:
+		if (io->iovcnt > r->max_iovcnt)
+			r->max_iovcnt = io->iovcnt;
+		for (int i = 0; i < io->iovcnt; i++) {
+			size_t n = io->iov[i].iov_len;
+
+			if (done + n > io->len) {
+				r->bad++;
+				return -EIO;
+			}
+			if (io->op == VDU_IO_READ)
+				memcpy(io->iov[i].iov_base, r->data + io->offset + done, n);
+			else
+				memcpy(r->data + io->offset + done, io->iov[i].iov_base, n);
+			done += n;
+		}
+		if (done != io->len) {
+			r->bad++;
+			return -EIO;
+		}
+		break;
+	case VDU_IO_DISCARD:
+	case VDU_IO_WRITE_ZEROES:
+		memset(r->data + io->offset, 0, io->len);
+		break;
+	case VDU_IO_FLUSH:
+		break;
+	}
+	return r->result;
+}
+
+static void ram_submit(void *qctx, struct vdu_io *io)
+{
+	struct ram *r = qctx;
+
+	r->submits++;
+	if (r->probe) {
+		r->probe_flags_or |= sim_used_flags(r->probe, 0);
+		r->probe_n++;
+	}
+	if (r->mode == RAM_SYNC) {
+		r->completes++;
+		vdu_io_complete(io, ram_exec(r, io));
+		return;
+	}
+	if (r->npending == RAM_MAX_PENDING) {
+		r->bad++;
+		vdu_io_complete(io, -EIO);
+		return;
+	}
+	r->pending[r->npending++] = io;
+}
+
+/* Run and complete pending I/O number i (in submit order). */
+static void ram_complete(struct ram *r, unsigned i, int result)
+{
+	struct vdu_io *io = r->pending[i];
+	int res;
+
+	memmove(&r->pending[i], &r->pending[i + 1],
+		(r->npending - i - 1) * sizeof(r->pending[0]));
+	r->npending--;
+	res = ram_exec(r, io);
+	r->completes++;
+	vdu_io_complete(io, result ? result : res);
+}
+
+static void ram_unplug(void *qctx)
+{
+	struct ram *r = qctx;
+
+	r->unplugs++;
+	if (r->mode == RAM_BATCH)
+		while (r->npending)
+			ram_complete(r, 0, 0);
+}
+
+static const struct vdu_backend ram_backend = {
+	.struct_size = sizeof(struct vdu_backend),
+	.api_version = VDU_BACKEND_API_VERSION,
+	.name = "testram",
+	.description = "test RAM disk",
+	.usage = "",
+	.get_info = ram_get_info,
+	.queue_open = ram_queue_open,
+	.queue_close = ram_queue_close,
+	.submit = ram_submit,
+	.unplug = ram_unplug,
+};
+
+/* ------------------------------------------------------------ harness */
+
+struct env_cfg {
+	uint64_t size;
+	unsigned nq, qsize;
+	const char *name;
+	const char *serial;
+	int read_only;
+	uint32_t caps;
+	enum ram_mode mode;
+};
+
+struct env {
+	struct event_base *base;
+	struct ram ram;
+	struct vdu_dev *dev;
+	struct sim *sim;
+	uint64_t offered;
+	unsigned nq, qsize;
+};
+
+#define ALL_CAPS (VDU_CAP_FLUSH | VDU_CAP_DISCARD | VDU_CAP_WRITE_ZEROES)
+#define RING_FEATURES (F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC))
+
+static unsigned lib_errors;
+
+static void log_cb(void *opaque, int level, const char *msg)
+{
+	if (level <= VDU_LOG_ERR)
+		lib_errors++;
+	if (getenv("VDU_TEST_VERBOSE"))
+		printf("# lib[%d]: %s\n", level, msg);
+}
+
+static int env_open(struct env *e, const struct env_cfg *c)
+{
+	struct vdu_dev_opts o = { .struct_size = sizeof(o) };
+	struct vdu_dev_info info;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	e->base = event_base_new();
+	e->ram.size = c->size ? c->size : 1 << 20;
+	e->ram.data = calloc(1, e->ram.size);
+	e->ram.caps = c->caps;
+	e->ram.mode = c->mode;
+	o.name = c->name ? c->name : "vdutest";
+	o.num_queues = c->nq;
+	o.queue_size = c->qsize;
+	o.serial = c->serial;
+	o.read_only = c->read_only;
+	r = vdu_dev_new(&o, &ram_backend, &e->ram, e->base, &e->dev);
+	if (r < 0)
+		return r;
+	e->sim = sim_new(e->base);
+	if (!e->sim || sim_default_layout(e->sim) < 0)
+		return -ENOMEM;
+	r = sim_attach(e->sim, e->dev);
+	if (r < 0)
+		return r;
+	vdu_dev_get_info(e->dev, &info);
+	e->offered = info.features_offered;
+	e->nq = info.num_queues;
+	e->qsize = info.queue_size;
+	return 0;
+}
+
+static void env_close(struct env *e)
+{
+	/* Nothing may be left with the backend: the device owns the slots. */
+	while (e->ram.npending)
+		ram_complete(&e->ram, 0, 0);
+	vdu_dev_free(e->dev);
+	sim_free(e->sim);
+	event_base_free(e->base);
+	free(e->ram.data);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Offered features without the optional ring features, plus extra. */
+static uint64_t feat(const struct env *e, uint64_t extra)
+{
+	return (e->offered & ~RING_FEATURES) | extra;
+}
+
+static int env_init(struct env *e, uint64_t ring_features, uint16_t start)
+{
+	return sim_init(e->sim, feat(e, ring_features), e->nq, e->qsize, start);
+}
+
+static void blk_init(struct sim_blk *b, uint32_t type, uint64_t sector)
+{
+	memset(b, 0, sizeof(*b));
+	b->type = type;
+	b->sector = sector;
+}
+
+static void blk_add(struct env *e, struct sim_blk *b, uint64_t iova, uint32_t len)
+{
+	b->seg[b->nseg].addr = iova;
+	b->seg[b->nseg].len = len;
+	b->nseg++;
+}
+
+static void blk_add_new(struct env *e, struct sim_blk *b, uint32_t len)
+{
+	blk_add(e, b, sim_alloc(e->sim, len), len);
+}
+
+struct done {
+	int n;           /* used entries seen */
+	uint32_t id, len;
+	uint8_t status;
+	bool id_ok;
+};
+
+static void collect(struct env *e, unsigned q, struct sim_blk *b, struct done *d)
+{
+	uint32_t id, len;
+
+	while (sim_get_used(e->sim, q, &id, &len)) {
+		d->n++;
+		d->id = id;
+		d->len = len;
+	}
+	d->id_ok = d->n == 1 && d->id == (uint32_t)b->head;
+	d->status = sim_blk_status(e->sim, b);
+}
+
+/* Post one request, kick, collect. */
+static struct done run1(struct env *e, unsigned q, struct sim_blk *b)
+{
+	struct done d = { 0 };
+
+	if (sim_blk_post(e->sim, q, b) < 0) {
+		d.n = -1;
+		return d;
+	}
+	sim_kick(e->sim, q);
+	collect(e, q, b, &d);
+	return d;
+}
+
+static bool queue_broken(struct env *e, unsigned q)
+{
+	struct vdu_queue_stats st;
+	struct vdu_dev_info info;
+
+	vdu_dev_queue_stats(e->dev, q, &st);
+	vdu_dev_get_info(e->dev, &info);
+	return st.broken == 1 && info.broken == 1;
+}
+
+static void pattern(uint8_t *p, size_t len, uint32_t seed)
+{
+	uint32_t x = seed * 2654435761u + 12345;
+
+	for (size_t i = 0; i < len; i++) {
+		x = x * 1103515245u + 12345;
+		p[i] = x >> 16;
+	}
+}
+
+enum { LAY_PLAIN, LAY_CROSS };
+
+/* Data segments of the given lengths; LAY_CROSS makes up to 8 of them
+ * straddle a region boundary (odd split point). */
+static void add_segs(struct env *e, struct sim_blk *b, const uint32_t *lens,
+		     int nseg, int layout)
+{
+	for (int i = 0; i < nseg; i++) {
+		if (layout == LAY_CROSS && i < 8 && lens[i] > 1)
+			blk_add(e, b, sim_alloc_cross(e->sim, lens[i],
+						      lens[i] / 2 + 7 < lens[i] ?
+						      lens[i] / 2 + 7 : 1),
+				lens[i]);
+		else
+			blk_add_new(e, b, lens[i]);
+	}
+}
+
+static unsigned segs_spanned(struct env *e, const struct sim_blk *b)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < b->nseg; i++)
+		n += sim_regions_spanned(e->sim, b->seg[i].addr, b->seg[i].len);
+	return n;
+}
+
+/*
+ * Write a pattern with one chain, read it back with another; check used
+ * lengths, status, ids and the data (both in RAM and as read back).
+ * Returns NULL on success or what went wrong.
+ */
+static const char *write_read(struct env *e, unsigned q, uint64_t sector,
+			      const uint32_t *lens, int nseg, unsigned bflags,
+			      int layout, unsigned *spans)
+{
+	static char why[160];
+	struct sim_blk w, r;
+	struct done d;
+	uint64_t total = 0;
+	uint8_t *pat, *got;
+	uint32_t seed = (uint32_t)sector * 31 + nseg * 7 + bflags;
+
+	for (int i = 0; i < nseg; i++)
+		total += lens[i];
+	pat = malloc(total + 1);
+	got = malloc(total + 1);
+	pattern(pat, total, seed);
+
+	blk_init(&w, VIRTIO_BLK_T_OUT, sector);
+	w.flags = bflags;
+	add_segs(e, &w, lens, nseg, layout);
+	for (int i = 0, off = 0; i < nseg; off += lens[i], i++)
+		sim_write(e->sim, w.seg[i].addr, pat + off, lens[i]);
+	if (spans)
+		*spans = segs_spanned(e, &w);
+	d = run1(e, q, &w);
+	if (!d.id_ok || d.len != 1 || d.status != ST_OK) {
+		snprintf(why, sizeof(why), "write: n=%d id_ok=%d len=%u status=%u",
+			 d.n, d.id_ok, d.len, d.status);
+		goto out;
+	}
+	if (memcmp(e->ram.data + sector * SECTOR, pat, total)) {
+		snprintf(why, sizeof(why), "write: RAM content differs");
+		goto out;
+	}
+	blk_init(&r, VIRTIO_BLK_T_IN, sector);
+	r.flags = bflags | SIM_BLK_DATA_IN;
+	add_segs(e, &r, lens, nseg, layout);
+	for (int i = 0; i < nseg; i++) {
+		memset(got, 0xa5, lens[i]);
+		sim_write(e->sim, r.seg[i].addr, got, lens[i]);
+	}
+	d = run1(e, q, &r);
+	if (!d.id_ok || d.len != total + 1 || d.status != ST_OK) {
+		snprintf(why, sizeof(why), "read: n=%d id_ok=%d len=%u (want %llu) status=%u",
+			 d.n, d.id_ok, d.len, (unsigned long long)total + 1, d.status);
+		goto out;
+	}
+	for (int i = 0, off = 0; i < nseg; off += lens[i], i++)
+		sim_read(e->sim, r.seg[i].addr, got + off, lens[i]);
+	if (memcmp(got, pat, total)) {
+		snprintf(why, sizeof(why), "read: data differs");
+		goto out;
+	}
+	free(pat);
+	free(got);
+	return NULL;
+out:
+	free(pat);
+	free(got);
+	return why;
+}
+
+static const char *write_read_n(struct env *e, unsigned q, uint64_t sector,
+				int nseg, uint32_t seglen, unsigned bflags,
+				int layout, unsigned *spans)
+{
+	uint32_t lens[SIM_MAX_SEG];
+
+	for (int i = 0; i < nseg; i++)
+		lens[i] = seglen;
+	return write_read(e, q, sector, lens, nseg, bflags, layout, spans);
+}
+
+#define ok_null(why, ...)                                                    \
+	do {                                                                 \
+		const char *w_ = (why);                                      \
+		if (!ok(w_ == NULL, __VA_ARGS__))                            \
+			diag("%s", w_);                                      \
+	} while (0)
+
+/* ------------------------------------------------------------ tests */
+
+static void test_dev_new(void)
+{
+	struct event_base *base = event_base_new();
+	struct ram ram = { .size = 1 << 20 };
+	struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "ok" };
+	struct vdu_backend be = ram_backend;
+	struct vdu_dev *dev = NULL;
+	char longname[VDU_NAME_MAX + 2];
+	int r;
+
+	r = vdu_dev_new(&o, &ram_backend, &ram, base, &dev);
+	is_int(r, 0, "dev_new: valid options accepted");
+	vdu_dev_free(dev);
+	dev = NULL;
+
+#define REJECT(desc, expect_err)                                             \
+	do {                                                                 \
+		dev = NULL;                                                  \
+		r = vdu_dev_new(&o, &be, &ram, base, &dev);                  \
+		ok(r < 0 && dev == NULL && (!(expect_err) || r == (expect_err)), \
+		   "dev_new rejects %s (r=%d)", desc, r);                    \
+		if (dev)                                                     \
+			vdu_dev_free(dev);                                   \
+	} while (0)
+
+	o.name = "";
+	REJECT("empty name", -EINVAL);
+	o.name = "a/b";
+	REJECT("name with '/'", -EINVAL);
+	o.name = "..";
+	REJECT("name '..'", -EINVAL);
+	o.name = NULL;
+	REJECT("NULL name", -EINVAL);
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	o.name = longname;
+	REJECT("256-byte name", -EINVAL);
+	o.name = "ok";
+
+	o.queue_size = 100;
+	REJECT("queue size 100 (not a power of two)", -EINVAL);
+	o.queue_size = 3;
+	REJECT("queue size 3", -EINVAL);
+	o.queue_size = 2;
+	REJECT("queue size 2 (below 4)", -EINVAL);
+	o.queue_size = 65536;
+	REJECT("queue size 65536 (above max)", -EINVAL);
+	o.queue_size = 0;
+	o.num_queues = VDU_QUEUES_MAX + 1;
+	REJECT("too many queues", -EINVAL);
+	o.num_queues = 0;
+	o.serial = "123456789012345678901";
+	REJECT("21-byte serial", -EINVAL);
+	o.serial = "12345678901234567890";
+	r = vdu_dev_new(&o, &be, &ram, base, &dev);
+	is_int(r, 0, "dev_new accepts a 20-byte serial");
+	vdu_dev_free(dev);
+	o.serial = NULL;
+
+	be.struct_size = 16;
+	REJECT("backend with a short struct_size", -EPROTO);
+	be = ram_backend;
+	be.api_version = 0;
+	REJECT("backend api_version 0", -EPROTO);
+	be.api_version = VDU_BACKEND_API_VERSION + 1;
+	REJECT("backend from a future API version", -EPROTO);
+	be = ram_backend;
+	be.submit = NULL;
+	REJECT("backend without submit", -EINVAL);
+	be = ram_backend;
+	ram.size = 100;
+	REJECT("backend smaller than one block", -EINVAL);
+	ram.size = 1 << 20;
+	o.struct_size = 4;
+	REJECT("opts with a short struct_size", -EINVAL);
+	o.struct_size = sizeof(o);
+	event_base_free(base);
+#undef REJECT
+}
+
+static void test_features(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	struct vdu_dev_info info;
+
+	if (!ok(env_open(&e, &c) == 0, "features: device opened"))
+		return;
+	ok((e.offered & F(VIRTIO_F_VERSION_1)) && (e.offered & RING_FEATURES) == RING_FEATURES &&
+	   !(e.offered & F(VIRTIO_BLK_F_RO)) && (e.offered & F(VIRTIO_BLK_F_FLUSH)),
+	   "features: VERSION_1, EVENT_IDX, INDIRECT_DESC, FLUSH offered, RO not");
+	is_int(sim_negotiate(e.sim, e.offered | F(VIRTIO_F_RING_PACKED)), RES_FAILED,
+	       "FEATURES_OK with a feature not offered fails");
+	vdu_dev_get_info(e.dev, &info);
+	ok(info.features_negotiated == 0 &&
+	   !(info.status & VIRTIO_CONFIG_S_FEATURES_OK),
+	   "failed FEATURES_OK leaves status and features alone");
+	sim_reset(e.sim);
+	is_int(sim_negotiate(e.sim, e.offered & ~F(VIRTIO_F_VERSION_1)), RES_FAILED,
+	       "FEATURES_OK without VERSION_1 fails");
+	sim_reset(e.sim);
+	is_int(sim_negotiate(e.sim, feat(&e, 0)), RES_OK, "FEATURES_OK with a subset succeeds");
+	is_int(env_init(&e, 0, 0), RES_OK, "DRIVER_OK succeeds");
+	vdu_dev_get_info(e.dev, &info);
+	ok(info.features_negotiated == feat(&e, 0) &&
+	   info.status == (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			   VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK),
+	   "info reports negotiated features and status");
+	is_int(e.ram.queue_opens, 1, "backend queue opened once");
+
+	/* Rings the library cannot map: DRIVER_OK must fail cleanly. */
+	sim_reset(e.sim);
+	sim_negotiate(e.sim, feat(&e, 0));
+	sim_setup_vq(e.sim, 0, e.qsize, 0);
+	e.sim->vq[0].used_iova = SIM_HOLE_IOVA;
+	is_int(sim_set_status(e.sim, 0xf), RES_FAILED,
+	       "DRIVER_OK with the used ring in unmapped IOVA fails");
+	e.sim->vq[0].used_iova = SIM_RO_IOVA;
+	is_int(sim_set_status(e.sim, 0xf), RES_FAILED,
+	       "DRIVER_OK with the used ring in read-only memory fails");
+	is_int(env_init(&e, 0, 0), RES_OK, "then a proper DRIVER_OK works");
+	ok_null(write_read_n(&e, 0, 0, 1, 512, 0, LAY_PLAIN, NULL),
+		"and I/O works");
+	env_close(&e);
+}
+
+static void test_rw(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	static const int counts[] = { 1, 2, 3, 7, 16, 64, 128 };
+	unsigned spans;
+	uint32_t seg_max;
+
+	if (!ok(env_open(&e, &c) == 0, "rw: device opened"))
+		return;
+	seg_max = e.dev->seg_max;
+	is_int(seg_max, 254, "seg_max is 254 for queue size 256");
+	is_int(env_init(&e, RING_FEATURES, 0), RES_OK, "rw: driver ok (indirect)");
+	for (unsigned i = 0; i < VDU_ARRAY_SIZE(counts); i++)
+		ok_null(write_read_n(&e, 0, i * 3, counts[i], 512, 0, LAY_PLAIN, NULL),
+			"rw: %d x 512-byte segments, direct", counts[i]);
+	ok_null(write_read_n(&e, 0, 100, seg_max, 512, 0, LAY_PLAIN, NULL),
+		"rw: seg_max (%u) segments, direct", seg_max);
+	ok_null(write_read_n(&e, 0, 300, seg_max, 512, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"rw: seg_max (%u) segments, indirect", seg_max);
+	ok_null(write_read_n(&e, 0, 7, 1, 4096, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"rw: 1 x 4096, indirect");
+	ok_null(write_read_n(&e, 0, 9, 16, 1024, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"rw: 16 x 1024, indirect");
+
+	e.ram.max_iovcnt = 0;
+	ok_null(write_read_n(&e, 0, 40, 1, 8192, 0, LAY_CROSS, &spans),
+		"rw: one 8 KiB segment crossing a region boundary");
+	ok(spans == 2 && e.ram.max_iovcnt == 2,
+	   "rw: crossing segment reached the backend as 2 iovecs (spans %u, iovcnt %d)",
+	   spans, e.ram.max_iovcnt);
+	e.ram.max_iovcnt = 0;
+	ok_null(write_read_n(&e, 0, 60, 8, 1024, 0, LAY_CROSS, &spans),
+		"rw: 8 segments, each crossing a boundary");
+	ok(spans == 16 && e.ram.max_iovcnt == 16,
+	   "rw: 8 crossing segments gave 16 iovecs (spans %u, iovcnt %d)",
+	   spans, e.ram.max_iovcnt);
+	ok_null(write_read_n(&e, 0, 80, 12, 512, SIM_BLK_INDIRECT, LAY_CROSS, &spans),
+		"rw: indirect with crossing segments");
+	ok_null(write_read_n(&e, 0, 120, 4, 512, SIM_BLK_SPLIT_HDR, LAY_PLAIN, NULL),
+		"rw: header split across two descriptors");
+	ok_null(write_read_n(&e, 0, 130, 4, 512, SIM_BLK_SPLIT_HDR | SIM_BLK_INDIRECT,
+			     LAY_PLAIN, NULL),
+		"rw: split header inside an indirect table");
+	{
+		static const uint32_t odd[] = { 100, 412, 1000, 24, 1, 511 };
+		ok_null(write_read(&e, 0, 150, odd, 6, 0, LAY_PLAIN, NULL),
+			"rw: segments of odd sizes summing to 2048");
+		ok_null(write_read(&e, 0, 160, odd, 6, SIM_BLK_INDIRECT, LAY_CROSS, NULL),
+			"rw: odd sizes, indirect, crossing");
+	}
+	{
+		struct vdu_queue_stats st;
+
+		vdu_dev_queue_stats(e.dev, 0, &st);
+		ok(st.requests > 0 && st.read_bytes == st.write_bytes && st.errors == 0 &&
+		   st.inflight == 0 && st.enabled == 1 && st.broken == 0,
+		   "rw: queue stats consistent (requests %llu, errors %llu)",
+		   (unsigned long long)st.requests, (unsigned long long)st.errors);
+	}
+	is_int(e.ram.bad, 0, "rw: backend never saw a bad I/O");
+	is_int(e.sim->bad_used, 0, "rw: no unknown used ids");
+	env_close(&e);
+
+	/* Queue size 16 (seg_max 14), rings without the optional features. */
+	c.qsize = 16;
+	if (!ok(env_open(&e, &c) == 0, "rw: qsize 16 device opened"))
+		return;
+	is_int(env_init(&e, 0, 0), RES_OK, "rw: driver ok, no ring features");
+	for (int n = 1; n <= (int)e.dev->seg_max; n++)
+		ok_null(write_read_n(&e, 0, n * 20, n, 512, 0, LAY_PLAIN, NULL),
+			"rw(q16): %d segment(s)", n);
+	env_close(&e);
+}
+
+static void test_get_id(void)
+{
+	struct env e;
+	struct env_cfg c = { .serial = "SER-123" };
+	struct sim_blk b;
+	struct done d;
+	uint8_t buf[64], want[20] = "SER-123";
+
+	if (!ok(env_open(&e, &c) == 0, "get_id: device opened"))
+		return;
+	env_init(&e, 0, 0);
+	blk_init(&b, VIRTIO_BLK_T_GET_ID, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 20);
+	memset(buf, 0xcc, sizeof(buf));
+	sim_write(e.sim, b.seg[0].addr, buf, 20);
+	d = run1(&e, 0, &b);
+	sim_read(e.sim, b.seg[0].addr, buf, 20);
+	ok(d.id_ok && d.status == ST_OK && d.len == 21 && memcmp(buf, want, 20) == 0,
+	   "GET_ID 20-byte buffer: serial zero padded, used len 21 (len %u)", d.len);
+
+	blk_init(&b, VIRTIO_BLK_T_GET_ID, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 4);
+	memset(buf, 0xcc, sizeof(buf));
+	sim_write(e.sim, b.seg[0].addr, buf, 8);
+	d = run1(&e, 0, &b);
+	sim_read(e.sim, b.seg[0].addr, buf, 8);
+	ok(d.id_ok && d.status == ST_OK && d.len == 5 && memcmp(buf, "SER-", 4) == 0 &&
+	   buf[4] == 0xcc,
+	   "GET_ID 4-byte buffer: truncated, used len 5 (len %u)", d.len);
+
+	blk_init(&b, VIRTIO_BLK_T_GET_ID, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 64);
+	memset(buf, 0xcc, sizeof(buf));
+	sim_write(e.sim, b.seg[0].addr, buf, 64);
+	d = run1(&e, 0, &b);
+	sim_read(e.sim, b.seg[0].addr, buf, 64);
+	ok(d.id_ok && d.status == ST_OK && d.len == 21 && memcmp(buf, want, 20) == 0 &&
+	   buf[20] == 0xcc,
+	   "GET_ID 64-byte buffer: 20 bytes written, used len 21 (len %u)", d.len);
+
+	/* Split over two descriptors, across a region boundary. */
+	blk_init(&b, VIRTIO_BLK_T_GET_ID, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add(&e, &b, sim_alloc_cross(e.sim, 10, 3), 10);
+	blk_add_new(&e, &b, 10);
+	d = run1(&e, 0, &b);
+	sim_read(e.sim, b.seg[0].addr, buf, 10);
+	sim_read(e.sim, b.seg[1].addr, buf + 10, 10);
+	ok(d.id_ok && d.status == ST_OK && d.len == 21 && memcmp(buf, want, 20) == 0,
+	   "GET_ID into two segments, one crossing a boundary");
+	env_close(&e);
+
+	/* Default serial: the device name; long names are truncated to 20. */
+	c.serial = NULL;
+	c.name = "a-rather-long-device-name";
+	if (!ok(env_open(&e, &c) == 0, "get_id: second device opened"))
+		return;
+	env_init(&e, 0, 0);
+	blk_init(&b, VIRTIO_BLK_T_GET_ID, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 20);
+	d = run1(&e, 0, &b);
+	sim_read(e.sim, b.seg[0].addr, buf, 20);
+	ok(d.status == ST_OK && d.len == 21 && memcmp(buf, "a-rather-long-device", 20) == 0,
+	   "GET_ID defaults to the (truncated) device name");
+	env_close(&e);
+}
+
+/* Single-range DISCARD / WRITE_ZEROES request. */
+static struct done range_req(struct env *e, uint32_t type, uint64_t sector,
+			     uint32_t nsec, uint32_t flags, int nranges)
+{
+	struct sim_blk b;
+	uint8_t rg[16 * 4];
+
+	blk_init(&b, type, 0);
+	for (int i = 0; i < nranges; i++) {
+		uint64_t s = htole64(sector);
+		uint32_t n = htole32(nsec), f = htole32(flags);
+
+		memcpy(rg + 16 * i, &s, 8);
+		memcpy(rg + 16 * i + 8, &n, 4);
+		memcpy(rg + 16 * i + 12, &f, 4);
+	}
+	blk_add_new(e, &b, 16 * nranges);
+	sim_write(e->sim, b.seg[0].addr, rg, 16 * nranges);
+	return run1(e, 0, &b);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static void test_commands(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	struct sim_blk b;
+	struct done d;
+	unsigned sub;
+
+	if (!ok(env_open(&e, &c) == 0, "commands: device opened"))
+		return;
+	env_init(&e, 0, 0);
+
+	blk_init(&b, VIRTIO_BLK_T_FLUSH, 0);
+	sub = e.ram.by_op[VDU_IO_FLUSH];
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.len == 1 && d.status == ST_OK &&
+	   e.ram.by_op[VDU_IO_FLUSH] == sub + 1,
+	   "FLUSH: OK, used len 1, backend flushed");
+
+	memset(e.ram.data, 0x5a, e.ram.size);
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 8, 16, 0, 1);
+	ok(d.id_ok && d.len == 1 && d.status == ST_OK && e.ram.last_op == VDU_IO_DISCARD &&
+	   e.ram.last_off == 8 * SECTOR && e.ram.last_len == 16 * SECTOR &&
+	   all_zero(e.ram.data + 8 * SECTOR, 16 * SECTOR) && e.ram.data[24 * SECTOR] == 0x5a,
+	   "DISCARD: OK, backend got offset/len");
+	sub = e.ram.submits;
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 8, 16, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, 1);
+	ok(d.len == 1 && d.status == ST_UNSUPP && e.ram.submits == sub,
+	   "DISCARD with the UNMAP flag: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 8, 16, 0, 2);
+	ok(d.status == ST_UNSUPP && e.ram.submits == sub, "DISCARD with 2 segments: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 2040, 16, 0, 1);
+	ok(d.status == ST_IOERR && e.ram.submits == sub, "DISCARD beyond capacity: IOERR");
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 0, (32u << 20) / SECTOR + 1, 0, 1);
+	ok(d.status == ST_IOERR && e.ram.submits == sub,
+	   "DISCARD larger than max_discard_sectors: IOERR");
+
+	memset(e.ram.data, 0x5a, e.ram.size);
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 100, 4, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, 1);
+	ok(d.id_ok && d.len == 1 && d.status == ST_OK &&
+	   e.ram.last_op == VDU_IO_WRITE_ZEROES && e.ram.last_flags == VDU_IO_F_UNMAP &&
+	   e.ram.last_off == 100 * SECTOR && e.ram.last_len == 4 * SECTOR &&
+	   all_zero(e.ram.data + 100 * SECTOR, 4 * SECTOR),
+	   "WRITE_ZEROES with UNMAP: backend sees VDU_IO_F_UNMAP");
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 200, 4, 0, 1);
+	ok(d.status == ST_OK && e.ram.last_op == VDU_IO_WRITE_ZEROES && e.ram.last_flags == 0,
+	   "WRITE_ZEROES without UNMAP: flags 0");
+	sub = e.ram.submits;
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 200, 4, 2, 1);
+	ok(d.status == ST_UNSUPP && e.ram.submits == sub, "WRITE_ZEROES reserved flag bit: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 200, 4, 0x80000000u, 1);
+	ok(d.status == ST_UNSUPP && e.ram.submits == sub, "WRITE_ZEROES flag bit 31: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 200, 4, 0, 2);
+	ok(d.status == ST_UNSUPP && e.ram.submits == sub, "WRITE_ZEROES with 2 segments: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, UINT64_MAX - 1, 4, 0, 1);
+	ok(d.status == ST_IOERR && e.ram.submits == sub, "WRITE_ZEROES sector overflow: IOERR");
+
+	blk_init(&b, 99, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.len == 1 && d.status == ST_UNSUPP && e.ram.submits == sub,
+	   "unknown request type: UNSUPP, used len 1");
+	blk_init(&b, VIRTIO_BLK_T_SCSI_CMD, 0);
+	d = run1(&e, 0, &b);
+	ok(d.status == ST_UNSUPP, "SCSI_CMD: UNSUPP");
+	blk_init(&b, VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_BARRIER, 0);
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.status == ST_UNSUPP && e.ram.submits == sub, "OUT|BARRIER: UNSUPP");
+
+	/* Zero-length read/write: nothing to do, OK. */
+	blk_init(&b, VIRTIO_BLK_T_IN, 5);
+	d = run1(&e, 0, &b);
+	ok(d.status == ST_OK && d.len == 1 && e.ram.submits == sub, "zero-length IN: OK, len 1");
+	env_close(&e);
+
+	/* FLUSH/DISCARD/WRITE_ZEROES not negotiated -> UNSUPP */
+	if (!ok(env_open(&e, &c) == 0, "commands: second device opened"))
+		return;
+	sim_init(e.sim, feat(&e, 0) & ~(F(VIRTIO_BLK_F_FLUSH) | F(VIRTIO_BLK_F_DISCARD) |
+					 F(VIRTIO_BLK_F_WRITE_ZEROES)), 1, e.qsize, 0);
+	blk_init(&b, VIRTIO_BLK_T_FLUSH, 0);
+	d = run1(&e, 0, &b);
+	ok(d.status == ST_UNSUPP && e.ram.submits == 0, "FLUSH without VIRTIO_BLK_F_FLUSH: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_DISCARD, 0, 1, 0, 1);
+	ok(d.status == ST_UNSUPP && e.ram.submits == 0, "DISCARD not negotiated: UNSUPP");
+	d = range_req(&e, VIRTIO_BLK_T_WRITE_ZEROES, 0, 1, 0, 1);
+	ok(d.status == ST_UNSUPP && e.ram.submits == 0, "WRITE_ZEROES not negotiated: UNSUPP");
+	env_close(&e);
+
+	/* A backend without DISCARD/WRITE_ZEROES/FLUSH: features not offered. */
+	c.caps = 0;
+	if (!ok(env_open(&e, &c) == 0, "commands: plain backend opened"))
+		return;
+	ok(!(e.offered & (F(VIRTIO_BLK_F_FLUSH) | F(VIRTIO_BLK_F_DISCARD) |
+			  F(VIRTIO_BLK_F_WRITE_ZEROES))),
+	   "no FLUSH/DISCARD/WRITE_ZEROES offered without backend caps");
+	env_close(&e);
+}
+
+static void test_read_only(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .read_only = 1 };
+	struct sim_blk b;
+	struct done d;
+	struct vdu_dev_info info;
+
+	if (!ok(env_open(&e, &c) == 0, "read-only: device opened"))
+		return;
+	vdu_dev_get_info(e.dev, &info);
+	ok((e.offered & F(VIRTIO_BLK_F_RO)) && info.read_only &&
+	   !(e.offered & (F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES))),
+	   "read-only: VIRTIO_BLK_F_RO offered, no DISCARD/WRITE_ZEROES");
+	env_init(&e, 0, 0);
+	memset(e.ram.data, 0x77, 4096);
+	blk_init(&b, VIRTIO_BLK_T_OUT, 0);
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.len == 1 && d.status == ST_IOERR && e.ram.submits == 0 &&
+	   e.ram.data[0] == 0x77,
+	   "read-only: OUT gives IOERR, backend untouched");
+	blk_init(&b, VIRTIO_BLK_T_IN, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.len == 513 && d.status == ST_OK, "read-only: IN works");
+	env_close(&e);
+
+	/* Read-only by backend capability. */
+	c.read_only = 0;
+	c.caps = VDU_CAP_READ_ONLY;
+	if (!ok(env_open(&e, &c) == 0, "read-only cap: device opened"))
+		return;
+	ok(e.offered & F(VIRTIO_BLK_F_RO), "VDU_CAP_READ_ONLY offers VIRTIO_BLK_F_RO");
+	env_close(&e);
+}
+
+static void test_ranges(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .size = 1 << 20 };
+	const uint64_t cap = (1 << 20) / SECTOR;
+	struct sim_blk b;
+	struct done d;
+	unsigned sub;
+
+	if (!ok(env_open(&e, &c) == 0, "ranges: device opened"))
+		return;
+	env_init(&e, 0, 0);
+	ok_null(write_read_n(&e, 0, cap - 1, 1, 512, 0, LAY_PLAIN, NULL),
+		"range: last sector readable and writable");
+	ok_null(write_read_n(&e, 0, cap - 8, 2, 2048, 0, LAY_PLAIN, NULL),
+		"range: request ending exactly at capacity");
+
+	sub = e.ram.submits;
+	for (int w = 0; w < 2; w++) {
+		static const struct { uint64_t sector; uint32_t len; const char *what; } t[] = {
+			{ (1 << 20) / SECTOR, 512, "sector == capacity" },
+			{ (1 << 20) / SECTOR - 1, 1024, "runs one sector past the end" },
+			{ UINT64_MAX, 512, "sector UINT64_MAX" },
+			{ UINT64_MAX - 1, 2048, "sector + count overflows" },
+			{ UINT64_MAX / 512 + 1, 512, "byte offset overflows" },
+			{ 0, 100, "length 100 (not a multiple of 512)" },
+			{ 0, 513, "length 513" },
+		};
+		for (unsigned i = 0; i < VDU_ARRAY_SIZE(t); i++) {
+			blk_init(&b, w ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, t[i].sector);
+			b.flags = w ? 0 : SIM_BLK_DATA_IN;
+			blk_add_new(&e, &b, t[i].len);
+			d = run1(&e, 0, &b);
+			ok(d.id_ok && d.len == 1 && d.status == ST_IOERR,
+			   "range: %s %s -> IOERR, used len 1 (status %u len %u)",
+			   w ? "OUT" : "IN", t[i].what, d.status, d.len);
+		}
+	}
+	is_int(e.ram.submits, sub, "range: no bad request reached the backend");
+
+	/* Header shorter than 16 bytes. */
+	blk_init(&b, VIRTIO_BLK_T_IN, 0);
+	b.flags = SIM_BLK_DATA_IN;
+	b.hdr_len = 12;
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.status == ST_IOERR && d.len == 1 && !queue_broken(&e, 0),
+	   "12-byte header: IOERR, queue fine");
+	blk_init(&b, VIRTIO_BLK_T_IN, 0);
+	b.flags = SIM_BLK_DATA_IN | SIM_BLK_SPLIT_HDR;
+	b.hdr_len = 15;
+	blk_add_new(&e, &b, 512);
+	d = run1(&e, 0, &b);
+	ok(d.id_ok && d.status == ST_IOERR && d.len == 1, "15-byte header in 2 descriptors: IOERR");
+	is_int(e.ram.submits, sub, "short headers never reached the backend");
+	/* Status in the same descriptor as read data: last writable byte. */
+	{
+		uint64_t buf = sim_alloc(e.sim, 513);
+		struct sim_desc dd[2];
+		uint8_t st = 0xff, data[512];
+		struct virtio_blk_outhdr h = { .type = htole32(VIRTIO_BLK_T_IN),
+					       .sector = htole64(3) };
+		uint64_t hiova = sim_alloc(e.sim, 16);
+		uint32_t id, len;
+		int head;
+
+		pattern(e.ram.data + 3 * SECTOR, 512, 99);
+		sim_write(e.sim, hiova, &h, 16);
+		sim_write(e.sim, buf + 512, &st, 1);
+		dd[0] = (struct sim_desc){ hiova, 16, 0 };
+		dd[1] = (struct sim_desc){ buf, 513, VRING_DESC_F_WRITE };
+		head = sim_post(e.sim, 0, dd, 2, false);
+		sim_kick(e.sim, 0);
+		ok(sim_get_used(e.sim, 0, &id, &len) == 1 && id == (uint32_t)head && len == 513,
+		   "data and status in one 513-byte descriptor: used len 513");
+		sim_read(e.sim, buf, data, 512);
+		sim_read(e.sim, buf + 512, &st, 1);
+		ok(st == ST_OK && memcmp(data, e.ram.data + 3 * SECTOR, 512) == 0,
+		   "  ... status in the last byte, data intact");
+	}
+	env_close(&e);
+}
+
+/* Post n reads of one sector each (no kick). */
+static void post_reads(struct env *e, unsigned q, struct sim_blk *bs, int n,
+		       uint64_t first_sector)
+{
+	for (int i = 0; i < n; i++) {
+		blk_init(&bs[i], VIRTIO_BLK_T_IN, first_sector + i);
+		bs[i].flags = SIM_BLK_DATA_IN;
+		blk_add_new(e, &bs[i], 512);
+		sim_blk_post(e->sim, q, &bs[i]);
+	}
+}
+
+static int drain(struct env *e, unsigned q)
+{
+	int n = 0;
+
+	while (sim_get_used(e->sim, q, NULL, NULL))
+		n++;
+	return n;
+}
+
+static void test_event_idx(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	struct sim_blk bs[8];
+	uint16_t uidx, state;
+
+	if (!ok(env_open(&e, &c) == 0, "event_idx: device opened"))
+		return;
+	env_init(&e, F(VIRTIO_RING_F_EVENT_IDX), 0);
+	/* warm-up: the first publish may always interrupt */
+	post_reads(&e, 0, bs, 1, 0);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 1, "event_idx: warm-up request completed");
+
+	uidx = sim_used_idx(e.sim, 0);
+	sim_set_used_event(e.sim, 0, uidx + 1000);
+	e.sim->vq[0].irqs = 0;
+	post_reads(&e, 0, bs, 4, 10);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 4, "event_idx: batch of 4 completed");
+	is_int(e.sim->vq[0].irqs, 0, "event_idx: used_event far ahead -> no interrupt");
+
+	uidx = sim_used_idx(e.sim, 0);
+	sim_set_used_event(e.sim, 0, uidx);
+	post_reads(&e, 0, bs, 6, 20);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 6, "event_idx: batch of 6 completed");
+	is_int(e.sim->vq[0].irqs, 1, "event_idx: used_event = current idx -> exactly one interrupt per batch");
+	is_int(sim_avail_event(e.sim, 0), e.sim->vq[0].avail_shadow,
+	       "event_idx: avail_event == device's last_avail");
+	ok(sim_get_vq_state(e.sim, 0, &state) == RES_OK && state == e.sim->vq[0].avail_shadow,
+	   "GET_VQ_STATE returns last_avail (%u)", state);
+
+	/* used_event in the middle of a batch: one interrupt as well. */
+	uidx = sim_used_idx(e.sim, 0);
+	sim_set_used_event(e.sim, 0, uidx + 2);
+	e.sim->vq[0].irqs = 0;
+	post_reads(&e, 0, bs, 5, 30);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 5, "event_idx: batch of 5 completed");
+	is_int(e.sim->vq[0].irqs, 1, "event_idx: used_event inside the batch -> one interrupt");
+
+	/* used_event already passed: no interrupt for the next batch.  (Our
+	 * driver moved used_event while draining; put it back.) */
+	sim_set_used_event(e.sim, 0, uidx + 2);
+	e.sim->vq[0].irqs = 0;
+	post_reads(&e, 0, bs, 3, 40);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 3, "event_idx: next batch of 3 completed");
+	is_int(e.sim->vq[0].irqs, 0, "event_idx: used_event already passed -> no interrupt");
+
+	/* Deferred completions published one by one: one interrupt when the
+	 * used index crosses used_event, none for the others. */
+	env_close(&e);
+	c.mode = RAM_DEFER;
+	if (!ok(env_open(&e, &c) == 0, "event_idx: defer device opened"))
+		return;
+	env_init(&e, F(VIRTIO_RING_F_EVENT_IDX), 0);
+	post_reads(&e, 0, bs, 1, 0);
+	sim_kick(e.sim, 0);
+	ram_complete(&e.ram, 0, 0);
+	sim_run(e.sim);
+	drain(&e, 0);
+	uidx = sim_used_idx(e.sim, 0);
+	sim_set_used_event(e.sim, 0, uidx + 2); /* wake at the 3rd completion */
+	e.sim->vq[0].irqs = 0;
+	post_reads(&e, 0, bs, 4, 10);
+	sim_kick(e.sim, 0);
+	is_int(e.ram.npending, 4, "event_idx: 4 requests with the backend");
+	is_int(sim_avail_event(e.sim, 0), e.sim->vq[0].avail_shadow,
+	       "event_idx: avail_event updated while requests are in flight");
+	{
+		unsigned irq_after[4];
+
+		for (int i = 0; i < 4; i++) {
+			ram_complete(&e.ram, 0, 0);
+			sim_run(e.sim);
+			irq_after[i] = e.sim->vq[0].irqs;
+		}
+		ok(irq_after[0] == 0 && irq_after[1] == 0 && irq_after[2] == 1 &&
+		   irq_after[3] == 1,
+		   "event_idx: separate completions interrupt only at used_event (%u %u %u %u)",
+		   irq_after[0], irq_after[1], irq_after[2], irq_after[3]);
+	}
+	is_int(drain(&e, 0), 4, "event_idx: all 4 completed");
+	env_close(&e);
+}
+
+static void test_flags_notify(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	struct sim_blk bs[8];
+
+	if (!ok(env_open(&e, &c) == 0, "flags: device opened"))
+		return;
+	env_init(&e, 0, 0);
+	e.ram.probe = e.sim;
+	sim_set_avail_flags(e.sim, 0, VRING_AVAIL_F_NO_INTERRUPT);
+	post_reads(&e, 0, bs, 4, 0);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 4, "flags: batch of 4 completed");
+	is_int(e.sim->vq[0].irqs, 0, "flags: VRING_AVAIL_F_NO_INTERRUPT suppresses the interrupt");
+	sim_set_avail_flags(e.sim, 0, 0);
+	post_reads(&e, 0, bs, 5, 10);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 5, "flags: batch of 5 completed");
+	is_int(e.sim->vq[0].irqs, 1, "flags: one interrupt for the batch of 5");
+	ok(e.ram.probe_n == 9 && e.ram.probe_flags_or == VRING_USED_F_NO_NOTIFY,
+	   "flags: used->flags NO_NOTIFY while the device drains the ring");
+	is_int(sim_used_flags(e.sim, 0), 0, "flags: NO_NOTIFY cleared when the device is idle");
+	e.ram.probe = NULL;
+	env_close(&e);
+
+	/* With EVENT_IDX the device never sets NO_NOTIFY. */
+	if (!ok(env_open(&e, &c) == 0, "flags: event_idx device opened"))
+		return;
+	env_init(&e, F(VIRTIO_RING_F_EVENT_IDX), 0);
+	e.ram.probe = e.sim;
+	post_reads(&e, 0, bs, 3, 0);
+	sim_kick(e.sim, 0);
+	drain(&e, 0);
+	ok(e.ram.probe_n == 3 && e.ram.probe_flags_or == 0 && sim_used_flags(e.sim, 0) == 0,
+	   "flags: with EVENT_IDX used->flags stays 0");
+	e.ram.probe = NULL;
+	env_close(&e);
+}
+
+static void test_wrap(void)
+{
+	for (int ev = 0; ev < 2; ev++) {
+		struct env e;
+		struct env_cfg c = { .caps = ALL_CAPS, .qsize = 16 };
+		struct sim_blk bs[8];
+		unsigned done = 0, bad = 0;
+		uint16_t state;
+
+		if (!ok(env_open(&e, &c) == 0, "wrap: device opened"))
+			return;
+		is_int(env_init(&e, ev ? RING_FEATURES : 0, 65530), RES_OK,
+		       "wrap%s: DRIVER_OK with avail/used idx 65530", ev ? "(event_idx)" : "");
+		if (ev)
+			sim_set_used_event(e.sim, 0, 65530);
+		for (int round = 0; round < 8; round++) {
+			post_reads(&e, 0, bs, 5, round * 5);
+			sim_kick(e.sim, 0);
+			for (int i = 0; i < 5; i++) {
+				uint32_t id, len;
+
+				if (sim_get_used(e.sim, 0, &id, &len) != 1 ||
+				    id != (uint32_t)bs[i].head || len != 513 ||
+				    sim_blk_status(e.sim, &bs[i]) != ST_OK)
+					bad++;
+				else
+					done++;
+			}
+			if (ev)
+				sim_set_used_event(e.sim, 0, e.sim->vq[0].last_used);
+		}
+		ok(done == 40 && bad == 0, "wrap%s: 40 requests across index 65535 (%u ok, %u bad)",
+		   ev ? "(event_idx)" : "", done, bad);
+		is_int(sim_used_idx(e.sim, 0), (uint16_t)(65530 + 40), "wrap: used idx wrapped to 34");
+		ok(sim_get_vq_state(e.sim, 0, &state) == RES_OK && state == (uint16_t)(65530 + 40),
+		   "wrap: GET_VQ_STATE after wrap = %u", state);
+		if (ev)
+			is_int(e.sim->vq[0].irqs, 8, "wrap(event_idx): one interrupt per batch");
+		ok_null(write_read_n(&e, 0, 3, 4, 512, 0, LAY_PLAIN, NULL), "wrap: data I/O after wrap");
+		ok(!queue_broken(&e, 0), "wrap: queue not broken");
+		env_close(&e);
+	}
+}
+
+static void test_out_of_order(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .mode = RAM_DEFER };
+	struct sim_blk bs[8];
+	struct vdu_queue_stats st;
+	uint8_t pat[8][1024], buf[1024];
+	uint32_t ids[8];
+	int nids = 0, ok_status = 0;
+	static const int order[8] = { 5, 2, 7, 0, 3, 6, 1, 4 };
+
+	if (!ok(env_open(&e, &c) == 0, "ooo: device opened"))
+		return;
+	env_init(&e, RING_FEATURES, 0);
+	for (int i = 0; i < 8; i++) {
+		blk_init(&bs[i], VIRTIO_BLK_T_OUT, i * 8);
+		if (i & 1)
+			bs[i].flags = SIM_BLK_INDIRECT;
+		blk_add_new(&e, &bs[i], 512);
+		blk_add(&e, &bs[i], sim_alloc_cross(e.sim, 512, 100), 512);
+		pattern(pat[i], 1024, 1000 + i);
+		sim_write(e.sim, bs[i].seg[0].addr, pat[i], 512);
+		sim_write(e.sim, bs[i].seg[1].addr, pat[i] + 512, 512);
+		sim_blk_post(e.sim, 0, &bs[i]);
+	}
+	sim_kick(e.sim, 0);
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	ok(e.ram.npending == 8 && vdu_dev_inflight(e.dev) == 8 && st.inflight == 8,
+	   "ooo: 8 writes in flight (pending %u, inflight %u, stats %u)",
+	   e.ram.npending, vdu_dev_inflight(e.dev), st.inflight);
+	is_int(drain(&e, 0), 0, "ooo: nothing used before completion");
+	/* complete in reverse submission order */
+	for (int i = 7; i >= 0; i--) {
+		uint32_t id;
+
+		ram_complete(&e.ram, i, 0);
+		sim_run(e.sim);
+		if (sim_get_used(e.sim, 0, &id, NULL) == 1)
+			ids[nids++] = id;
+	}
+	{
+		bool match = nids == 8;
+
+		for (int i = 0; i < nids && match; i++)
+			match = ids[i] == (uint32_t)bs[7 - i].head;
+		ok(match, "ooo: used ids in reverse order of submission");
+	}
+	for (int i = 0; i < 8; i++)
+		ok_status += sim_blk_status(e.sim, &bs[i]) == ST_OK &&
+			     memcmp(e.ram.data + i * 8 * SECTOR, pat[i], 1024) == 0;
+	is_int(ok_status, 8, "ooo: all 8 writes OK and data in place");
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	ok(vdu_dev_inflight(e.dev) == 0 && st.inflight == 0,
+	   "ooo: inflight back to 0 (%u, stats %u)", vdu_dev_inflight(e.dev), st.inflight);
+
+	/* Now read them back, completing in a shuffled order. */
+	for (int i = 0; i < 8; i++) {
+		blk_init(&bs[i], VIRTIO_BLK_T_IN, i * 8);
+		bs[i].flags = SIM_BLK_DATA_IN | (i & 1 ? 0 : SIM_BLK_INDIRECT);
+		blk_add(&e, &bs[i], sim_alloc_cross(e.sim, 1024, 300), 1024);
+		sim_blk_post(e.sim, 0, &bs[i]);
+	}
+	sim_kick(e.sim, 0);
+	is_int(vdu_dev_inflight(e.dev), 8, "ooo: 8 reads in flight");
+	nids = 0;
+	{
+		/* pending[] shrinks as we complete: map original index */
+		bool left[8] = { true, true, true, true, true, true, true, true };
+		bool match = true;
+
+		for (int k = 0; k < 8; k++) {
+			int want = order[k], pos = 0;
+			uint32_t id, len;
+
+			for (int j = 0; j < want; j++)
+				pos += left[j];
+			left[want] = false;
+			ram_complete(&e.ram, pos, 0);
+			/* two completions per loop run for half of them */
+			if (k % 2 == 0)
+				continue;
+			sim_run(e.sim);
+			while (sim_get_used(e.sim, 0, &id, &len) == 1) {
+				ids[nids++] = id;
+				match = match && len == 1025;
+			}
+		}
+		ok(match && nids == 8, "ooo: 8 reads completed, used len 1025");
+		match = true;
+		for (int k = 0; k < 8 && match; k++)
+			match = ids[k] == (uint32_t)bs[order[k]].head;
+		ok(match, "ooo: used ids follow the completion order");
+	}
+	ok_status = 0;
+	for (int i = 0; i < 8; i++) {
+		sim_read(e.sim, bs[i].seg[0].addr, buf, 1024);
+		ok_status += sim_blk_status(e.sim, &bs[i]) == ST_OK &&
+			     memcmp(buf, pat[i], 1024) == 0;
+	}
+	is_int(ok_status, 8, "ooo: all 8 reads returned the right data");
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	ok(vdu_dev_inflight(e.dev) == 0 && st.inflight == 0 && st.requests == 16 &&
+	   st.errors == 0,
+	   "ooo: inflight 0 again, 16 requests, no errors");
+
+	/* Backend errors map to statuses. */
+	post_reads(&e, 0, bs, 3, 0);
+	sim_kick(e.sim, 0);
+	ram_complete(&e.ram, 0, -EIO);
+	ram_complete(&e.ram, 0, -EOPNOTSUPP);
+	ram_complete(&e.ram, 0, 0);
+	sim_run(e.sim);
+	{
+		uint32_t lens[3] = { 0 }, id, len;
+		int n = 0;
+
+		while (n < 3 && sim_get_used(e.sim, 0, &id, &len) == 1)
+			lens[n++] = len;
+		ok(n == 3 && sim_blk_status(e.sim, &bs[0]) == ST_IOERR &&
+		   sim_blk_status(e.sim, &bs[1]) == ST_UNSUPP &&
+		   sim_blk_status(e.sim, &bs[2]) == ST_OK &&
+		   lens[0] == 1 && lens[1] == 1 && lens[2] == 513,
+		   "backend -EIO -> IOERR, -EOPNOTSUPP -> UNSUPP (used len 1)");
+	}
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	is_int(st.errors, 2, "stats count the 2 errors");
+	env_close(&e);
+}
+
+/* ---- malformed rings ---- */
+
+struct env_malformed {
+	struct env e;
+	unsigned num;
+};
+
+static uint16_t take_desc(struct env *e)
+{
+	struct sim_vq *vq = &e->sim->vq[0];
+
+	return vq->free_stack[--vq->nfree];
+}
+
+static void set_desc(struct vring_desc *d, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	d->addr = htole64(addr);
+	d->len = htole32(len);
+	d->flags = htole16(flags);
+	d->next = htole16(next);
+}
+
+/* A header descriptor for a read of one sector. */
+static uint64_t new_hdr(struct env *e, uint32_t type)
+{
+	struct virtio_blk_outhdr h = { .type = htole32(type) };
+	uint64_t a = sim_alloc(e->sim, 16);
+
+	sim_write(e->sim, a, &h, 16);
+	return a;
+}
+
+static void check_broken_then_recover(struct env *e, const char *what,
+				      uint64_t ring_features)
+{
+	struct vdu_queue_stats st;
+	int used;
+
+	sim_kick(e->sim, 0);
+	used = drain(e, 0);
+	vdu_dev_queue_stats(e->dev, 0, &st);
+	ok(queue_broken(e, 0) && used == 0 && e->sim->bad_used == 0,
+	   "malformed: %s -> queue broken (broken %d, used %d)", what, st.broken, used);
+	/* A kick on a broken queue does nothing. */
+	sim_kick(e->sim, 0);
+	/* Recover: reset, renegotiate. */
+	while (e->ram.npending)
+		ram_complete(&e->ram, 0, 0);
+	sim_run(e->sim);
+	e->ram.mode = RAM_SYNC;
+	if (env_init(e, ring_features, 0) != RES_OK ||
+	    write_read_n(e, 0, 1, 2, 512, 0, LAY_PLAIN, NULL) != NULL ||
+	    queue_broken(e, 0) || vdu_dev_inflight(e->dev) != 0) {
+		ok(0, "malformed: %s -> reset brings the queue back", what);
+		return;
+	}
+	ok(1, "malformed: %s -> reset brings the queue back", what);
+}
+
+static void test_malformed(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .qsize = 16 };
+	struct sim_vq *vq;
+	uint16_t h, d1;
+	uint64_t hdr;
+	struct sim_desc sd[4];
+
+	if (!ok(env_open(&e, &c) == 0, "malformed: device opened"))
+		return;
+	vq = &e.sim->vq[0];
+
+#define WITH(feat_, what)                                                    \
+	for (int once_ = (env_init(&e, (feat_), 0), 1); once_;               \
+	     once_ = 0, check_broken_then_recover(&e, what, (feat_)))
+
+	WITH(0, "head index >= queue size")
+		sim_post_head(e.sim, 0, vq->num);
+	WITH(0, "head index 0xffff")
+		sim_post_head(e.sim, 0, 0xffff);
+	WITH(0, "next index >= queue size") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], new_hdr(&e, VIRTIO_BLK_T_IN), 16,
+			 VRING_DESC_F_NEXT, vq->num);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(0, "descriptor loop") {
+		h = take_desc(&e);
+		d1 = take_desc(&e);
+		set_desc(&vq->desc[h], new_hdr(&e, VIRTIO_BLK_T_IN), 16, VRING_DESC_F_NEXT, d1);
+		set_desc(&vq->desc[d1], sim_alloc(e.sim, 16), 16, VRING_DESC_F_NEXT, h);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(0, "self loop (writable)") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], sim_alloc(e.sim, 16), 16,
+			 VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, h);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "indirect len not a multiple of 16") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], sim_alloc(e.sim, 32), 24, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "indirect len 0") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], sim_alloc(e.sim, 32), 0, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "indirect table larger than the queue") {
+		uint64_t t = sim_alloc(e.sim, 16 * (vq->num + 1));
+		struct vring_desc tab[17];
+
+		/* a well-formed table of num + 1 entries */
+		memset(tab, 0, sizeof(tab));
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		set_desc(&tab[0], hdr, 16, VRING_DESC_F_NEXT, 1);
+		for (unsigned i = 1; i < vq->num; i++)
+			set_desc(&tab[i], sim_alloc(e.sim, 512), 512,
+				 VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, i + 1);
+		set_desc(&tab[vq->num], sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE, 0);
+		sim_write(e.sim, t, tab, 16 * (vq->num + 1));
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], t, 16 * (vq->num + 1), VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "nested indirect") {
+		uint64_t t = sim_alloc(e.sim, 32), t2 = sim_alloc(e.sim, 32);
+		struct vring_desc tab[2];
+
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		set_desc(&tab[0], hdr, 16, VRING_DESC_F_NEXT, 1);
+		set_desc(&tab[1], t2, 32, VRING_DESC_F_INDIRECT, 0);
+		sim_write(e.sim, t, tab, 32);
+		set_desc(&tab[0], sim_alloc(e.sim, 512), 512,
+			 VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+		set_desc(&tab[1], sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE, 0);
+		sim_write(e.sim, t2, tab, 32);
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], t, 32, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "loop inside an indirect table") {
+		uint64_t t = sim_alloc(e.sim, 48);
+		struct vring_desc tab[3];
+
+		set_desc(&tab[0], new_hdr(&e, VIRTIO_BLK_T_IN), 16, VRING_DESC_F_NEXT, 1);
+		set_desc(&tab[1], sim_alloc(e.sim, 512), 512,
+			 VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2);
+		set_desc(&tab[2], sim_alloc(e.sim, 1), 1,
+			 VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+		sim_write(e.sim, t, tab, 48);
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], t, 48, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "next index past the end of an indirect table") {
+		uint64_t t = sim_alloc(e.sim, 32);
+		struct vring_desc tab[2];
+
+		set_desc(&tab[0], new_hdr(&e, VIRTIO_BLK_T_IN), 16, VRING_DESC_F_NEXT, 1);
+		set_desc(&tab[1], sim_alloc(e.sim, 1), 1,
+			 VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2);
+		sim_write(e.sim, t, tab, 32);
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], t, 32, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "INDIRECT together with NEXT") {
+		uint64_t t = sim_alloc(e.sim, 32);
+		struct vring_desc tab[2];
+
+		set_desc(&tab[0], new_hdr(&e, VIRTIO_BLK_T_IN), 16, VRING_DESC_F_NEXT, 1);
+		set_desc(&tab[1], sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE, 0);
+		sim_write(e.sim, t, tab, 32);
+		h = take_desc(&e);
+		d1 = take_desc(&e);
+		set_desc(&vq->desc[h], t, 32, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, d1);
+		set_desc(&vq->desc[d1], sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(0, "indirect without INDIRECT_DESC negotiated") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 2, true);
+	}
+	WITH(RING_FEATURES, "indirect table in unmapped IOVA") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], SIM_HOLE_IOVA + 64, 32, VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(RING_FEATURES, "indirect table running off its region") {
+		h = take_desc(&e);
+		set_desc(&vq->desc[h], SIM_DATA_IOVA + SIM_DATA_NREG * SIM_DATA_REGSZ - 16, 32,
+			 VRING_DESC_F_INDIRECT, 0);
+		sim_post_head(e.sim, 0, h);
+	}
+	WITH(0, "header in unmapped IOVA") {
+		sd[0] = (struct sim_desc){ SIM_HOLE_IOVA, 16, 0 };
+		sd[1] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 2, false);
+	}
+	WITH(0, "data running into unmapped IOVA") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ SIM_HOLE_IOVA - 512, 1024, VRING_DESC_F_WRITE };
+		sd[2] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 3, false);
+	}
+	WITH(0, "IOVA range wrapping past 2^64") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ UINT64_MAX - 100, 512, VRING_DESC_F_WRITE };
+		sd[2] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 3, false);
+	}
+	WITH(0, "device-writable data in a read-only region") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ SIM_RO_IOVA, 512, VRING_DESC_F_WRITE };
+		sd[2] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 3, false);
+	}
+	WITH(0, "status byte in a read-only region") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_FLUSH);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ SIM_RO_IOVA + 100, 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 2, false);
+	}
+	WITH(0, "readable descriptor after a writable one") {
+		hdr = new_hdr(&e, VIRTIO_BLK_T_IN);
+		sd[0] = (struct sim_desc){ hdr, 16, 0 };
+		sd[1] = (struct sim_desc){ sim_alloc(e.sim, 512), 512, VRING_DESC_F_WRITE };
+		sd[2] = (struct sim_desc){ sim_alloc(e.sim, 16), 16, 0 };
+		sd[3] = (struct sim_desc){ sim_alloc(e.sim, 1), 1, VRING_DESC_F_WRITE };
+		sim_post(e.sim, 0, sd, 4, false);
+	}
+	WITH(0, "avail idx more than the queue size ahead")
+		sim_set_avail_idx(e.sim, 0, vq->num + 1);
+	WITH(0, "avail idx moving backwards (0xffff ahead)")
+		sim_set_avail_idx(e.sim, 0, 0xffff);
+	WITH(0, "cycle through every descriptor of the queue") {
+		for (unsigned i = 0; i < vq->num; i++)
+			set_desc(&vq->desc[i], sim_alloc(e.sim, 16), 16,
+				 VRING_DESC_F_NEXT, (i + 1) % vq->num);
+		vq->nfree = 0;
+		sim_post_head(e.sim, 0, 0);
+	}
+	e.ram.mode = RAM_DEFER;
+	WITH(0, "head reused while in flight") {
+		struct sim_blk b;
+
+		blk_init(&b, VIRTIO_BLK_T_IN, 0);
+		b.flags = SIM_BLK_DATA_IN;
+		blk_add_new(&e, &b, 512);
+		sim_blk_post(e.sim, 0, &b);
+		sim_kick(e.sim, 0);
+		sim_post_head(e.sim, 0, b.head);
+	}
+	{
+		/* the one in flight is completed by check_broken...; it must
+		 * not have been returned on the broken ring */
+		is_int(e.ram.npending, 0, "malformed: deferred request completed after the break");
+	}
+	e.ram.mode = RAM_SYNC;
+#undef WITH
+
+	/* A malformed request after good ones in the same batch: the good
+	 * ones were already returned. */
+	env_init(&e, 0, 0);
+	{
+		struct sim_blk bs[3];
+
+		post_reads(&e, 0, bs, 3, 0);
+		sim_post_head(e.sim, 0, vq->num + 3);
+		sim_kick(e.sim, 0);
+		ok(queue_broken(&e, 0) && e.ram.submits >= 3 &&
+		   sim_blk_status(e.sim, &bs[2]) == ST_OK && e.sim->bad_used == 0,
+		   "malformed: good requests before the bad one were served");
+	}
+
+	/* No writable byte at all: used len 0, queue keeps going. */
+	env_init(&e, 0, 0);
+	{
+		struct sim_blk b;
+		struct done dn;
+
+		unsigned sub = e.ram.submits;
+
+		blk_init(&b, VIRTIO_BLK_T_OUT, 0);
+		b.flags = SIM_BLK_NO_STATUS;
+		blk_add_new(&e, &b, 512);
+		dn = run1(&e, 0, &b);
+		ok(dn.id_ok && dn.len == 0 && !queue_broken(&e, 0) && e.ram.submits == sub,
+		   "request without a status byte: used len 0, queue not broken");
+		ok_null(write_read_n(&e, 0, 2, 1, 512, 0, LAY_PLAIN, NULL),
+			"  ... and the queue keeps working");
+	}
+
+	/* A zero-length descriptor in the middle is harmless. */
+	{
+		struct sim_blk b;
+		struct done dn;
+
+		blk_init(&b, VIRTIO_BLK_T_IN, 0);
+		b.flags = SIM_BLK_DATA_IN;
+		blk_add_new(&e, &b, 512);
+		blk_add(&e, &b, sim_alloc(e.sim, 16), 0);
+		blk_add_new(&e, &b, 512);
+		dn = run1(&e, 0, &b);
+		ok(dn.id_ok && dn.len == 1025 && dn.status == ST_OK && !queue_broken(&e, 0),
+		   "zero-length descriptor inside a chain: fine");
+	}
+	ok(e.sim->fault_misses > 0, "unmapped IOVAs were asked for and refused (%u)",
+	   e.sim->fault_misses);
+	env_close(&e);
+}
+
+static void test_reset_inflight(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .mode = RAM_DEFER };
+	struct sim_blk bs[4];
+	struct vdu_queue_stats st;
+	uint8_t before[6 + 8 * 256], after[sizeof(before)];
+	uint8_t statuses = 0;
+
+	if (!ok(env_open(&e, &c) == 0, "reset: device opened"))
+		return;
+	env_init(&e, RING_FEATURES, 0);
+	post_reads(&e, 0, bs, 4, 0);
+	sim_kick(e.sim, 0);
+	ok(e.ram.npending == 4 && vdu_dev_inflight(e.dev) == 4, "reset: 4 requests with the backend");
+	is_int(sim_reset(e.sim), RES_OK, "reset: SET_STATUS 0 with I/O in flight");
+	is_int(vdu_dev_inflight(e.dev), 4, "reset: the 4 are still counted");
+	memcpy(before, e.sim->vq[0].used, sizeof(before));
+	for (int i = 3; i >= 0; i--) {
+		ram_complete(&e.ram, i, 0);
+		sim_run(e.sim);
+	}
+	memcpy(after, e.sim->vq[0].used, sizeof(after));
+	for (int i = 0; i < 4; i++)
+		statuses |= sim_blk_status(e.sim, &bs[i]) != 0xff;
+	ok(memcmp(before, after, sizeof(before)) == 0 && statuses == 0,
+	   "reset: completions after reset touch neither the used ring nor the status bytes");
+	is_int(vdu_dev_inflight(e.dev), 0, "reset: vdu_dev_inflight back to 0");
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	is_int(st.inflight, 0, "reset: queue stats inflight back to 0");
+	is_int(st.enabled, 0, "reset: queue disabled");
+
+	/* Reset, renegotiate while old requests are still out, then finish
+	 * them: the new ring must not see them. */
+	env_init(&e, RING_FEATURES, 0);
+	post_reads(&e, 0, bs, 4, 0);
+	sim_kick(e.sim, 0);
+	is_int(env_init(&e, RING_FEATURES, 100), RES_OK,
+	       "reset: re-initialised with 4 old requests pending");
+	{
+		struct sim_blk nb;
+		uint32_t id, len;
+		int n = 0;
+
+		blk_init(&nb, VIRTIO_BLK_T_IN, 7);
+		nb.flags = SIM_BLK_DATA_IN;
+		blk_add_new(&e, &nb, 512);
+		sim_blk_post(e.sim, 0, &nb);
+		sim_kick(e.sim, 0);
+		is_int(vdu_dev_inflight(e.dev), 5, "reset: 4 retired + 1 new in flight");
+		while (e.ram.npending) {
+			ram_complete(&e.ram, 0, 0);
+			sim_run(e.sim);
+		}
+		while (sim_get_used(e.sim, 0, &id, &len) == 1)
+			n++;
+		ok(n == 1 && id == (uint32_t)nb.head && len == 513 &&
+		   sim_used_idx(e.sim, 0) == 101,
+		   "reset: only the new request appears on the new ring");
+	}
+	is_int(vdu_dev_inflight(e.dev), 0, "reset: inflight 0");
+	env_close(&e);
+}
+
+static void test_iotlb(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS };
+	struct sim_region *ring;
+	unsigned f0;
+
+	if (!ok(env_open(&e, &c) == 0, "iotlb: device opened"))
+		return;
+	env_init(&e, RING_FEATURES, 0);
+	ok_null(write_read_n(&e, 0, 0, 2, 512, 0, LAY_PLAIN, NULL), "iotlb: I/O before");
+	ring = sim_region_of(e.sim, SIM_RING_IOVA);
+	f0 = ring->faults;
+	ok_null(write_read_n(&e, 0, 0, 2, 512, 0, LAY_PLAIN, NULL), "iotlb: I/O again");
+	is_int(ring->faults, f0, "iotlb: no re-fault while mappings are valid");
+
+	is_int(sim_update_iotlb(e.sim, SIM_RING_IOVA, SIM_RING_IOVA + SIM_RING_SIZE - 1),
+	       RES_OK, "UPDATE_IOTLB on the ring region");
+	/* Move the ring memory: stale pointers would hit freed memory. */
+	{
+		uint8_t *nh = malloc(ring->len);
+		ptrdiff_t delta;
+		struct sim_vq *vq = &e.sim->vq[0];
+
+		memcpy(nh, ring->host, ring->len);
+		delta = nh - ring->host;
+		free(ring->host);
+		ring->host = nh;
+		vq->desc = (void *)((uint8_t *)vq->desc + delta);
+		vq->avail = (void *)((uint8_t *)vq->avail + delta);
+		vq->used = (void *)((uint8_t *)vq->used + delta);
+	}
+	ok_null(write_read_n(&e, 0, 4, 3, 512, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"iotlb: I/O after invalidating and moving the ring memory");
+	ok(ring->faults > f0, "iotlb: ring region faulted in again (%u -> %u)", f0, ring->faults);
+
+	f0 = e.sim->faults;
+	is_int(sim_update_iotlb(e.sim, 0, UINT64_MAX), RES_OK, "UPDATE_IOTLB on everything");
+	ok_null(write_read_n(&e, 0, 8, 2, 512, 0, LAY_CROSS, NULL), "iotlb: I/O after full invalidation");
+	ok(e.sim->faults > f0 + 2, "iotlb: ring and data regions re-faulted (%u calls)",
+	   e.sim->faults - f0);
+	is_int(sim_update_iotlb(e.sim, 10, 5), RES_FAILED, "UPDATE_IOTLB with last < start fails");
+
+	/* Invalidation while requests are in flight. */
+	e.ram.mode = RAM_DEFER;
+	{
+		struct sim_blk bs[3];
+		int n;
+
+		post_reads(&e, 0, bs, 3, 0);
+		sim_kick(e.sim, 0);
+		sim_update_iotlb(e.sim, 0, UINT64_MAX);
+		while (e.ram.npending) {
+			ram_complete(&e.ram, 0, 0);
+			sim_run(e.sim);
+		}
+		n = drain(&e, 0);
+		ok(n == 3 && sim_blk_status(e.sim, &bs[2]) == ST_OK,
+		   "iotlb: requests in flight across an invalidation complete (%d)", n);
+	}
+	e.ram.mode = RAM_SYNC;
+	ok(!queue_broken(&e, 0), "iotlb: queue not broken");
+	env_close(&e);
+}
+
+static void test_vq_state(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .mode = RAM_DEFER };
+	struct sim_blk bs[5];
+	uint16_t s = 1;
+
+	if (!ok(env_open(&e, &c) == 0, "vq_state: device opened"))
+		return;
+	ok(sim_get_vq_state(e.sim, 0, &s) == RES_OK && s == 0,
+	   "GET_VQ_STATE of a disabled queue: 0");
+	env_init(&e, 0, 1234);
+	ok(sim_get_vq_state(e.sim, 0, &s) == RES_OK && s == 1234,
+	   "GET_VQ_STATE right after DRIVER_OK: the starting index");
+	post_reads(&e, 0, bs, 5, 0);
+	sim_kick(e.sim, 0);
+	ok(sim_get_vq_state(e.sim, 0, &s) == RES_OK && s == 1239,
+	   "GET_VQ_STATE with 5 requests in flight: 1239 (%u)", s);
+	is_int(sim_get_vq_state(e.sim, 5, &s), RES_FAILED, "GET_VQ_STATE for a missing queue fails");
+	while (e.ram.npending)
+		ram_complete(&e.ram, 0, 0);
+	sim_run(e.sim);
+	is_int(drain(&e, 0), 5, "vq_state: all completed");
+	{
+		struct vduse_dev_request rq = { .type = 0x7777, .request_id = 42 };
+		struct vduse_dev_response rs;
+
+		vdu_dev_handle_request(e.dev, &rq, &rs);
+		ok(rs.request_id == 42 && rs.result == RES_FAILED,
+		   "unknown VDUSE request type: FAILED, request id echoed");
+	}
+	env_close(&e);
+}
+
+static void test_multiqueue(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .nq = 2, .qsize = 64 };
+	struct vdu_queue_stats s0, s1;
+	struct sim_blk bs[4];
+	int n0, n1;
+
+	if (!ok(env_open(&e, &c) == 0, "mq: device opened"))
+		return;
+	ok(e.offered & F(VIRTIO_BLK_F_MQ), "mq: VIRTIO_BLK_F_MQ offered");
+	is_int(env_init(&e, RING_FEATURES, 0), RES_OK, "mq: both queues enabled");
+	is_int(e.ram.queue_opens, 2, "mq: backend opened 2 queues");
+	ok_null(write_read_n(&e, 0, 0, 4, 512, 0, LAY_PLAIN, NULL), "mq: I/O on queue 0");
+	ok_null(write_read_n(&e, 1, 16, 4, 512, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"mq: I/O on queue 1");
+	post_reads(&e, 0, bs, 2, 0);
+	post_reads(&e, 1, bs + 2, 2, 0);
+	sim_kick(e.sim, 1);
+	n0 = drain(&e, 0);
+	n1 = drain(&e, 1);
+	ok(n0 == 0 && n1 == 2, "mq: a kick on queue 1 serves only queue 1 (%d, %d)", n0, n1);
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 2, "mq: then queue 0");
+	vdu_dev_queue_stats(e.dev, 0, &s0);
+	vdu_dev_queue_stats(e.dev, 1, &s1);
+	ok(s0.requests == 4 && s1.requests == 4 && s0.enabled && s1.enabled &&
+	   e.sim->vq[0].irqs >= 3 && e.sim->vq[1].irqs >= 3,
+	   "mq: per-queue stats and interrupts (%llu/%llu req, %u/%u irqs)",
+	   (unsigned long long)s0.requests, (unsigned long long)s1.requests,
+	   e.sim->vq[0].irqs, e.sim->vq[1].irqs);
+	is_int(vdu_dev_queue_stats(e.dev, 2, &s0), -EINVAL, "mq: stats for queue 2: -EINVAL");
+
+	/* The driver may leave a queue unused (ready = 0). */
+	sim_reset(e.sim);
+	sim_negotiate(e.sim, feat(&e, 0));
+	sim_setup_vq(e.sim, 0, 64, 0);
+	e.sim->vq[1].ready = false;
+	is_int(sim_set_status(e.sim, 0xf), RES_OK, "mq: DRIVER_OK with queue 1 not ready");
+	vdu_dev_queue_stats(e.dev, 1, &s1);
+	ok(!s1.enabled, "mq: queue 1 stays disabled");
+	ok_null(write_read_n(&e, 0, 0, 1, 512, 0, LAY_PLAIN, NULL), "mq: queue 0 works alone");
+	/* A queue larger than the device's maximum is refused. */
+	sim_reset(e.sim);
+	sim_negotiate(e.sim, feat(&e, 0));
+	sim_setup_vq(e.sim, 0, 128, 0);
+	is_int(sim_set_status(e.sim, 0xf), RES_FAILED, "mq: DRIVER_OK with queue size 128 > 64 fails");
+	env_close(&e);
+}
+
+static void test_batch_unplug(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .mode = RAM_BATCH };
+	struct sim_blk bs[6];
+
+	if (!ok(env_open(&e, &c) == 0, "batch: device opened"))
+		return;
+	env_init(&e, RING_FEATURES, 0);
+	e.ram.unplugs = e.ram.submits = 0;
+	post_reads(&e, 0, bs, 5, 0);
+	sim_kick(e.sim, 0);
+	ok(e.ram.submits == 5 && e.ram.unplugs == 1 && drain(&e, 0) == 5,
+	   "batch: 5 submits, 1 unplug, 5 completions (submits %u unplugs %u)",
+	   e.ram.submits, e.ram.unplugs);
+	is_int(e.sim->vq[0].irqs, 1, "batch: one interrupt for the batch");
+
+	/* A ring that breaks mid-batch must still unplug what it submitted,
+	 * or an io_submit-style backend would hold those requests forever. */
+	e.ram.unplugs = e.ram.submits = 0;
+	post_reads(&e, 0, bs, 2, 0);
+	sim_post_head(e.sim, 0, 0xffff);
+	sim_kick(e.sim, 0);
+	ok(queue_broken(&e, 0) && e.ram.submits == 2 && e.ram.unplugs == 1 &&
+	   e.ram.npending == 0 && vdu_dev_inflight(e.dev) == 0,
+	   "batch: queue broken mid-batch still unplugs (unplugs %u, pending %u, inflight %u)",
+	   e.ram.unplugs, e.ram.npending, vdu_dev_inflight(e.dev));
+	while (e.ram.npending)
+		ram_complete(&e.ram, 0, 0);
+	sim_run(e.sim);
+	env_close(&e);
+}
+
+static void test_block_size(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .size = (1 << 20) + 1000 };
+	struct vdu_dev_info info;
+
+	if (!ok(env_open(&e, &c) == 0, "geometry: device opened"))
+		return;
+	vdu_dev_get_info(e.dev, &info);
+	is_int(info.capacity_bytes, (1 << 20) + 512, "geometry: size rounded down to 512");
+	env_init(&e, 0, 0);
+	ok_null(write_read_n(&e, 0, 2048, 1, 512, 0, LAY_PLAIN, NULL),
+		"geometry: last full sector usable");
+	env_close(&e);
+
+	/* A 4 KiB block size: capacity rounded down to 4 KiB. */
+	{
+		struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "bs4k",
+					  .block_size = 4096 };
+		struct event_base *base = event_base_new();
+		struct ram ram = { .size = (1 << 20) + 3000 };
+		struct vdu_dev *dev = NULL;
+
+		ok(vdu_dev_new(&o, &ram_backend, &ram, base, &dev) == 0 &&
+		   vdu_dev_get_info(dev, &info) == 0 && info.block_size == 4096 &&
+		   info.capacity_bytes == 1 << 20,
+		   "geometry: block_size 4096 rounds capacity to 4 KiB");
+		vdu_dev_free(dev);
+		o.block_size = 1000;
+		dev = NULL;
+		ok(vdu_dev_new(&o, &ram_backend, &ram, base, &dev) < 0 && !dev,
+		   "geometry: block_size 1000 rejected");
+		event_base_free(base);
+	}
+}
+
+int main(void)
+{
+	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
+	test_dev_new();
+	test_features();
+	test_rw();
+	test_get_id();
+	test_commands();
+	test_read_only();
+	test_ranges();
+	test_event_idx();
+	test_flags_notify();
+	test_wrap();
+	test_out_of_order();
+	test_malformed();
+	test_reset_inflight();
+	test_iotlb();
+	test_vq_state();
+	test_multiqueue();
+	test_batch_unplug();
+	test_block_size();
+	diag("library logged %u error message(s)", lib_errors);
+	return tap_done();
+}

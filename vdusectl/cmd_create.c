@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vdusectl create: validate, fork the daemon (unless --foreground), wait
+ * for its "OK"/"ERR msg" on a pipe, optionally attach.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vdusectl.h"
+
+static const char description[] =
+	"Create the VDUSE device NAME served by a daemon that runs the backend.\n"
+	"Backends: null (needs --size), file (needs --path), tcp (needs --url).\n"
+	"The command returns once the device exists; with --attach it then\n"
+	"attaches the device to the vdpa bus and prints its node (/dev/vdX).\n"
+	"With --foreground the daemon runs in this process (for systemd).";
+
+/* Read the daemon's one status line; 0 OK, 1 ERR (msg set), -errno. */
+static int read_status(int fd, char *msg, size_t msglen)
+{
+	char buf[VCTL_ERR_MAX + 8];
+	size_t len = 0;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		int rc = poll(&pfd, 1, VCTL_STARTUP_TIMEOUT_MS);
+		ssize_t n;
+
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (memchr(buf, '\n', len) || len == sizeof(buf) - 1)
+			break;
+	}
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!strcmp(buf, "OK"))
+		return 0;
+	if (!strncmp(buf, "ERR ", 4)) {
+		snprintf(msg, msglen, "%s", buf + 4);
+		return 1;
+	}
+	return -EPIPE;
+}
+
+static int start_daemon(const struct vctl_create *c, pid_t *pidp)
+{
+	char msg[VCTL_ERR_MAX + 8], log[4096];
+	int p[2], rc, st;
+	pid_t pid;
+
+	if (vctl_path(log, sizeof(log), c->state_dir, c->name, VCTL_F_LOG) < 0)
+		snprintf(log, sizeof(log), "the daemon log");
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		vctl_error("pipe: %s", strerror(errno));
+		return VCTL_EXIT_FAIL;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		vctl_error("fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return VCTL_EXIT_FAIL;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		exit(vctl_daemon_main(c, p[1]));
+	}
+	close(p[1]);
+	rc = read_status(p[0], msg, sizeof(msg));
+	close(p[0]);
+	if (rc == 0) {
+		*pidp = pid;
+		return VCTL_EXIT_OK;
+	}
+	if (rc == 1) {
+		vctl_error("%s", msg);
+		waitpid(pid, NULL, 0); /* it exits right after reporting */
+		return VCTL_EXIT_FAIL;
+	}
+	if (rc == -ETIMEDOUT) {
+		vctl_error("daemon for %s (pid %d) did not report within %d s: see %s",
+			   c->name, (int)pid, VCTL_STARTUP_TIMEOUT_MS / 1000, log);
+		return VCTL_EXIT_FAIL;
+	}
+	if (waitpid(pid, &st, 0) == pid && WIFSIGNALED(st))
+		vctl_error("daemon for %s died during startup (signal %d): see %s",
+			   c->name, WTERMSIG(st), log);
+	else
+		vctl_error("daemon for %s exited during startup: see %s",
+			   c->name, log);
+	return VCTL_EXIT_FAIL;
+}
+
+static int preflight(const struct vctl_create *c)
+{
+	char err[VCTL_ERR_MAX];
+	struct stat st;
+	pid_t pid;
+
+	if (vctl_daemon_state(c->state_dir, c->name, &pid) == VCTL_DAEMON_ALIVE ||
+	    vctl_kernel_dev_exists(c->name)) {
+		vctl_error("device %s already exists (vdusectl destroy %s)",
+			   c->name, c->name);
+		return VCTL_EXIT_FAIL;
+	}
+	if (stat("/dev/vduse/control", &st) < 0 && errno == ENOENT) {
+		vctl_msg_dev_start(err, sizeof(err), c->name, -ENOENT);
+		vctl_error("%s", err);
+		return VCTL_EXIT_FAIL;
+	}
+	if (c->attach && vctl_vdpa_preflight(c->driver, err, sizeof(err)) < 0) {
+		vctl_error("%s", err);
+		return VCTL_EXIT_FAIL;
+	}
+	return VCTL_EXIT_OK;
+}
+
+int vctl_cmd_create(int argc, const char **argv)
+{
+	struct vctl_create_args a = { 0 };
+	const char *state_opt = NULL;
+	struct poptOption options[] = {
+		{ "backend", '\0', POPT_ARG_STRING, &a.backend, 0,
+		  "backend: null, file or tcp", "BACKEND" },
+		{ "size", '\0', POPT_ARG_STRING, &a.size, 0,
+		  "device size in bytes, or with K, M, G, T (null: required)", "SIZE" },
+		{ "path", '\0', POPT_ARG_STRING, &a.path, 0,
+		  "file backend: the image file or block device", "FILE" },
+		{ "url", '\0', POPT_ARG_STRING, &a.url, 0,
+		  "tcp backend: the server to connect to", "URL" },
+		{ "queues", '\0', POPT_ARG_STRING, &a.queues, 0,
+		  "number of queues, 1-64 (default 1)", "N" },
+		{ "queue-size", '\0', POPT_ARG_STRING, &a.queue_size, 0,
+		  "entries per queue, a power of two 2-32768 (default 256)", "N" },
+		{ "block-size", '\0', POPT_ARG_STRING, &a.block_size, 0,
+		  "logical block size, a power of two 512-65536 (default 512)", "N" },
+		{ "serial", '\0', POPT_ARG_STRING, &a.serial, 0,
+		  "serial number, at most 20 bytes (default: NAME)", "S" },
+		{ "read-only", '\0', POPT_ARG_NONE, &a.read_only, 0,
+		  "export the device read-only", NULL },
+		{ "attach", '\0', POPT_ARG_NONE, &a.attach, 0,
+		  "attach to the vdpa bus and print the device node", NULL },
+		{ "driver", '\0', POPT_ARG_STRING, &a.driver, 0,
+		  "with --attach: virtio_vdpa (default) or vhost_vdpa", "DRIVER" },
+		{ "foreground", '\0', POPT_ARG_NONE, &a.foreground, 0,
+		  "run the daemon in this process, log to stderr", NULL },
+		{ "option", 'o', POPT_ARG_ARGV, &a.extra, 0,
+		  "extra backend parameter (repeatable)", "KEY=VALUE" },
+		VCTL_COMMON_OPTIONS(state_opt),
+		POPT_TABLEEND
+	};
+	const struct vctl_cmdline cl = {
+		.cmd = "create",
+		.synopsis = "NAME --backend BACKEND [OPTION...]",
+		.description = description,
+		.options = options,
+		.min_args = 1,
+		.max_args = 1,
+	};
+	struct vctl_create c;
+	char err[VCTL_ERR_MAX], node[128];
+	const char *args[1];
+	poptContext ctx = NULL;
+	pid_t pid = 0;
+	int rc;
+
+	rc = vctl_parse_cmd(&cl, argc, argv, &ctx, args);
+	if (rc >= 0)
+		goto out;
+	if (vctl_create_spec(&a, args[0], vctl_state_dir(state_opt), &c, err,
+			     sizeof(err)) < 0) {
+		vctl_error("%s", err);
+		vctl_create_spec_free(&c);
+		rc = VCTL_EXIT_USAGE;
+		goto out;
+	}
+	rc = preflight(&c);
+	if (rc != VCTL_EXIT_OK)
+		goto out_spec;
+	if (c.foreground) {
+		rc = vctl_daemon_main(&c, -1);
+		goto out_spec;
+	}
+	rc = start_daemon(&c, &pid);
+	if (rc != VCTL_EXIT_OK || !c.attach)
+		goto out_spec;
+	if (vctl_attach(c.name, c.driver, node, sizeof(node), err,
+			sizeof(err)) < 0) {
+		char err2[VCTL_ERR_MAX];
+
+		vctl_error("%s", err);
+		/* Do not leave a half-made device behind. */
+		if (vctl_stop_daemon(c.state_dir, c.name, pid, err2,
+				     sizeof(err2)) < 0)
+			fprintf(stderr, "vdusectl: also: %s\n", err2);
+		rc = VCTL_EXIT_FAIL;
+		goto out_spec;
+	}
+	printf("%s\n", node);
+	rc = VCTL_EXIT_OK;
+out_spec:
+	vctl_create_spec_free(&c);
+out:
+	free((void *)a.backend);
+	free((void *)a.size);
+	free((void *)a.path);
+	free((void *)a.url);
+	free((void *)a.queues);
+	free((void *)a.queue_size);
+	free((void *)a.block_size);
+	free((void *)a.serial);
+	free((void *)a.driver);
+	free((void *)state_opt);
+	if (a.extra) {
+		for (size_t i = 0; a.extra[i]; i++)
+			free((void *)a.extra[i]);
+		free(a.extra);
+	}
+	poptFreeContext(ctx);
+	return rc;
+}

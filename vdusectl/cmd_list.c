@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vdusectl list: devices in the state directory and in the kernel. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vdusectl.h"
+
+struct row {
+	const char *name;
+	char backend[32];
+	bool has_size, has_queues;
+	uint64_t size, queues;
+	char driver[64], node[128];
+	enum vctl_daemon_state daemon;
+	pid_t pid;
+};
+
+static void fill(struct row *r, const char *dir, const char *name)
+{
+	struct vctl_json *cfg = vctl_load_config(dir, name);
+	const char *be;
+
+	memset(r, 0, sizeof(*r));
+	r->name = name;
+	be = json_get_str(cfg, "backend");
+	snprintf(r->backend, sizeof(r->backend), "%s", be ? be : "");
+	r->has_size = json_get_u64(cfg, "size", &r->size) == 0;
+	r->has_queues = json_get_u64(cfg, "queues", &r->queues) == 0;
+	json_free(cfg);
+	r->daemon = vctl_daemon_state(dir, name, &r->pid);
+	if (vctl_attached(name, r->driver, sizeof(r->driver), r->node,
+			  sizeof(r->node)) != 1)
+		r->driver[0] = r->node[0] = '\0';
+}
+
+static const char *daemon_text(const struct row *r)
+{
+	switch (r->daemon) {
+	case VCTL_DAEMON_ALIVE: return "running";
+	case VCTL_DAEMON_DEAD: return "dead";
+	default: return "none";
+	}
+}
+
+static void print_json(struct row *rows, int n)
+{
+	struct vctl_jbuf b;
+
+	jb_init(&b);
+	jb_raw(&b, "{\"devices\":[");
+	for (int i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+
+		jb_sep(&b);
+		jb_raw(&b, "{");
+		jb_kstr(&b, "name", r->name);
+		jb_kstr(&b, "backend", r->backend[0] ? r->backend : NULL);
+		if (r->has_size)
+			jb_ku64(&b, "size", r->size);
+		else
+			jb_knull(&b, "size");
+		if (r->has_queues)
+			jb_ku64(&b, "queues", r->queues);
+		else
+			jb_knull(&b, "queues");
+		jb_kstr(&b, "driver", r->driver[0] ? r->driver : NULL);
+		jb_kstr(&b, "node", r->node[0] ? r->node : NULL);
+		jb_kbool(&b, "daemon", r->daemon == VCTL_DAEMON_ALIVE);
+		if (r->daemon == VCTL_DAEMON_ALIVE && r->pid > 0)
+			jb_ku64(&b, "pid", (uint64_t)r->pid);
+		else
+			jb_knull(&b, "pid");
+		jb_raw(&b, "}");
+	}
+	jb_raw(&b, "]}");
+	puts(jb_get(&b) ? jb_get(&b) : "{\"devices\":[]}");
+	jb_free(&b);
+}
+
+static void print_table(struct row *rows, int n)
+{
+	int w = 4;
+
+	for (int i = 0; i < n; i++)
+		if ((int)strlen(rows[i].name) > w)
+			w = (int)strlen(rows[i].name);
+	printf("%-*s  %-8s %8s %6s %-12s %-18s %s\n", w, "NAME", "BACKEND",
+	       "SIZE", "QUEUES", "DRIVER", "NODE", "DAEMON");
+	for (int i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		char size[32] = "-", queues[16] = "-";
+
+		if (r->has_size)
+			vctl_format_size(r->size, size, sizeof(size));
+		if (r->has_queues)
+			snprintf(queues, sizeof(queues), "%" PRIu64, r->queues);
+		printf("%-*s  %-8s %8s %6s %-12s %-18s %s\n", w, r->name,
+		       r->backend[0] ? r->backend : "-", size, queues,
+		       r->driver[0] ? r->driver : "-",
+		       r->node[0] ? r->node : "-", daemon_text(r));
+	}
+}
+
+int vctl_cmd_list(int argc, const char **argv)
+{
+	const char *state_opt = NULL;
+	int json = 0;
+	struct poptOption options[] = {
+		{ "json", '\0', POPT_ARG_NONE, &json, 0, "print JSON", NULL },
+		VCTL_COMMON_OPTIONS(state_opt),
+		POPT_TABLEEND
+	};
+	const struct vctl_cmdline cl = {
+		.cmd = "list",
+		.synopsis = "[--json]",
+		.description =
+			"List the devices known from the state directory and the kernel\n"
+			"(/sys/class/vduse), with their attachment and daemon state.",
+		.options = options,
+		.min_args = 0,
+		.max_args = 0,
+	};
+	const char *dir, *args[1];
+	struct row *rows = NULL;
+	poptContext ctx = NULL;
+	char **names = NULL;
+	int rc, n;
+
+	rc = vctl_parse_cmd(&cl, argc, argv, &ctx, args);
+	if (rc >= 0)
+		goto out;
+	dir = vctl_state_dir(state_opt);
+	n = vctl_list_names(dir, &names);
+	if (n < 0) {
+		vctl_error("cannot read %s: %s", dir, strerror(-n));
+		rc = VCTL_EXIT_FAIL;
+		goto out;
+	}
+	rows = calloc((size_t)n + 1, sizeof(*rows));
+	if (!rows) {
+		vctl_error("out of memory");
+		rc = VCTL_EXIT_FAIL;
+		goto out_names;
+	}
+	for (int i = 0; i < n; i++)
+		fill(&rows[i], dir, names[i]);
+	if (json)
+		print_json(rows, n);
+	else
+		print_table(rows, n);
+	rc = VCTL_EXIT_OK;
+	free(rows);
+out_names:
+	vctl_free_names(names, n);
+out:
+	free((void *)state_opt);
+	poptFreeContext(ctx);
+	return rc;
+}

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vdusectl show: everything about one device. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vdusectl.h"
+
+/* The live value from the daemon, else the saved config, else NULL. */
+static const struct vctl_json *pick(const struct vctl_json *info,
+				    const struct vctl_json *cfg,
+				    const char *key)
+{
+	const struct vctl_json *v = json_get(info, key);
+
+	return v ? v : json_get(cfg, key);
+}
+
+static int read_msg_timeout(const char *name, uint64_t *out)
+{
+	char path[512], *text = NULL;
+	unsigned long long v;
+	int n = snprintf(path, sizeof(path), "/sys/class/vduse/%s/msg_timeout",
+			 name);
+
+	if (n < 0 || (size_t)n >= sizeof(path) || vctl_read_file(path, &text) < 0)
+		return -ENOENT;
+	text[strcspn(text, "\n")] = '\0';
+	n = vctl_parse_ull(text, &v);
+	free(text);
+	if (n < 0)
+		return n;
+	*out = v;
+	return 0;
+}
+
+struct show {
+	const char *name;
+	struct vctl_json *info, *cfg;
+	enum vctl_daemon_state daemon;
+	pid_t pid;
+	bool attached;
+	char driver[64], node[128];
+	bool has_vdpa;
+	struct vdu_vdpa_dev vdpa;
+	bool has_timeout;
+	uint64_t msg_timeout;
+};
+
+static void print_json(const struct show *s)
+{
+	static const char *const keys[] = {
+		"backend", "size", "block_size", "queues", "queue_size",
+		"serial", "read_only", "features", "negotiated", "status",
+		"broken", "inflight", "params",
+	};
+	struct vctl_jbuf b;
+
+	jb_init(&b);
+	jb_raw(&b, "{");
+	jb_kstr(&b, "name", s->name);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		jb_key(&b, keys[i]);
+		json_write(&b, pick(s->info, s->cfg, keys[i]));
+	}
+	jb_kbool(&b, "daemon", s->daemon == VCTL_DAEMON_ALIVE);
+	if (s->daemon == VCTL_DAEMON_ALIVE && s->pid > 0)
+		jb_ku64(&b, "pid", (uint64_t)s->pid);
+	else
+		jb_knull(&b, "pid");
+	jb_kstr(&b, "driver", s->driver[0] ? s->driver : NULL);
+	jb_kstr(&b, "node", s->node[0] ? s->node : NULL);
+	jb_key(&b, "vdpa");
+	if (s->has_vdpa) {
+		jb_raw(&b, "{");
+		jb_kstr(&b, "mgmtdev", s->vdpa.mgmtdev);
+		jb_ku64(&b, "device_id", s->vdpa.device_id);
+		jb_ku64(&b, "vendor_id", s->vdpa.vendor_id);
+		jb_ku64(&b, "max_vqs", s->vdpa.max_vqs);
+		jb_ku64(&b, "max_vq_size", s->vdpa.max_vq_size);
+		jb_raw(&b, "}");
+	} else {
+		jb_raw(&b, "null");
+	}
+	if (s->has_timeout)
+		jb_ku64(&b, "msg_timeout", s->msg_timeout);
+	else
+		jb_knull(&b, "msg_timeout");
+	jb_raw(&b, "}");
+	puts(jb_get(&b) ? jb_get(&b) : "null");
+	jb_free(&b);
+}
+
+/* A scalar as text: strings raw, numbers as written, "-" if absent. */
+static const char *text(const struct vctl_json *v, char *buf, size_t len)
+{
+	if (!v || v->type == J_NULL)
+		return "-";
+	if (v->type == J_BOOL)
+		return v->b ? "yes" : "no";
+	if (v->type == J_STR || v->type == J_NUM)
+		return v->s;
+	snprintf(buf, len, "?");
+	return buf;
+}
+
+static void print_text(const struct show *s)
+{
+	const struct vctl_json *params = pick(s->info, s->cfg, "params");
+	const struct vctl_json *v;
+	char b1[64], b2[64], size[32];
+	uint64_t bytes;
+
+#define F(label) printf("%-13s", label ":")
+	F("name");
+	printf("%s\n", s->name);
+	F("backend");
+	printf("%s", text(pick(s->info, s->cfg, "backend"), b1, sizeof(b1)));
+	if (params && params->type == J_OBJ && params->n) {
+		printf(" (");
+		for (size_t i = 0; i < params->n; i++)
+			printf("%s%s=%s", i ? ", " : "", params->keys[i],
+			       text(params->kids[i], b1, sizeof(b1)));
+		printf(")");
+	}
+	printf("\n");
+	F("size");
+	if (json_get_u64(s->info, "size", &bytes) == 0 ||
+	    json_get_u64(s->cfg, "size", &bytes) == 0) {
+		vctl_format_size(bytes, size, sizeof(size));
+		printf("%" PRIu64 " bytes (%s)\n", bytes, size);
+	} else {
+		printf("-\n");
+	}
+	F("block size");
+	printf("%s\n", text(pick(s->info, s->cfg, "block_size"), b1, sizeof(b1)));
+	F("queues");
+	printf("%s x %s entries\n",
+	       text(pick(s->info, s->cfg, "queues"), b1, sizeof(b1)),
+	       text(pick(s->info, s->cfg, "queue_size"), b2, sizeof(b2)));
+	F("serial");
+	printf("%s\n", text(pick(s->info, s->cfg, "serial"), b1, sizeof(b1)));
+	F("read-only");
+	printf("%s\n", text(pick(s->info, s->cfg, "read_only"), b1, sizeof(b1)));
+	F("features");
+	printf("%s (negotiated %s)\n", text(json_get(s->info, "features"), b1, sizeof(b1)),
+	       text(json_get(s->info, "negotiated"), b2, sizeof(b2)));
+	F("status");
+	v = json_get(s->info, "status");
+	if (v && json_get_u64(s->info, "status", &bytes) == 0)
+		printf("0x%02" PRIx64 "\n", bytes);
+	else
+		printf("-\n");
+	F("broken");
+	printf("%s\n", text(json_get(s->info, "broken"), b1, sizeof(b1)));
+	F("in flight");
+	printf("%s\n", text(json_get(s->info, "inflight"), b1, sizeof(b1)));
+	F("daemon");
+	if (s->daemon == VCTL_DAEMON_ALIVE)
+		printf("running, pid %d\n", (int)s->pid);
+	else
+		printf("%s\n", s->daemon == VCTL_DAEMON_DEAD ?
+		       "not running (stale pid file)" : "not running");
+	F("attached");
+	if (s->attached)
+		printf("%s %s\n", s->driver[0] ? s->driver : "(no driver)",
+		       s->node[0] ? s->node : "");
+	else
+		printf("no\n");
+	F("vdpa");
+	if (s->has_vdpa)
+		printf("mgmtdev %s, device id %" PRIu32 ", vendor id 0x%" PRIx32
+		       ", max vqs %" PRIu32 ", max vq size %" PRIu32 "\n",
+		       s->vdpa.mgmtdev, s->vdpa.device_id, s->vdpa.vendor_id,
+		       s->vdpa.max_vqs, s->vdpa.max_vq_size);
+	else
+		printf("-\n");
+	F("msg_timeout");
+	if (s->has_timeout)
+		printf("%" PRIu64 " s\n", s->msg_timeout);
+	else
+		printf("-\n");
+#undef F
+}
+
+int vctl_cmd_show(int argc, const char **argv)
+{
+	const char *state_opt = NULL;
+	int json = 0;
+	struct poptOption options[] = {
+		{ "json", '\0', POPT_ARG_NONE, &json, 0, "print JSON", NULL },
+		VCTL_COMMON_OPTIONS(state_opt),
+		POPT_TABLEEND
+	};
+	const struct vctl_cmdline cl = {
+		.cmd = "show",
+		.synopsis = "NAME [--json]",
+		.description =
+			"Show the configuration and state of NAME: live values from its\n"
+			"daemon (or the saved config when it is not running), the vdpa\n"
+			"device and the kernel's message timeout.",
+		.options = options,
+		.min_args = 1,
+		.max_args = 1,
+	};
+	struct show s = { 0 };
+	char err[VCTL_ERR_MAX];
+	const char *args[1], *dir;
+	poptContext ctx = NULL;
+	int rc;
+
+	rc = vctl_parse_cmd(&cl, argc, argv, &ctx, args);
+	if (rc >= 0)
+		goto out;
+	s.name = args[0];
+	dir = vctl_state_dir(state_opt);
+	if (vctl_check_name(s.name, NULL, err, sizeof(err)) < 0) {
+		vctl_error("%s", err);
+		rc = VCTL_EXIT_USAGE;
+		goto out;
+	}
+	if (!vctl_device_exists(dir, s.name)) {
+		vctl_error("no such device '%s' (see 'vdusectl list')", s.name);
+		rc = VCTL_EXIT_NOTFOUND;
+		goto out;
+	}
+	s.daemon = vctl_daemon_state(dir, s.name, &s.pid);
+	if (s.daemon == VCTL_DAEMON_ALIVE &&
+	    vctl_ctl_json(dir, s.name, "info", &s.info, err, sizeof(err)) < 0) {
+		vctl_error("%s", err);
+		rc = VCTL_EXIT_FAIL;
+		goto out;
+	}
+	s.cfg = vctl_load_config(dir, s.name);
+	s.attached = vctl_attached(s.name, s.driver, sizeof(s.driver), s.node,
+				   sizeof(s.node)) == 1;
+	s.has_vdpa = s.attached && vdu_vdpa_dev_get(s.name, &s.vdpa) == 0;
+	s.has_timeout = read_msg_timeout(s.name, &s.msg_timeout) == 0;
+	if (json)
+		print_json(&s);
+	else
+		print_text(&s);
+	rc = VCTL_EXIT_OK;
+out:
+	json_free(s.info);
+	json_free(s.cfg);
+	free((void *)state_opt);
+	poptFreeContext(ctx);
+	return rc;
+}

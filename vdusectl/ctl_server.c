@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Daemon side of the control socket DIR/NAME.sock.  Protocol: the client
+ * sends one line ("info", "stats" or "stop", at most 256 bytes), the
+ * daemon answers one line of JSON and closes the connection.  Errors are
+ * answered as {"error":"..."}.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "vdusectl.h"
+
+struct conn {
+	struct vctl_ctl_server *srv;
+	struct bufferevent *bev;
+	bool replied;
+	bool stop_after;
+	struct conn *prev, *next;
+};
+
+struct vctl_ctl_server {
+	struct event_base *base;
+	struct evconnlistener *lev;
+	const struct vctl_ctl_ops *ops;
+	void *opaque;
+	struct conn *conns;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+static void conn_free(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+static void reply(struct conn *c, const char *json)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	c->replied = true;
+	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_add(out, json, strlen(json));
+	evbuffer_add(out, "\n", 1);
+}
+
+static void reply_error(struct conn *c, const char *msg, const char *arg)
+{
+	struct vctl_jbuf b;
+	char text[160];
+
+	if (arg)
+		snprintf(text, sizeof(text), "%s '%.64s': use info, stats or stop",
+			 msg, arg);
+	else
+		snprintf(text, sizeof(text), "%s", msg);
+	jb_init(&b);
+	jb_raw(&b, "{");
+	jb_kstr(&b, "error", text);
+	jb_raw(&b, "}");
+	reply(c, jb_get(&b) ? jb_get(&b) : "{\"error\":\"out of memory\"}");
+	jb_free(&b);
+}
+
+static void handle(struct conn *c, const char *line)
+{
+	struct vctl_ctl_server *s = c->srv;
+	struct vctl_jbuf b;
+
+	jb_init(&b);
+	if (!strcmp(line, "info")) {
+		s->ops->info(s->opaque, &b);
+	} else if (!strcmp(line, "stats")) {
+		s->ops->stats(s->opaque, &b);
+	} else if (!strcmp(line, "stop")) {
+		jb_raw(&b, "{\"ok\":true}");
+		c->stop_after = true;
+	} else {
+		jb_free(&b);
+		reply_error(c, "unknown command", line);
+		return;
+	}
+	if (!jb_get(&b))
+		reply_error(c, "out of memory", NULL);
+	else
+		reply(c, jb_get(&b));
+	jb_free(&b);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = 0;
+	char *line;
+
+	if (c->replied) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+	if (!line) {
+		if (evbuffer_get_length(in) > VCTL_CTL_LINE_MAX)
+			reply_error(c, "request line too long (at most 256 bytes)",
+				    NULL);
+		return;
+	}
+	if (n > VCTL_CTL_LINE_MAX || strlen(line) != n)
+		reply_error(c, n > VCTL_CTL_LINE_MAX ?
+			    "request line too long (at most 256 bytes)" :
+			    "request contains a NUL byte", NULL);
+	else
+		handle(c, line);
+	free(line);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct vctl_ctl_server *s = c->srv;
+	bool stop;
+
+	if (!c->replied || evbuffer_get_length(bufferevent_get_output(bev)))
+		return;
+	stop = c->stop_after;
+	conn_free(c);
+	if (stop)
+		s->ops->stop(s->opaque);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct vctl_ctl_server *s = c->srv;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len = evbuffer_get_length(in);
+	bool stop;
+
+	/* A last line without its newline, then a shutdown(SHUT_WR). */
+	if ((what & BEV_EVENT_EOF) && !c->replied && len) {
+		char line[VCTL_CTL_LINE_MAX + 1];
+
+		/* (The input buffer's end is frozen: no appending a "\n".) */
+		if (len > VCTL_CTL_LINE_MAX) {
+			reply_error(c, "request line too long (at most 256 bytes)",
+				    NULL);
+		} else if (evbuffer_remove(in, line, len) == (int)len) {
+			line[len] = '\0';
+			if (len && line[len - 1] == '\r')
+				line[--len] = '\0';
+			if (strlen(line) != len)
+				reply_error(c, "request contains a NUL byte", NULL);
+			else
+				handle(c, line);
+		}
+		if (c->replied &&
+		    evbuffer_get_length(bufferevent_get_output(bev)))
+			return; /* write_cb finishes the job */
+	}
+	stop = c->stop_after && c->replied;
+	/* EOF, error or the 5 s timeout. */
+	conn_free(c);
+	if (stop)
+		s->ops->stop(s->opaque);
+}
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+		      struct sockaddr *sa, int socklen, void *arg)
+{
+	struct vctl_ctl_server *s = arg;
+	struct timeval tv = { .tv_sec = VCTL_CTL_TIMEOUT_MS / 1000 };
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct conn *c;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		vdu_log(VDU_LOG_WARNING,
+			"control socket: refusing a client with uid %u",
+			(unsigned)cred.uid);
+		evutil_closesocket(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->srv = s;
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+int vctl_ctl_server_new(struct event_base *base, const char *path,
+			const struct vctl_ctl_ops *ops, void *opaque,
+			struct vctl_ctl_server **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vctl_ctl_server *s;
+	mode_t old;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "control socket path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	s->base = base;
+	s->ops = ops;
+	s->opaque = opaque;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		free(s);
+		return rc;
+	}
+	unlink(path); /* stale: the caller holds the pid file lock */
+	old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "control socket %s: %s", path,
+			 strerror(errno));
+		close(fd);
+		unlink(path);
+		free(s);
+		return rc;
+	}
+	s->lev = evconnlistener_new(base, accept_cb, s,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+				    -1, fd);
+	if (!s->lev) {
+		snprintf(err, errlen, "control socket %s: cannot listen", path);
+		close(fd);
+		unlink(path);
+		free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void vctl_ctl_server_free(struct vctl_ctl_server *s)
+{
+	if (!s)
+		return;
+	while (s->conns) {
+		struct conn *c = s->conns;
+
+		s->conns = c->next;
+		bufferevent_free(c->bev);
+		free(c);
+	}
+	evconnlistener_free(s->lev);
+	unlink(s->path);
+	free(s);
+}

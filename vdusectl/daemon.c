@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The per device daemon: owns the backend and the kernel VDUSE device,
+ * serves the device's messages and the control socket on one libevent
+ * loop, and on SIGTERM/SIGINT/"stop" drains in-flight requests before
+ * destroying the device.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "vdusectl.h"
+
+#define DRAIN_POLL_MS 100
+#define PATH_LEN 4096
+
+struct daemon {
+	const struct vctl_create *c;
+	int report_fd;           /* pipe to the parent, -1 in the foreground */
+	struct event_base *base;
+	void *bh;                /* backend handle */
+	struct vdu_dev *dev;
+	struct vctl_ctl_server *srv;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *attach_ev;
+	int pid_fd;
+	bool stopping;
+	bool stop_pending;       /* requested while the attach thread runs */
+	struct timespec stop_start;
+	bool kernel_dev_left;
+	bool json_written;       /* NAME.json is ours (not a crashed daemon's) */
+	int exit_code;
+	char pid_path[PATH_LEN], json_path[PATH_LEN], sock_path[PATH_LEN],
+		log_path[PATH_LEN];
+
+	/* Foreground --attach: the kernel blocks on our replies during the
+	 * probe, so attaching runs on a thread while the loop serves. */
+	pthread_t attach_thread;
+	bool attach_running;
+	int attach_pipe[2];
+	int attach_rc;
+	char attach_err[VCTL_ERR_MAX];
+	char node[128];
+};
+
+static void report_err(struct daemon *d, const char *fmt, ...) VCTL_PRINTF(2, 3);
+static void report_err(struct daemon *d, const char *fmt, ...)
+{
+	char msg[VCTL_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	if (d->report_fd >= 0) {
+		char line[VCTL_ERR_MAX + 8];
+		int n = snprintf(line, sizeof(line), "ERR %s\n", msg);
+
+		vdu_log(VDU_LOG_ERR, "%s", msg);
+		if (n > 0 && write(d->report_fd, line,
+				   (size_t)n < sizeof(line) ? (size_t)n :
+				   sizeof(line) - 1) < 0) {
+			/* The parent is gone; the log has it. */
+		}
+		close(d->report_fd);
+		d->report_fd = -1;
+	} else {
+		vctl_error("%s", msg);
+	}
+}
+
+static void report_ok(struct daemon *d)
+{
+	if (d->report_fd >= 0) {
+		if (write(d->report_fd, "OK\n", 3) < 0) {
+			/* The parent is gone: keep running. */
+		}
+		close(d->report_fd);
+		d->report_fd = -1;
+	}
+}
+
+/* Last library error, for "...: <detail>" suffixes. */
+static const char *detail(char *buf, size_t len, int rc)
+{
+	vctl_log_last_error(buf, len);
+	if (!buf[0])
+		snprintf(buf, len, "%s", strerror(-rc));
+	return buf;
+}
+
+/* ----------------------------------------------------------- JSON replies */
+
+static void write_params(struct daemon *d, struct vctl_jbuf *b)
+{
+	jb_key(b, "params");
+	jb_raw(b, "{");
+	for (size_t i = 0; i < d->c->nparams; i++)
+		jb_kstr(b, d->c->params[i].key, d->c->params[i].value);
+	jb_raw(b, "}");
+}
+
+static void info_cb(void *opaque, struct vctl_jbuf *b)
+{
+	struct daemon *d = opaque;
+	struct vdu_dev_info info;
+	int rc = vdu_dev_get_info(d->dev, &info);
+
+	if (rc < 0) {
+		jb_raw(b, "{");
+		jb_kstr(b, "error", strerror(-rc));
+		jb_raw(b, "}");
+		return;
+	}
+	jb_raw(b, "{");
+	jb_kstr(b, "name", d->c->name);
+	jb_kstr(b, "backend", d->c->backend_name);
+	jb_ku64(b, "size", info.capacity_bytes);
+	jb_ku64(b, "block_size", info.block_size);
+	jb_ku64(b, "queues", info.num_queues);
+	jb_ku64(b, "queue_size", info.queue_size);
+	jb_kstr(b, "serial", info.serial);
+	jb_kbool(b, "read_only", info.read_only);
+	jb_key(b, "features");
+	jb_printf(b, "\"0x%016" PRIx64 "\"", info.features_offered);
+	jb_key(b, "negotiated");
+	jb_printf(b, "\"0x%016" PRIx64 "\"", info.features_negotiated);
+	jb_ku64(b, "status", info.status);
+	jb_kbool(b, "broken", info.broken);
+	jb_ku64(b, "pid", (uint64_t)getpid());
+	jb_ku64(b, "inflight", vdu_dev_inflight(d->dev));
+	jb_kbool(b, "stopping", d->stopping);
+	write_params(d, b);
+	jb_raw(b, "}");
+}
+
+static void stats_cb(void *opaque, struct vctl_jbuf *b)
+{
+	struct daemon *d = opaque;
+	struct vdu_dev_info info;
+	unsigned nq = d->c->queues;
+
+	if (vdu_dev_get_info(d->dev, &info) == 0)
+		nq = info.num_queues;
+	jb_raw(b, "{");
+	jb_kstr(b, "name", d->c->name);
+	jb_key(b, "queues");
+	jb_raw(b, "[");
+	for (unsigned q = 0; q < nq; q++) {
+		struct vdu_queue_stats st;
+
+		if (vdu_dev_queue_stats(d->dev, q, &st) < 0)
+			continue;
+		jb_sep(b);
+		jb_raw(b, "{");
+		jb_ku64(b, "index", q);
+		jb_ku64(b, "requests", st.requests);
+		jb_ku64(b, "read_bytes", st.read_bytes);
+		jb_ku64(b, "write_bytes", st.write_bytes);
+		jb_ku64(b, "errors", st.errors);
+		jb_ku64(b, "inflight", st.inflight);
+		jb_ku64(b, "irqs", st.irqs);
+		jb_ku64(b, "kicks", st.kicks);
+		jb_kbool(b, "enabled", st.enabled);
+		jb_kbool(b, "broken", st.broken);
+		jb_raw(b, "}");
+	}
+	jb_raw(b, "]}");
+}
+
+/* NAME.json: what is needed to recreate the device. */
+static int save_config(struct daemon *d, uint64_t size)
+{
+	const struct vctl_create *c = d->c;
+	struct vctl_jbuf b;
+	int rc;
+
+	jb_init(&b);
+	jb_raw(&b, "{");
+	jb_ku64(&b, "version", 1);
+	jb_kstr(&b, "name", c->name);
+	jb_kstr(&b, "backend", c->backend_name);
+	write_params(d, &b);
+	jb_ku64(&b, "size", size);
+	jb_ku64(&b, "queues", c->queues);
+	jb_ku64(&b, "queue_size", c->queue_size);
+	jb_ku64(&b, "block_size", c->block_size);
+	jb_kstr(&b, "serial", c->serial);
+	jb_kbool(&b, "read_only", c->read_only);
+	jb_ku64(&b, "created", (uint64_t)time(NULL));
+	jb_raw(&b, "}\n");
+	if (!jb_get(&b))
+		rc = -ENOMEM;
+	else
+		rc = vctl_write_file(d->json_path, b.p, b.len);
+	jb_free(&b);
+	return rc;
+}
+
+/* ------------------------------------------------------------- stopping */
+
+static int64_t elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - since->tv_sec) * 1000 +
+	       (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+static void finish_stop(struct daemon *d)
+{
+	const char *name = d->c->name;
+	int rc = vdu_dev_stop(d->dev);
+
+	if (rc == -EBUSY) {
+		vdu_log(VDU_LOG_ERR,
+			"device %s is still attached: leaving the kernel device in place (vdusectl detach %s; vdusectl destroy %s)",
+			name, name, name);
+		d->kernel_dev_left = true;
+	} else if (rc < 0) {
+		vdu_log(VDU_LOG_ERR, "destroying device %s: %s", name,
+			strerror(-rc));
+		d->kernel_dev_left = vctl_kernel_dev_exists(name);
+	} else {
+		vdu_log(VDU_LOG_INFO, "device %s destroyed", name);
+	}
+	event_base_loopbreak(d->base);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	unsigned n = vdu_dev_inflight(d->dev);
+	int64_t ms = elapsed_ms(&d->stop_start);
+
+	if (n && ms < VCTL_DRAIN_TIMEOUT_MS)
+		return;
+	if (n)
+		vdu_log(VDU_LOG_WARNING,
+			"%u requests still in flight after %d s: stopping anyway",
+			n, VCTL_DRAIN_TIMEOUT_MS / 1000);
+	event_del(d->drain_timer);
+	finish_stop(d);
+}
+
+static void begin_stop(struct daemon *d, const char *why)
+{
+	struct timeval tv = { .tv_usec = DRAIN_POLL_MS * 1000 };
+
+	if (d->stopping)
+		return;
+	if (d->attach_running) {
+		vdu_log(VDU_LOG_INFO, "%s: stopping once the attach finishes", why);
+		d->stop_pending = true;
+		return;
+	}
+	d->stopping = true;
+	clock_gettime(CLOCK_MONOTONIC, &d->stop_start);
+	vdu_log(VDU_LOG_INFO, "%s: stopping device %s (%u requests in flight)",
+		why, d->c->name, vdu_dev_inflight(d->dev));
+	vctl_sd_notify("STOPPING=1");
+	event_add(d->drain_timer, &tv);
+	drain_cb(-1, 0, d);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char why[32];
+
+	snprintf(why, sizeof(why), "signal %s",
+		 sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" :
+		 sig == SIGHUP ? "SIGHUP" : "?");
+	if (d->stopping)
+		vdu_log(VDU_LOG_INFO, "%s: already stopping", why);
+	begin_stop(d, why);
+}
+
+static void ctl_stop_cb(void *opaque)
+{
+	begin_stop(opaque, "stop request");
+}
+
+static const struct vctl_ctl_ops ctl_ops = {
+	.info = info_cb,
+	.stats = stats_cb,
+	.stop = ctl_stop_cb,
+};
+
+/* ------------------------------------------------- foreground --attach */
+
+static void *attach_thread(void *arg)
+{
+	struct daemon *d = arg;
+
+	d->attach_rc = vctl_attach(d->c->name, d->c->driver, d->node,
+				   sizeof(d->node), d->attach_err,
+				   sizeof(d->attach_err));
+	if (write(d->attach_pipe[1], "x", 1) < 0) {
+		/* Cannot happen with a pipe we own; the loop would hang. */
+		abort();
+	}
+	return NULL;
+}
+
+static void attach_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char c;
+
+	if (read(fd, &c, 1) < 0)
+		return;
+	pthread_join(d->attach_thread, NULL);
+	d->attach_running = false;
+	if (d->attach_rc == 0) {
+		printf("%s\n", d->node);
+		fflush(stdout);
+		vdu_log(VDU_LOG_INFO, "device %s attached to %s as %s",
+			d->c->name, d->c->driver, d->node);
+		vctl_sd_notify("READY=1");
+		if (d->stop_pending)
+			begin_stop(d, "deferred stop");
+	} else {
+		vctl_error("%s", d->attach_err);
+		d->exit_code = VCTL_EXIT_FAIL;
+		begin_stop(d, "attach failed");
+	}
+}
+
+static int start_attach(struct daemon *d)
+{
+	int rc;
+
+	if (pipe2(d->attach_pipe, O_CLOEXEC) < 0)
+		return -errno;
+	d->attach_ev = event_new(d->base, d->attach_pipe[0], EV_READ,
+				 attach_done_cb, d);
+	if (!d->attach_ev || event_add(d->attach_ev, NULL) < 0)
+		return -ENOMEM;
+	rc = pthread_create(&d->attach_thread, NULL, attach_thread, d);
+	if (rc)
+		return -rc;
+	d->attach_running = true;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int lock_pid_file(struct daemon *d)
+{
+	int fd, tries = 0;
+
+	fd = open(d->pid_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* A concurrent reader may hold a shared lock for a moment. */
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		struct timespec ts = { .tv_nsec = 10 * 1000000 };
+		int e = errno;
+
+		if (e != EWOULDBLOCK || ++tries > 50) {
+			close(fd);
+			return -e;
+		}
+		nanosleep(&ts, NULL);
+	}
+	d->pid_fd = fd;
+	return 0;
+}
+
+static int write_pid(struct daemon *d)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(d->pid_fd, 0) < 0 ||
+	    pwrite(d->pid_fd, buf, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
+}
+
+static int redirect_stdio(struct daemon *d)
+{
+	int null_fd, log_fd;
+
+	log_fd = open(d->log_path,
+		      O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+		      0600);
+	if (log_fd < 0)
+		return -errno;
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null_fd < 0) {
+		close(log_fd);
+		return -errno;
+	}
+	if (dup2(null_fd, STDIN_FILENO) < 0 ||
+	    dup2(null_fd, STDOUT_FILENO) < 0 ||
+	    dup2(log_fd, STDERR_FILENO) < 0) {
+		int e = errno;
+		close(null_fd);
+		close(log_fd);
+		return -e;
+	}
+	close(null_fd);
+	close(log_fd);
+	return 0;
+}
+
+/* A background daemon must not keep its caller's pipes (e.g. a shell's
+ * command substitution) open: close every inherited fd above stderr. */
+static void close_inherited_fds(int keep)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+	int fds[256], n = 0;
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir)) != NULL && n < (int)(sizeof(fds) / sizeof(fds[0]))) {
+		unsigned long long v;
+
+		if (vctl_parse_ull(de->d_name, &v) < 0 || v <= STDERR_FILENO ||
+		    (int)v == keep || (int)v == dirfd(dir))
+			continue;
+		fds[n++] = (int)v;
+	}
+	closedir(dir);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static int setup(struct daemon *d)
+{
+	const struct vctl_create *c = d->c;
+	struct vdu_dev_opts opts = { .struct_size = sizeof(opts) };
+	struct vdu_dev_info info;
+	char err[VCTL_ERR_MAX], more[VCTL_ERR_MAX];
+	int rc;
+
+	rc = vctl_state_dir_prepare(c->state_dir, err, sizeof(err));
+	if (rc < 0) {
+		report_err(d, "%s", err);
+		return rc;
+	}
+	if (vctl_path(d->pid_path, PATH_LEN, c->state_dir, c->name, VCTL_F_PID) ||
+	    vctl_path(d->json_path, PATH_LEN, c->state_dir, c->name, VCTL_F_JSON) ||
+	    vctl_path(d->sock_path, PATH_LEN, c->state_dir, c->name, VCTL_F_SOCK) ||
+	    vctl_path(d->log_path, PATH_LEN, c->state_dir, c->name, VCTL_F_LOG)) {
+		report_err(d, "state directory path %s is too long", c->state_dir);
+		return -ENAMETOOLONG;
+	}
+	if (d->report_fd >= 0) {
+		close_inherited_fds(d->report_fd);
+		rc = redirect_stdio(d);
+		if (rc < 0) {
+			report_err(d, "cannot open log file %s: %s", d->log_path,
+				   strerror(-rc));
+			return rc;
+		}
+	}
+	vctl_log_setup(stderr, VDU_LOG_INFO);
+	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queues of %u, block size %u)",
+		c->name, c->backend_name, c->queues, c->queue_size,
+		c->block_size);
+
+	rc = lock_pid_file(d);
+	if (rc == -EWOULDBLOCK) {
+		report_err(d, "device %s already exists (vdusectl destroy %s)",
+			   c->name, c->name);
+		return rc;
+	}
+	if (rc < 0) {
+		report_err(d, "cannot create %s: %s", d->pid_path, strerror(-rc));
+		return rc;
+	}
+
+	d->base = event_base_new();
+	if (!d->base) {
+		report_err(d, "cannot create the event loop");
+		return -ENOMEM;
+	}
+
+	vctl_log_clear_error();
+	rc = c->backend->open(c->params, c->nparams, &d->bh);
+	if (rc < 0) {
+		d->bh = NULL;
+		report_err(d, "backend %s: cannot open: %s", c->backend_name,
+			   detail(more, sizeof(more), rc));
+		return rc;
+	}
+
+	opts.name = c->name;
+	opts.num_queues = c->queues;
+	opts.queue_size = c->queue_size;
+	opts.block_size = c->block_size;
+	opts.serial = c->serial;
+	opts.read_only = c->read_only;
+	vctl_log_clear_error();
+	rc = vdu_dev_new(&opts, c->backend, d->bh, d->base, &d->dev);
+	if (rc < 0) {
+		d->dev = NULL;
+		report_err(d, "cannot set up device %s: %s", c->name,
+			   detail(more, sizeof(more), rc));
+		return rc;
+	}
+	rc = vdu_dev_start(d->dev);
+	if (rc < 0) {
+		vctl_msg_dev_start(err, sizeof(err), c->name, rc);
+		report_err(d, "%s", err);
+		return rc;
+	}
+
+	rc = write_pid(d);
+	if (rc < 0) {
+		report_err(d, "cannot write %s: %s", d->pid_path, strerror(-rc));
+		return rc;
+	}
+	rc = vdu_dev_get_info(d->dev, &info);
+	rc = save_config(d, rc == 0 ? info.capacity_bytes : 0);
+	if (rc < 0) {
+		report_err(d, "cannot write %s: %s", d->json_path, strerror(-rc));
+		return rc;
+	}
+	d->json_written = true;
+	rc = vctl_ctl_server_new(d->base, d->sock_path, &ctl_ops, d, &d->srv,
+				 err, sizeof(err));
+	if (rc < 0) {
+		report_err(d, "%s", err);
+		return rc;
+	}
+
+	d->sig_term = evsignal_new(d->base, SIGTERM, signal_cb, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, signal_cb, d);
+	d->drain_timer = event_new(d->base, -1, EV_PERSIST, drain_cb, d);
+	if (!d->sig_term || !d->sig_int || !d->drain_timer ||
+	    evsignal_add(d->sig_term, NULL) < 0 ||
+	    evsignal_add(d->sig_int, NULL) < 0) {
+		report_err(d, "cannot set up signal handling");
+		return -ENOMEM;
+	}
+	if (d->report_fd < 0) {
+		/* Foreground: a hangup stops the device like SIGTERM. */
+		d->sig_hup = evsignal_new(d->base, SIGHUP, signal_cb, d);
+		if (!d->sig_hup || evsignal_add(d->sig_hup, NULL) < 0) {
+			report_err(d, "cannot set up signal handling");
+			return -ENOMEM;
+		}
+	}
+	vdu_log(VDU_LOG_INFO, "device %s ready, control socket %s", c->name,
+		d->sock_path);
+	return 0;
+}
+
+static void cleanup(struct daemon *d)
+{
+	vctl_ctl_server_free(d->srv);
+	if (d->dev)
+		vdu_dev_free(d->dev); /* stops first if still running */
+	if (d->bh)
+		d->c->backend->close(d->bh);
+	if (d->pid_fd >= 0) {
+		/* Keep the saved config only while the kernel device lives. */
+		if (d->json_written && !d->kernel_dev_left)
+			unlink(d->json_path);
+		unlink(d->pid_path); /* still under our lock */
+		close(d->pid_fd);
+	}
+	if (d->attach_ev)
+		event_free(d->attach_ev);
+	if (d->attach_pipe[0] >= 0) {
+		close(d->attach_pipe[0]);
+		close(d->attach_pipe[1]);
+	}
+	if (d->drain_timer)
+		event_free(d->drain_timer);
+	if (d->sig_term)
+		event_free(d->sig_term);
+	if (d->sig_int)
+		event_free(d->sig_int);
+	if (d->sig_hup)
+		event_free(d->sig_hup);
+	if (d->base)
+		event_base_free(d->base);
+}
+
+int vctl_daemon_main(const struct vctl_create *c, int report_fd)
+{
+	struct daemon d = {
+		.c = c,
+		.report_fd = report_fd,
+		.pid_fd = -1,
+		.attach_pipe = { -1, -1 },
+		.exit_code = VCTL_EXIT_OK,
+	};
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	if (report_fd >= 0) {
+		signal(SIGHUP, SIG_IGN);
+		if (setsid() < 0 || chdir("/") < 0) {
+			report_err(&d, "cannot detach the daemon: %s",
+				   strerror(errno));
+			return VCTL_EXIT_FAIL;
+		}
+	}
+	if (evthread_use_pthreads() < 0) {
+		report_err(&d, "libevent has no thread support");
+		return VCTL_EXIT_FAIL;
+	}
+
+	rc = setup(&d);
+	if (rc < 0) {
+		/* The kernel device (if any) goes away with the object. */
+		cleanup(&d);
+		return VCTL_EXIT_FAIL;
+	}
+	report_ok(&d);
+
+	if (c->foreground && c->attach) {
+		rc = start_attach(&d);
+		if (rc < 0) {
+			vctl_error("cannot start the attach thread: %s",
+				   strerror(-rc));
+			d.exit_code = VCTL_EXIT_FAIL;
+			begin_stop(&d, "attach failed");
+		}
+	} else {
+		vctl_sd_notify("READY=1");
+	}
+
+	event_base_dispatch(d.base);
+	if (d.attach_running)
+		pthread_join(d.attach_thread, NULL);
+	vdu_log(VDU_LOG_INFO, "daemon for %s exiting", c->name);
+	cleanup(&d);
+	return d.exit_code;
+}

@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Command line parsing and validation.  The validators are pure functions
+ * that produce the one-line message telling the user how to fix the
+ * problem; tests/test-cli.sh checks them through the built binary.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "backends.h"
+#include "vdusectl.h"
+
+int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
+		   poptContext *ctxp, const char **args)
+{
+	poptContext ctx;
+	const char *a;
+	int rc, n = 0;
+
+	/* popt names the program after argv[0] in --help: make it
+	 * "vdusectl create".  The context keeps using the array, so it
+	 * lives in static storage (one command per process). */
+	static char ctxname[64];
+	static const char **av;
+
+	snprintf(ctxname, sizeof(ctxname), "vdusectl %s", cl->cmd);
+	free(av);
+	av = calloc((size_t)argc + 1, sizeof(*av));
+	if (!av) {
+		*ctxp = NULL;
+		vctl_error("out of memory");
+		return VCTL_EXIT_FAIL;
+	}
+	memcpy(av, argv, (size_t)argc * sizeof(*av));
+	av[0] = ctxname;
+	ctx = poptGetContext(ctxname, argc, av, cl->options, 0);
+	*ctxp = ctx;
+	if (!ctx) {
+		vctl_error("out of memory");
+		return VCTL_EXIT_FAIL;
+	}
+	poptSetOtherOptionHelp(ctx, cl->synopsis);
+	while ((rc = poptGetNextOpt(ctx)) > 0) {
+		if (rc == VCTL_OPT_HELP) {
+			poptPrintHelp(ctx, stdout, 0);
+			if (cl->description)
+				printf("\n%s\n", cl->description);
+			vctl_print_exit_codes(stdout);
+			return VCTL_EXIT_OK;
+		}
+	}
+	if (rc < -1) {
+		vctl_error("%s: %s: %s (see 'vdusectl %s --help')", cl->cmd,
+			   poptBadOption(ctx, POPT_BADOPTION_NOALIAS),
+			   poptStrerror(rc), cl->cmd);
+		return VCTL_EXIT_USAGE;
+	}
+	while ((a = poptGetArg(ctx)) != NULL) {
+		if (n >= cl->max_args) {
+			vctl_error("%s: unexpected argument '%s': usage: vdusectl %s %s",
+				   cl->cmd, a, cl->cmd, cl->synopsis);
+			return VCTL_EXIT_USAGE;
+		}
+		args[n++] = a;
+	}
+	if (n < cl->min_args) {
+		vctl_error("%s: missing device NAME: usage: vdusectl %s %s",
+			   cl->cmd, cl->cmd, cl->synopsis);
+		return VCTL_EXIT_USAGE;
+	}
+	for (; n < cl->max_args; n++)
+		args[n] = NULL;
+	return -1;
+}
+
+const char *vctl_state_dir(const char *opt)
+{
+	const char *env;
+
+	if (opt && *opt)
+		return opt;
+	env = getenv(VCTL_STATE_DIR_ENV);
+	if (env && *env)
+		return env;
+	return VCTL_STATE_DIR_DEFAULT;
+}
+
+int vctl_parse_ull(const char *s, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		if (v > (ULLONG_MAX - (unsigned)(*p - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static bool is_pow2(unsigned long long v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) VCTL_PRINTF(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int vctl_check_name(const char *name, const char *state_dir, char *err,
+		    size_t errlen)
+{
+	size_t len;
+
+	if (!name || !*name)
+		return fail(err, errlen, "missing device NAME");
+	len = strlen(name);
+	if (len > VDU_NAME_MAX)
+		return fail(err, errlen,
+			    "device name is %zu bytes long: use at most %d",
+			    len, VDU_NAME_MAX);
+	for (const char *p = name; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return fail(err, errlen,
+				    "invalid device name '%s': use only letters, digits, '-', '_' and '.'",
+				    name);
+	}
+	if (name[0] == '.' || name[0] == '-')
+		return fail(err, errlen,
+			    "invalid device name '%s': it must not start with '.' or '-'",
+			    name);
+	if (!strcmp(name, "control"))
+		return fail(err, errlen,
+			    "device name 'control' is reserved by the kernel: choose another NAME");
+	if (vdu_name_valid(name) != 0)
+		return fail(err, errlen,
+			    "invalid device name '%s': not accepted by VDUSE, choose another NAME",
+			    name);
+	if (state_dir) {
+		size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+		size_t need = strlen(state_dir) + 1 + len + strlen(".sock");
+		if (need > max)
+			return fail(err, errlen,
+				    "device name too long for the control socket in %s: use at most %zu bytes or a shorter --state-dir",
+				    state_dir,
+				    max > need - len ? max - (need - len) : 0);
+	}
+	return 0;
+}
+
+int vctl_check_size(const char *opt, const char *s, uint64_t *out, char *err,
+		    size_t errlen)
+{
+	uint64_t v;
+
+	if (vdu_parse_size(s, &v) < 0)
+		return fail(err, errlen,
+			    "%s '%s' is not a size: use bytes or a number with K, M, G or T (e.g. %s 10G)",
+			    opt, s, opt);
+	if (v < 512)
+		return fail(err, errlen,
+			    "%s must be at least 512 bytes (got '%s')", opt, s);
+	*out = v;
+	return 0;
+}
+
+int vctl_check_queues(const char *s, unsigned *out, char *err, size_t errlen)
+{
+	unsigned long long v;
+
+	if (vctl_parse_ull(s, &v) < 0 || v < 1 || v > VDU_QUEUES_MAX)
+		return fail(err, errlen,
+			    "--queues must be a number from 1 to %d (got '%s')",
+			    VDU_QUEUES_MAX, s);
+	*out = (unsigned)v;
+	return 0;
+}
+
+int vctl_check_queue_size(const char *s, unsigned *out, char *err,
+			  size_t errlen)
+{
+	unsigned long long v;
+
+	if (vctl_parse_ull(s, &v) < 0 || v < 2 || v > VDU_QUEUE_SIZE_MAX ||
+	    !is_pow2(v))
+		return fail(err, errlen,
+			    "--queue-size must be a power of two from 2 to %d (got '%s')",
+			    VDU_QUEUE_SIZE_MAX, s);
+	*out = (unsigned)v;
+	return 0;
+}
+
+int vctl_check_block_size(const char *s, uint32_t *out, char *err,
+			  size_t errlen)
+{
+	unsigned long long v;
+
+	if (vctl_parse_ull(s, &v) < 0 || v < 512 || v > 65536 || !is_pow2(v))
+		return fail(err, errlen,
+			    "--block-size must be a power of two from 512 to 65536 (got '%s')",
+			    s);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int vctl_check_serial(const char *s, char *err, size_t errlen)
+{
+	size_t len = strlen(s);
+
+	if (len > VDU_SERIAL_MAX)
+		return fail(err, errlen,
+			    "--serial is %zu bytes long: use at most %d",
+			    len, VDU_SERIAL_MAX);
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			return fail(err, errlen,
+				    "--serial must be printable ASCII");
+	return 0;
+}
+
+int vctl_check_driver(const char *s, char *err, size_t errlen)
+{
+	if (strcmp(s, "virtio_vdpa") && strcmp(s, "vhost_vdpa"))
+		return fail(err, errlen,
+			    "--driver must be virtio_vdpa or vhost_vdpa (got '%s')",
+			    s);
+	return 0;
+}
+
+int vctl_check_kv(const char *s, char *err, size_t errlen)
+{
+	const char *eq = strchr(s, '=');
+
+	if (!eq || eq == s)
+		return fail(err, errlen,
+			    "-o '%s' is not KEY=VALUE (e.g. -o connections=4)",
+			    s);
+	return 0;
+}
+
+void vctl_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	int u = -1;
+	uint64_t v = bytes;
+
+	while (v && v % 1024 == 0 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%" PRIu64, bytes);
+	else
+		snprintf(buf, len, "%" PRIu64 "%c", v, units[u]);
+}
+
+/* What each known backend accepts from the dedicated options. */
+struct backend_rule {
+	const char *name;
+	const char *required;  /* "size", "path" or "url" */
+	const char *hint;      /* how to give the required option */
+	bool size, path, url, readonly;
+};
+
+static const struct backend_rule rules[] = {
+	{ "null", "size", "--size SIZE (e.g. --size 1G)", true, false, false, true },
+	{ "file", "path", "--path FILE", true, true, false, true },
+	{ "tcp", "url", "--url URL", false, false, true, false },
+};
+
+static void backend_names(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; vdu_backends[i]; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
+				 vdu_backends[i]->name);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+static int add_param(struct vctl_create *c, const char *key,
+		     const char *value, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->nparams; i++)
+		if (!strcmp(c->params[i].key, key))
+			return fail(err, errlen,
+				    "backend parameter '%s' given twice (-o %s=... repeats --%s or an earlier -o): give it once",
+				    key, key, key);
+	if (c->nparams >= VCTL_PARAMS_MAX)
+		return fail(err, errlen,
+			    "too many backend parameters: at most %d",
+			    VCTL_PARAMS_MAX);
+	c->params[c->nparams].key = key;
+	c->params[c->nparams].value = value;
+	c->nparams++;
+	return 0;
+}
+
+int vctl_create_spec(const struct vctl_create_args *a, const char *name,
+		     const char *state_dir, struct vctl_create *c, char *err,
+		     size_t errlen)
+{
+	const struct backend_rule *rule = NULL;
+	char names[256];
+	uint64_t size;
+
+	memset(c, 0, sizeof(*c));
+	c->name = name;
+	c->state_dir = state_dir;
+	if (vctl_check_name(name, state_dir, err, errlen) < 0)
+		return -1;
+
+	backend_names(names, sizeof(names));
+	if (!a->backend)
+		return fail(err, errlen,
+			    "create needs --backend BACKEND (one of: %s)", names);
+	c->backend_name = a->backend;
+	c->backend = vdu_backend_lookup(a->backend);
+	if (!c->backend)
+		return fail(err, errlen,
+			    "unknown backend '%s': use --backend with one of: %s",
+			    a->backend, names);
+	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
+		if (!strcmp(rules[i].name, a->backend))
+			rule = &rules[i];
+
+	if (rule) {
+		const char *have = !strcmp(rule->required, "size") ? a->size :
+				   !strcmp(rule->required, "path") ? a->path :
+				   a->url;
+		if (!have)
+			return fail(err, errlen, "the %s backend needs %s",
+				    rule->name, rule->hint);
+		if (a->size && !rule->size)
+			return fail(err, errlen,
+				    "--size does not apply to the %s backend: remove it",
+				    rule->name);
+		if (a->path && !rule->path)
+			return fail(err, errlen,
+				    "--path does not apply to the %s backend: remove it",
+				    rule->name);
+		if (a->url && !rule->url)
+			return fail(err, errlen,
+				    "--url does not apply to the %s backend: remove it",
+				    rule->name);
+	}
+	if (a->size && vctl_check_size("--size", a->size, &size, err, errlen) < 0)
+		return -1;
+	if (a->path && !*a->path)
+		return fail(err, errlen, "--path needs a file name");
+	if (a->url && !*a->url)
+		return fail(err, errlen, "--url needs a URL");
+
+	if (a->size && add_param(c, "size", a->size, err, errlen) < 0)
+		return -1;
+	if (a->path && add_param(c, "path", a->path, err, errlen) < 0)
+		return -1;
+	if (a->url && add_param(c, "url", a->url, err, errlen) < 0)
+		return -1;
+	if (a->read_only && rule && rule->readonly &&
+	    add_param(c, "readonly", "1", err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; a->extra && a->extra[i]; i++) {
+		char *copy, *eq;
+
+		if (vctl_check_kv(a->extra[i], err, errlen) < 0)
+			return -1;
+		if (c->nowned >= VCTL_PARAMS_MAX)
+			return fail(err, errlen,
+				    "too many backend parameters: at most %d",
+				    VCTL_PARAMS_MAX);
+		copy = strdup(a->extra[i]);
+		if (!copy)
+			return fail(err, errlen, "out of memory");
+		c->owned[c->nowned++] = copy;
+		eq = strchr(copy, '=');
+		*eq = '\0';
+		if (add_param(c, copy, eq + 1, err, errlen) < 0)
+			return -1;
+	}
+
+	c->queues = 1;
+	c->queue_size = 256;
+	c->block_size = 512;
+	if (a->queues && vctl_check_queues(a->queues, &c->queues, err, errlen) < 0)
+		return -1;
+	if (a->queue_size &&
+	    vctl_check_queue_size(a->queue_size, &c->queue_size, err, errlen) < 0)
+		return -1;
+	if (a->block_size &&
+	    vctl_check_block_size(a->block_size, &c->block_size, err, errlen) < 0)
+		return -1;
+	if (a->serial && vctl_check_serial(a->serial, err, errlen) < 0)
+		return -1;
+	c->serial = a->serial;
+	c->read_only = a->read_only;
+	if (a->driver && !a->attach)
+		return fail(err, errlen,
+			    "--driver only applies with --attach: add --attach or remove --driver");
+	if (a->driver && vctl_check_driver(a->driver, err, errlen) < 0)
+		return -1;
+	c->attach = a->attach;
+	c->driver = a->driver ? a->driver : "virtio_vdpa";
+	c->foreground = a->foreground;
+	return 0;
+}
+
+void vctl_create_spec_free(struct vctl_create *c)
+{
+	for (size_t i = 0; i < c->nowned; i++)
+		free(c->owned[i]);
+	c->nowned = 0;
+	c->nparams = 0;
+}

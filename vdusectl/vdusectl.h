@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vdusectl: shared declarations of the command line tool. */
+#ifndef VDUSECTL_H
+#define VDUSECTL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <popt.h>
+
+#include "libvduse.h"
+
+#if defined(__GNUC__)
+#define VCTL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VCTL_PRINTF(a, b)
+#endif
+
+/* Exit codes (documented in --help and vdusectl(8)). */
+enum {
+	VCTL_EXIT_OK = 0,
+	VCTL_EXIT_FAIL = 1,     /* runtime failure */
+	VCTL_EXIT_USAGE = 2,    /* bad command line */
+	VCTL_EXIT_NOTFOUND = 3, /* no such device */
+};
+
+#define VCTL_STATE_DIR_DEFAULT "/run/vduse"
+#define VCTL_STATE_DIR_ENV "VDUSE_STATE_DIR"
+#define VCTL_CTL_LINE_MAX 256        /* control request line, bytes */
+#define VCTL_CTL_TIMEOUT_MS 5000     /* client side of the control socket */
+#define VCTL_DRAIN_TIMEOUT_MS 30000  /* daemon: wait for in-flight I/O */
+#define VCTL_STOP_WAIT_MS 35000      /* destroy: wait for the daemon */
+#define VCTL_BIND_TIMEOUT_MS 10000   /* attach: wait for the node */
+#define VCTL_STARTUP_TIMEOUT_MS 60000 /* create: wait for the daemon's OK */
+#define VCTL_PARAMS_MAX 32
+#define VCTL_ERR_MAX 512
+
+/* ------------------------------------------------------------ main.c */
+
+/* Print "vdusectl: <msg>\n" on stderr. */
+void vctl_error(const char *fmt, ...) VCTL_PRINTF(1, 2);
+void vctl_print_exit_codes(FILE *f);
+
+/* ------------------------------------------------------------ opts.c */
+
+/* popt option values handled by vctl_parse_cmd(). */
+#define VCTL_OPT_HELP 0x7001
+
+/* Options every command takes: --state-dir DIR and --help. */
+#define VCTL_COMMON_OPTIONS(state_dir_var)                                   \
+	{ "state-dir", '\0', POPT_ARG_STRING, &(state_dir_var), 0,            \
+	  "state directory (default " VCTL_STATE_DIR_DEFAULT                  \
+	  ", or $" VCTL_STATE_DIR_ENV ")", "DIR" },                           \
+	{ "help", 'h', POPT_ARG_NONE, NULL, VCTL_OPT_HELP,                    \
+	  "show this help and exit", NULL }
+
+struct vctl_cmdline {
+	const char *cmd;          /* "create", ... */
+	const char *synopsis;     /* arguments after the command name */
+	const char *description;  /* one paragraph for --help */
+	const struct poptOption *options;
+	int min_args, max_args;   /* positional arguments */
+};
+
+/*
+ * Parse argv (argv[0] is the command name).  Returns -1 when the command
+ * should run (positional args in args[], at most max_args), otherwise the
+ * exit code to return (0 after --help, 2 on a usage error, message
+ * printed).  *ctx must be freed with poptFreeContext() when non-NULL.
+ */
+int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
+		   poptContext *ctx, const char **args);
+
+/* --state-dir, else $VDUSE_STATE_DIR, else /run/vduse. */
+const char *vctl_state_dir(const char *opt);
+
+/*
+ * Validators: 0 on success, -1 with a one-line message (no "vdusectl: "
+ * prefix, no newline) in err, telling how to fix it.
+ */
+int vctl_check_name(const char *name, const char *state_dir, char *err,
+		    size_t errlen);
+int vctl_check_size(const char *opt, const char *s, uint64_t *out, char *err,
+		    size_t errlen);
+int vctl_check_queues(const char *s, unsigned *out, char *err, size_t errlen);
+int vctl_check_queue_size(const char *s, unsigned *out, char *err,
+			  size_t errlen);
+int vctl_check_block_size(const char *s, uint32_t *out, char *err,
+			  size_t errlen);
+int vctl_check_serial(const char *s, char *err, size_t errlen);
+int vctl_check_driver(const char *s, char *err, size_t errlen);
+int vctl_check_kv(const char *s, char *err, size_t errlen);
+/* Strict decimal unsigned (no sign, no spaces, no trailing junk). */
+int vctl_parse_ull(const char *s, unsigned long long *out);
+/* "1G" when exact, else bytes. */
+void vctl_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* --------------------------------------------------------- create spec */
+
+struct vctl_create {
+	const char *name;
+	const char *backend_name;
+	const struct vdu_backend *backend;
+	struct vdu_param params[VCTL_PARAMS_MAX];
+	size_t nparams;
+	unsigned queues;
+	unsigned queue_size;
+	uint32_t block_size;
+	const char *serial;       /* NULL: the library uses the name */
+	bool read_only;
+	bool attach;
+	const char *driver;       /* "virtio_vdpa" or "vhost_vdpa" */
+	bool foreground;
+	const char *state_dir;
+	char *owned[VCTL_PARAMS_MAX]; /* copies made for -o KEY=VALUE */
+	size_t nowned;
+};
+
+/*
+ * Turn the create options into a spec.  Pure except for the backend
+ * lookup: 0, or -1 with the one-line message in err.
+ */
+struct vctl_create_args {
+	const char *backend, *size, *path, *url, *queues, *queue_size,
+		*block_size, *serial, *driver;
+	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
+	int read_only, attach, foreground;
+};
+int vctl_create_spec(const struct vctl_create_args *a, const char *name,
+		     const char *state_dir, struct vctl_create *out, char *err,
+		     size_t errlen);
+void vctl_create_spec_free(struct vctl_create *c);
+
+/* ------------------------------------------------------------ json.c */
+
+struct vctl_jbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+void jb_init(struct vctl_jbuf *b);
+void jb_free(struct vctl_jbuf *b);
+void jb_printf(struct vctl_jbuf *b, const char *fmt, ...) VCTL_PRINTF(2, 3);
+void jb_raw(struct vctl_jbuf *b, const char *s);
+/* A JSON string literal (quotes included); NULL writes null. */
+void jb_str(struct vctl_jbuf *b, const char *s);
+/* ,"key": (a comma first unless right after '{' or '[') */
+void jb_key(struct vctl_jbuf *b, const char *key);
+void jb_kstr(struct vctl_jbuf *b, const char *key, const char *s);
+void jb_ku64(struct vctl_jbuf *b, const char *key, uint64_t v);
+void jb_ki64(struct vctl_jbuf *b, const char *key, int64_t v);
+void jb_kbool(struct vctl_jbuf *b, const char *key, bool v);
+void jb_knull(struct vctl_jbuf *b, const char *key);
+/* Adds a comma when the previous character needs one. */
+void jb_sep(struct vctl_jbuf *b);
+/* NUL-terminated result, or NULL on allocation failure; buffer stays owned. */
+const char *jb_get(const struct vctl_jbuf *b);
+
+enum vctl_jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct vctl_json {
+	enum vctl_jtype type;
+	bool b;
+	char *s;                 /* J_STR (decoded) and J_NUM (as written) */
+	size_t n;                /* J_ARR / J_OBJ members */
+	char **keys;             /* J_OBJ */
+	struct vctl_json **kids; /* J_ARR / J_OBJ */
+};
+
+/* NULL on syntax error or allocation failure. */
+struct vctl_json *json_parse(const char *text);
+void json_free(struct vctl_json *v);
+const struct vctl_json *json_get(const struct vctl_json *obj, const char *key);
+const char *json_get_str(const struct vctl_json *obj, const char *key);
+/* 0 when key holds an unsigned integer that fits. */
+int json_get_u64(const struct vctl_json *obj, const char *key, uint64_t *out);
+/* 0 when key holds true/false. */
+int json_get_bool(const struct vctl_json *obj, const char *key, bool *out);
+/* Re-serialise a parsed value (valid JSON). */
+void json_write(struct vctl_jbuf *b, const struct vctl_json *v);
+
+/* -------------------------------------------------------- statedir.c */
+
+enum vctl_file { VCTL_F_PID, VCTL_F_SOCK, VCTL_F_JSON, VCTL_F_LOG };
+
+/* DIR/NAME.{pid,sock,json,log}; -ENAMETOOLONG when it does not fit. */
+int vctl_path(char *buf, size_t len, const char *dir, const char *name,
+	      enum vctl_file f);
+/*
+ * Create dir (mode 0700) if missing and check it is a real directory (no
+ * symlink) owned by us and not writable by others.  -errno with err set.
+ */
+int vctl_state_dir_prepare(const char *dir, char *err, size_t errlen);
+/* Write a whole file atomically (tmp + rename), mode 0600. */
+int vctl_write_file(const char *path, const char *data, size_t len);
+/* Read a small file (<= 1 MiB) into a malloc'd NUL-terminated string. */
+int vctl_read_file(const char *path, char **out);
+
+enum vctl_daemon_state {
+	VCTL_DAEMON_NONE,    /* no pid file */
+	VCTL_DAEMON_DEAD,    /* stale pid file */
+	VCTL_DAEMON_ALIVE,
+};
+/* Looks at DIR/NAME.pid: kill(pid, 0) and the daemon's lock on the file. */
+enum vctl_daemon_state vctl_daemon_state(const char *dir, const char *name,
+					 pid_t *pid);
+/* Remove DIR/NAME.{pid,sock,json}; missing files are fine. */
+void vctl_remove_state(const char *dir, const char *name, bool keep_json);
+/* /sys/class/vduse/NAME exists. */
+bool vctl_kernel_dev_exists(const char *name);
+/* State files or a kernel device. */
+bool vctl_device_exists(const char *dir, const char *name);
+/*
+ * Every device name known from DIR (*.pid, *.sock, *.json) and
+ * /sys/class/vduse (minus "control"); sorted, unique.  Returns the count
+ * or -errno; free with vctl_free_names().
+ */
+int vctl_list_names(const char *dir, char ***out);
+void vctl_free_names(char **names, int n);
+/* The saved config DIR/NAME.json, parsed, or NULL. */
+struct vctl_json *vctl_load_config(const char *dir, const char *name);
+
+/* ------------------------------------------------------ ctl_client.c */
+
+/*
+ * Send one request line to DIR/NAME.sock and read the one-line reply
+ * (malloc'd, newline stripped).  0, or -errno with err set: "daemon not
+ * running" when the socket or daemon is gone.
+ */
+int vctl_ctl_request(const char *dir, const char *name, const char *req,
+		     char **reply, char *err, size_t errlen);
+/* Request and parse; a reply {"error":..} becomes -EPROTO with its text. */
+int vctl_ctl_json(const char *dir, const char *name, const char *req,
+		  struct vctl_json **out, char *err, size_t errlen);
+/* Ask the daemon to stop and wait up to VCTL_STOP_WAIT_MS for it. */
+int vctl_stop_daemon(const char *dir, const char *name, pid_t pid, char *err,
+		     size_t errlen);
+
+/* ----------------------------------------------------------- errmsg.c */
+
+/* Messages for library failures, telling how to fix them. */
+void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc);
+void vctl_msg_vdpa(char *buf, size_t len, const char *what, const char *name,
+		   int rc);
+/* Checks /sys for the vdpa bus, vduse management device and driver. */
+int vctl_vdpa_preflight(const char *driver, char *err, size_t errlen);
+
+/* ------------------------------------------------------------- vdpa.c */
+
+/*
+ * vdpa dev add NAME (mgmtdev vduse), bind to driver, wait for the node.
+ * On a bind failure the vdpa device is deleted again.
+ */
+int vctl_attach(const char *name, const char *driver, char *node,
+		size_t nodelen, char *err, size_t errlen);
+int vctl_detach(const char *name, char *err, size_t errlen);
+/* 1 attached (driver/node filled when known), 0 not, -errno unknown. */
+int vctl_attached(const char *name, char *driver, size_t drvlen, char *node,
+		  size_t nodelen);
+
+/* ---------------------------------------------------------- logging.c */
+
+/* Send library and tool logs to f (timestamped lines). */
+void vctl_log_setup(FILE *f, int max_level);
+/* Last message at VDU_LOG_ERR, or "" (kept to report to the parent). */
+void vctl_log_last_error(char *buf, size_t len);
+void vctl_log_clear_error(void);
+
+/* ----------------------------------------------------------- daemon.c */
+
+/*
+ * Run the device: open the backend, start the kernel device, write the
+ * state files, serve the control socket until stopped.  report_fd is the
+ * pipe to the parent ("OK\n" / "ERR msg\n") or -1 in the foreground.
+ * Returns the process exit code.
+ */
+int vctl_daemon_main(const struct vctl_create *c, int report_fd);
+
+/* -------------------------------------------------------- ctl_server.c */
+
+struct vctl_daemon;
+struct event_base;
+struct vctl_ctl_server;
+
+struct vctl_ctl_ops {
+	/* Fill b with one JSON object (no newline). */
+	void (*info)(void *opaque, struct vctl_jbuf *b);
+	void (*stats)(void *opaque, struct vctl_jbuf *b);
+	/* Begin shutting down (after the reply is sent). */
+	void (*stop)(void *opaque);
+};
+
+int vctl_ctl_server_new(struct event_base *base, const char *path,
+			const struct vctl_ctl_ops *ops, void *opaque,
+			struct vctl_ctl_server **out, char *err,
+			size_t errlen);
+void vctl_ctl_server_free(struct vctl_ctl_server *s);
+
+/* ----------------------------------------------------------- notify.c */
+
+/* sd_notify(3) without libsystemd: no-op when $NOTIFY_SOCKET is unset. */
+void vctl_sd_notify(const char *state);
+
+/* ----------------------------------------------------------- commands */
+
+int vctl_cmd_create(int argc, const char **argv);
+int vctl_cmd_attach(int argc, const char **argv);
+int vctl_cmd_detach(int argc, const char **argv);
+int vctl_cmd_destroy(int argc, const char **argv);
+int vctl_cmd_list(int argc, const char **argv);
+int vctl_cmd_show(int argc, const char **argv);
+int vctl_cmd_stats(int argc, const char **argv);
+int vctl_cmd_mgmtdev(int argc, const char **argv);
+
+#endif
