@@ -7,6 +7,7 @@
 
 extern const struct vdu_backend vdu_backend_null;
 extern const struct vdu_backend vdu_backend_file;
+extern const struct vdu_backend vdu_backend_tcp;
 
 /* NULL-terminated list of every built-in backend. */
 extern const struct vdu_backend *const vdu_backends[];

@@ -39,10 +39,12 @@ struct file_dev {
 	char path[4096];
 	uint64_t size;
 	uint32_t lbs, pbs, discard_gran;
+	/* O_DIRECT constraints: buffer address / file offset and length */
+	uint32_t mem_align, dio_align;
 	bool read_only, direct, blkdev, discard;
-	/* learnt at run time, shared by queues (benign race: only ever
-	 * flips from true to false) */
-	bool zero_range_ok, aio_fdsync_ok;
+	/* learnt at run time, shared by the queues' threads; they only
+	 * ever flip from true to false */
+	_Atomic bool zero_range_ok, aio_fdsync_ok;
 };
 
 struct file_q {
@@ -50,7 +52,9 @@ struct file_q {
 	io_context_t ctx;
 	int efd;
 	struct event *ev;
+	struct event *retry;    /* io_submit EAGAIN with nothing in flight */
 	struct file_io *pending, *pending_tail; /* not yet io_submit()ed */
+	unsigned inflight;      /* iocbs io_submit()ed, not yet reaped */
 	struct vdu_worker *wk;
 };
 
@@ -64,6 +68,7 @@ struct file_io {
 	uint64_t done;        /* bytes transferred by earlier short I/Os */
 	struct iovec *rest;   /* remaining iovecs after a short I/O */
 	int restcnt;
+	struct iovec bounce;  /* O_DIRECT copy of a misaligned request */
 };
 
 /* ------------------------------------------------------------ open */
@@ -90,6 +95,12 @@ static uint32_t sysfs_u32(dev_t rdev, const char *attr)
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s",
 		 major(rdev), minor(rdev), attr);
 	f = fopen(path, "re");
+	if (!f) {
+		/* A partition: the queue is its disk's, one level up. */
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../queue/%s",
+			 major(rdev), minor(rdev), attr);
+		f = fopen(path, "re");
+	}
 	if (!f)
 		return 0;
 	if (fgets(buf, sizeof(buf), f))
@@ -126,6 +137,39 @@ static int open_fd(struct file_dev *d, bool create, bool want_direct)
 	return 0;
 }
 
+static bool pow2_in(uint32_t v, uint32_t lo, uint32_t hi)
+{
+	return v >= lo && v <= hi && !(v & (v - 1));
+}
+
+/* What O_DIRECT demands of buffers and offsets (statx DIOALIGN, Linux
+ * 6.1+); 512 where the kernel cannot tell. */
+static void probe_dio(struct file_dev *d, dev_t rdev)
+{
+	struct statx sx;
+
+	d->mem_align = d->dio_align = 512;
+	if (!d->direct)
+		return;
+	if (statx(d->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align) {
+		if (pow2_in(sx.stx_dio_mem_align, 1, 65536))
+			d->mem_align = sx.stx_dio_mem_align;
+		if (pow2_in(sx.stx_dio_offset_align, 1, 65536))
+			d->dio_align = sx.stx_dio_offset_align;
+	} else if (d->blkdev) {
+		uint32_t a = sysfs_u32(rdev, "dma_alignment") + 1;
+
+		if (pow2_in(a, 1, 65536))
+			d->mem_align = a;
+		d->dio_align = d->lbs;
+	}
+	if (d->mem_align < sizeof(void *))
+		d->mem_align = sizeof(void *);
+	if (d->dio_align < 512)
+		d->dio_align = 512;
+}
+
 static int probe(struct file_dev *d, uint64_t want_size, bool create)
 {
 	struct stat st;
@@ -152,6 +196,7 @@ static int probe(struct file_dev *d, uint64_t want_size, bool create)
 				" bytes; drop size=", d->path, d->size);
 			return -EINVAL;
 		}
+		probe_dio(d, st.st_rdev);
 		return 0;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -181,8 +226,13 @@ static int probe(struct file_dev *d, uint64_t want_size, bool create)
 			"create=1 to create it", d->path);
 		return -EINVAL;
 	}
-	d->lbs = 512;
+	/* With O_DIRECT the device's blocks must be what the file's
+	 * filesystem can take directly (4096 on a 4Kn disk). */
+	probe_dio(d, 0);
+	d->lbs = d->direct ? d->dio_align : 512;
 	d->pbs = st.st_blksize >= 512 && st.st_blksize <= 65536 ? st.st_blksize : 512;
+	if (d->pbs < d->lbs)
+		d->pbs = d->lbs;
 	d->discard_gran = d->pbs;
 	/* Punching a hole past EOF changes nothing and tells whether the
 	 * filesystem can deallocate at all. */
@@ -386,13 +436,29 @@ static void queue_blocking(struct file_io *fio)
 
 static void finish(struct file_io *fio, int result)
 {
+	struct vdu_io *io = fio->io;
+
+	if (fio->bounce.iov_base) {
+		if (result == 0 && io->op == VDU_IO_READ) {
+			const char *p = fio->bounce.iov_base;
+
+			for (int i = 0; i < io->iovcnt; i++) {
+				memcpy(io->iov[i].iov_base, p, io->iov[i].iov_len);
+				p += io->iov[i].iov_len;
+			}
+		}
+		free(fio->bounce.iov_base);
+		fio->bounce.iov_base = NULL;
+	}
 	free(fio->rest);
 	fio->rest = NULL;
-	vdu_io_complete(fio->io, result);
+	vdu_io_complete(io, result);
 }
 
-/* Submit what is pending; on EAGAIN (context full) the rest waits for
- * the next completion. */
+static void retry_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Submit what is pending.  On EAGAIN (context full) the rest waits for
+ * the next completion, or for a short timer when nothing is in flight. */
 static void flush_batch(struct file_q *fq)
 {
 	while (fq->pending) {
@@ -403,8 +469,14 @@ static void flush_batch(struct file_q *fq)
 		for (; fio && n < SUBMIT_CHUNK; fio = fio->next)
 			cbs[n++] = &fio->cb;
 		r = io_submit(fq->ctx, n, cbs);
-		if (r == -EAGAIN || r == -EINTR || r == 0)
+		if (r == -EAGAIN || r == -EINTR || r == 0) {
+			if (!fq->inflight) {
+				struct timeval tv = { 0, 1000 };
+
+				evtimer_add(fq->retry, &tv);
+			}
 			return;
+		}
 		if (r < 0) {
 			/* The first iocb was refused; answer it, go on. */
 			fio = fq->pending;
@@ -418,9 +490,15 @@ static void flush_batch(struct file_q *fq)
 				finish(fio, r);
 			continue;
 		}
+		fq->inflight += r;
 		while (r--)
 			fq->pending = fq->pending->next;
 	}
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush_batch(arg);
 }
 
 static void add_to_batch(struct file_q *fq, struct file_io *fio)
@@ -438,34 +516,86 @@ static void add_to_batch(struct file_q *fq, struct file_io *fio)
 static void prep_rw(struct file_io *fio)
 {
 	struct vdu_io *io = fio->io;
-	const struct iovec *iov = fio->rest ? fio->rest : io->iov;
-	int cnt = fio->rest ? fio->restcnt : io->iovcnt;
+	const struct iovec *iov = io->iov;
+	int cnt = io->iovcnt;
 	int fd = fio->fq->d->fd;
 
+	if (fio->rest) {
+		iov = fio->rest;
+		cnt = fio->restcnt;
+	} else if (fio->bounce.iov_base) {
+		iov = &fio->bounce;
+		cnt = 1;
+	}
 	if (io->op == VDU_IO_READ)
 		io_prep_preadv(&fio->cb, fd, iov, cnt, io->offset + fio->done);
 	else
 		io_prep_pwritev(&fio->cb, fd, iov, cnt, io->offset + fio->done);
 }
 
+/*
+ * O_DIRECT takes only buffers and lengths aligned as the file wants them.
+ * A Linux guest's are (virtio-blk's dma_alignment is 511 and we advertise
+ * the block size), but a driver may send anything a virtqueue can carry:
+ * such requests go through an aligned copy instead of failing.
+ */
+static bool needs_bounce(const struct file_dev *d, const struct vdu_io *io)
+{
+	uintptr_t m = 0;
+
+	if (!d->direct)
+		return false;
+	for (int i = 0; i < io->iovcnt; i++)
+		m |= ((uintptr_t)io->iov[i].iov_base & (d->mem_align - 1)) |
+		     (io->iov[i].iov_len & (d->dio_align - 1));
+	return m || ((io->offset | io->len) & (d->dio_align - 1));
+}
+
+static int setup_bounce(struct file_io *fio)
+{
+	struct vdu_io *io = fio->io;
+	uint32_t a = fio->fq->d->mem_align;
+	void *buf;
+
+	if (posix_memalign(&buf, a < 4096 ? 4096 : a, io->len))
+		return -ENOMEM;
+	if (io->op == VDU_IO_WRITE) {
+		char *p = buf;
+
+		for (int i = 0; i < io->iovcnt; i++) {
+			memcpy(p, io->iov[i].iov_base, io->iov[i].iov_len);
+			p += io->iov[i].iov_len;
+		}
+	}
+	fio->bounce.iov_base = buf;
+	fio->bounce.iov_len = io->len;
+	return 0;
+}
+
 /* A short read or write: resubmit what is left. */
 static int resubmit_rest(struct file_io *fio)
 {
 	struct vdu_io *io = fio->io;
+	const struct iovec *iov = io->iov;
+	int cnt = io->iovcnt;
 	uint64_t skip = fio->done;
 	int n = 0;
 
+	if (fio->bounce.iov_base) {
+		iov = &fio->bounce;
+		cnt = 1;
+	}
 	free(fio->rest);
-	fio->rest = calloc(io->iovcnt, sizeof(struct iovec));
+	fio->rest = calloc(cnt, sizeof(struct iovec));
 	if (!fio->rest)
 		return -ENOMEM;
-	for (int i = 0; i < io->iovcnt; i++) {
-		if (skip >= io->iov[i].iov_len) {
-			skip -= io->iov[i].iov_len;
+	for (int i = 0; i < cnt; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
 			continue;
 		}
-		fio->rest[n].iov_base = (char *)io->iov[i].iov_base + skip;
-		fio->rest[n].iov_len = io->iov[i].iov_len - skip;
+		fio->rest[n].iov_base = (char *)iov[i].iov_base + skip;
+		fio->rest[n].iov_len = iov[i].iov_len - skip;
 		skip = 0;
 		n++;
 	}
@@ -473,6 +603,36 @@ static int resubmit_rest(struct file_io *fio)
 	prep_rw(fio);
 	add_to_batch(fio->fq, fio);
 	return 0;
+}
+
+/* One reaped iocb.  resubmit: false when the queue is closing. */
+static void aio_done(struct file_q *fq, struct file_io *fio, long res,
+		     bool resubmit)
+{
+	struct vdu_io *io = fio->io;
+
+	if (res < 0) {
+		if (res == -EINVAL && fq->d->direct)
+			vdu_log(VDU_LOG_ERR, "file: %s: O_DIRECT refused the "
+				"request at %" PRIu64 " (+%" PRIu64 ")",
+				fq->d->path, io->offset, io->len);
+		finish(fio, (int)res);
+		return;
+	}
+	if (io->op == VDU_IO_FLUSH) {
+		finish(fio, 0);
+		return;
+	}
+	fio->done += res;
+	if (fio->done >= io->len)
+		finish(fio, 0);
+	else if (res == 0 || !resubmit)
+		finish(fio, -EIO); /* the file shrank under us */
+	else {
+		int r = resubmit_rest(fio);
+		if (r < 0)
+			finish(fio, r);
+	}
 }
 
 static void aio_cb(evutil_socket_t fd, short what, void *arg)
@@ -487,34 +647,10 @@ static void aio_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	do {
 		n = io_getevents(fq->ctx, 0, MAX_EVENTS, ev, &zero);
-		for (int i = 0; i < n; i++) {
-			struct file_io *fio = ev[i].data;
-			long res = (long)ev[i].res;
-			struct vdu_io *io = fio->io;
-
-			if (res < 0) {
-				if (res == -EINVAL && fq->d->direct)
-					vdu_log(VDU_LOG_ERR, "file: %s: O_DIRECT refused a "
-						"misaligned request at %" PRIu64,
-						fq->d->path, io->offset);
-				finish(fio, (int)res);
-				continue;
-			}
-			if (io->op == VDU_IO_FLUSH) {
-				finish(fio, 0);
-				continue;
-			}
-			fio->done += res;
-			if (fio->done >= io->len)
-				finish(fio, 0);
-			else if (res == 0)
-				finish(fio, -EIO); /* the file shrank under us */
-			else {
-				int r = resubmit_rest(fio);
-				if (r < 0)
-					finish(fio, r);
-			}
-		}
+		if (n > 0)
+			fq->inflight -= n;
+		for (int i = 0; i < n; i++)
+			aio_done(fq, ev[i].data, (long)ev[i].res, true);
 	} while (n == MAX_EVENTS);
 	flush_batch(fq);
 }
@@ -543,17 +679,21 @@ static int file_queue_open(void *handle, unsigned qidx, struct event_base *base,
 		r = -errno;
 		goto fail;
 	}
+	r = -ENOMEM;
 	fq->ev = event_new(base, fq->efd, EV_READ | EV_PERSIST, aio_cb, fq);
-	if (!fq->ev || event_add(fq->ev, NULL) < 0) {
-		r = -ENOMEM;
+	if (!fq->ev || event_add(fq->ev, NULL) < 0)
 		goto fail;
-	}
+	fq->retry = evtimer_new(base, retry_cb, fq);
+	if (!fq->retry)
+		goto fail;
 	r = vdu_worker_new(base, &fq->wk);
 	if (r < 0)
 		goto fail;
 	*qctx = fq;
 	return 0;
 fail:
+	if (fq->retry)
+		event_free(fq->retry);
 	if (fq->ev)
 		event_free(fq->ev);
 	if (fq->efd >= 0)
@@ -563,12 +703,38 @@ fail:
 	return r;
 }
 
+/*
+ * The device is going away (the library calls this after the reset, with
+ * requests possibly still here): every one of them is completed before
+ * returning, so that no request slot and no mapping of the driver's
+ * memory is left behind.
+ */
 static void file_queue_close(void *qctx)
 {
 	struct file_q *fq = qctx;
+	struct io_event ev[MAX_EVENTS];
 
 	vdu_worker_free(fq->wk);
-	io_destroy(fq->ctx); /* waits for outstanding iocbs */
+	while (fq->pending) {
+		struct file_io *fio = fq->pending;
+
+		fq->pending = fio->next;
+		finish(fio, -EIO);
+	}
+	while (fq->inflight) {
+		int n = io_getevents(fq->ctx, 1, MAX_EVENTS, ev, NULL);
+
+		if (n < 0 && n != -EINTR) {
+			vdu_log(VDU_LOG_ERR, "file: io_getevents: %s", strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			fq->inflight--;
+			aio_done(fq, ev[i].data, (long)ev[i].res, false);
+		}
+	}
+	io_destroy(fq->ctx); /* waits for anything still outstanding */
+	event_free(fq->retry);
 	event_free(fq->ev);
 	close(fq->efd);
 	free(fq);
@@ -583,9 +749,18 @@ static void file_submit(void *qctx, struct vdu_io *io)
 	fio->io = io;
 	fio->done = 0;
 	fio->rest = NULL;
+	fio->bounce.iov_base = NULL;
 	switch (io->op) {
 	case VDU_IO_READ:
 	case VDU_IO_WRITE:
+		if (needs_bounce(fq->d, io)) {
+			int r = setup_bounce(fio);
+
+			if (r < 0) {
+				vdu_io_complete(io, r);
+				return;
+			}
+		}
 		prep_rw(fio);
 		add_to_batch(fq, fio);
 		return;

@@ -197,6 +197,11 @@ int nbd_rx_iov(struct nbd_rx *rx, struct iovec *iov, int max);
  * 0, or -EPROTO (rx->errtext) / whatever ops->done returned. */
 int nbd_rx_consume(struct nbd_rx *rx, size_t n);
 
+/* Up to max iovecs covering len bytes of cmd's buffer from byte off
+ * (relative to the request); *covered: how many bytes they hold. */
+int nbd_iov_slice(const struct nbd_rx_cmd *cmd, uint64_t off, uint64_t len,
+		  struct iovec *out, int max, uint64_t *covered);
+
 /* NBD error number -> -errno. */
 int nbd_errno(uint32_t e);
 

@@ -7,6 +7,7 @@
 const struct vdu_backend *const vdu_backends[] = {
 	&vdu_backend_null,
 	&vdu_backend_file,
+	&vdu_backend_tcp,
 	NULL,
 };
 

@@ -70,6 +70,8 @@ int vdu_blk_build_config(struct vdu_dev *dev)
 	    (1ULL << VIRTIO_BLK_F_SIZE_MAX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
 	    (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_TOPOLOGY) |
 	    (1ULL << VIRTIO_BLK_F_MQ);
+	if (dev->opts.flags & VDU_DEV_F_RING_PACKED)
+		f |= 1ULL << VIRTIO_F_RING_PACKED;
 	/* Never VIRTIO_BLK_F_CONFIG_WCE: VDUSE rejects a writable config. */
 	if (bi->caps & VDU_CAP_FLUSH)
 		f |= 1ULL << VIRTIO_BLK_F_FLUSH;

@@ -94,9 +94,12 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 	dev->queues = calloc(dev->num_queues, sizeof(*dev->queues));
 	if (!dev->queues)
 		goto fail;
-	for (unsigned i = 0; i < dev->num_queues; i++)
-		if (vdu_queue_init(dev, &dev->queues[i], i) < 0)
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		r = vdu_queue_init(dev, &dev->queues[i], i,
+				   dev->opts.flags & VDU_DEV_F_QUEUE_THREADS);
+		if (r < 0)
 			goto fail;
+	}
 	*out = dev;
 	return 0;
 fail:
@@ -137,22 +140,31 @@ static void close_backend_queues(struct vdu_dev *dev)
 	}
 }
 
+static void stop_queues(struct vdu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		vdu_queue_stop(&dev->queues[i]);
+	close_backend_queues(dev);
+}
+
 int vdu_dev_start(struct vdu_dev *dev)
 {
 	int r;
 
 	if (dev->created)
 		return -EALREADY;
-	dev->iova = vdu_iova_new(dev->tp->iova_fault, dev);
-	if (!dev->iova)
-		return -ENOMEM;
+	/* Backend queues first: they register on the queue loops, which is
+	 * only safe before the queue threads run them. */
 	r = open_backend_queues(dev);
+	for (unsigned i = 0; r == 0 && i < dev->num_queues; i++) {
+		const int *cpus = dev->opts.queue_cpus;
+
+		r = vdu_queue_start(&dev->queues[i], cpus ? cpus[i] : -1);
+	}
 	if (r == 0 && dev->tp == &vdu_kernel_transport)
 		r = vdu_kernel_create(dev);
 	if (r < 0) {
-		close_backend_queues(dev);
-		vdu_iova_free(dev->iova);
-		dev->iova = NULL;
+		stop_queues(dev);
 		return r;
 	}
 	dev->created = true;
@@ -163,17 +175,14 @@ int vdu_dev_start(struct vdu_dev *dev)
 static void dev_reset(struct vdu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->num_queues; i++)
-		vdu_queue_disable(&dev->queues[i]);
-	if (dev->iova)
-		vdu_iova_invalidate(dev->iova, 0, UINT64_MAX);
+		vdu_queue_reset(&dev->queues[i]);
 	dev->negotiated = 0;
 	dev->status = 0;
-	vdu_dev_maybe_reap(dev);
 }
 
 int vdu_dev_stop(struct vdu_dev *dev)
 {
-	int r = 0;
+	int r;
 
 	if (!dev->created)
 		return 0;
@@ -183,9 +192,7 @@ int vdu_dev_stop(struct vdu_dev *dev)
 			return r;
 	}
 	dev_reset(dev);
-	close_backend_queues(dev);
-	vdu_iova_free(dev->iova);
-	dev->iova = NULL;
+	stop_queues(dev);
 	dev->created = false;
 	return 0;
 }
@@ -198,8 +205,7 @@ void vdu_dev_free(struct vdu_dev *dev)
 		/* Still attached: leave the kernel device, drop our side. */
 		vdu_kernel_close(dev);
 		dev_reset(dev);
-		close_backend_queues(dev);
-		vdu_iova_free(dev->iova);
+		stop_queues(dev);
 	}
 	if (dev->queues)
 		for (unsigned i = 0; i < dev->num_queues; i++)
@@ -208,20 +214,19 @@ void vdu_dev_free(struct vdu_dev *dev)
 	free(dev);
 }
 
-unsigned vdu_dev_inflight(const struct vdu_dev *dev)
+unsigned vdu_dev_inflight(const struct vdu_dev *cdev)
 {
-	unsigned n = dev->retired_inflight;
+	/* Asking the queue threads changes no state the caller can see. */
+	struct vdu_dev *dev = (struct vdu_dev *)cdev;
+	unsigned n = 0;
 
-	for (unsigned i = 0; i < dev->num_queues; i++)
-		if (dev->queues[i].vr)
-			n += dev->queues[i].vr->inflight;
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		unsigned q;
+
+		vdu_queue_get_stats(&dev->queues[i], NULL, &q);
+		n += q;
+	}
 	return n;
-}
-
-void vdu_dev_maybe_reap(struct vdu_dev *dev)
-{
-	if (dev->iova && vdu_dev_inflight(dev) == 0)
-		vdu_iova_reap(dev->iova);
 }
 
 static int check_features(struct vdu_dev *dev, uint64_t f)
@@ -264,10 +269,10 @@ static int set_status(struct vdu_dev *dev, uint8_t status)
 		if (!(status & VIRTIO_CONFIG_S_FEATURES_OK))
 			return -EINVAL;
 		for (unsigned i = 0; i < dev->num_queues; i++) {
-			r = vdu_queue_enable(&dev->queues[i]);
+			r = vdu_queue_enable_sync(&dev->queues[i]);
 			if (r < 0) {
 				for (unsigned j = 0; j < i; j++)
-					vdu_queue_disable(&dev->queues[j]);
+					vdu_queue_disable_sync(&dev->queues[j]);
 				return r;
 			}
 		}
@@ -298,8 +303,7 @@ void vdu_dev_handle_request(struct vdu_dev *dev,
 			break;
 		}
 		resp->vq_state.index = idx;
-		resp->vq_state.split.avail_index =
-			dev->queues[idx].vr ? dev->queues[idx].vr->last_avail : 0;
+		vdu_queue_get_state(&dev->queues[idx], &resp->vq_state);
 		break;
 	}
 	case VDUSE_UPDATE_IOTLB:
@@ -307,10 +311,9 @@ void vdu_dev_handle_request(struct vdu_dev *dev,
 			r = -EINVAL;
 			break;
 		}
-		if (dev->iova)
-			vdu_iova_invalidate(dev->iova, req->iova.start,
-					    req->iova.last);
-		vdu_dev_maybe_reap(dev);
+		for (unsigned i = 0; i < dev->num_queues; i++)
+			vdu_queue_invalidate(&dev->queues[i], req->iova.start,
+					     req->iova.last);
 		break;
 	default:
 		vdu_warn("%s: unknown VDUSE request type %u", dev->name,
@@ -333,8 +336,12 @@ int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 	info->status = dev->status;
 	info->read_only = dev->read_only;
 	snprintf(info->serial, sizeof(info->serial), "%s", dev->serial);
-	for (unsigned i = 0; i < dev->num_queues; i++)
-		info->broken |= dev->queues[i].broken;
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		struct vdu_queue_stats st;
+
+		vdu_queue_get_stats(&dev->queues[i], &st, NULL);
+		info->broken |= st.broken;
+	}
 	return 0;
 }
 
@@ -343,6 +350,6 @@ int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
 {
 	if (qidx >= dev->num_queues)
 		return -EINVAL;
-	*st = dev->queues[qidx].st;
+	vdu_queue_get_stats((struct vdu_queue *)&dev->queues[qidx], st, NULL);
 	return 0;
 }

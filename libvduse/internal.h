@@ -3,6 +3,8 @@
 #ifndef VDU_INTERNAL_H
 #define VDU_INTERNAL_H
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -92,7 +94,8 @@ struct vdu_transport {
 struct vdu_req {
 	struct vdu_io io;          /* what the backend sees */
 	struct vdu_vring *vr;
-	uint16_t head;
+	uint16_t head;             /* slot index: split head / packed id */
+	uint16_t ndesc;            /* ring descriptors used (packed) */
 	bool inflight;
 	uint8_t *status;           /* host address of the status byte */
 	uint32_t used_len;         /* bytes the device wrote, incl. status */
@@ -101,19 +104,44 @@ struct vdu_req {
 	int out_num, in_num;       /* readable then writable iovecs */
 };
 
-/* Ring layout state for one enabled queue.  A reset detaches it from its
+struct vdu_vring;
+
+/* What differs between the split and the packed layout. */
+struct vdu_vring_ops {
+	/* Resolve the ring addresses in map; -EFAULT if unmapped. */
+	int (*map)(struct vdu_vring *vr, struct vdu_iova *map);
+	int (*pop)(struct vdu_vring *vr, struct vdu_iova *map,
+		   struct vdu_req **out);
+	void (*push)(struct vdu_vring *vr, struct vdu_req *req);
+	bool (*publish)(struct vdu_vring *vr);
+	bool (*enable_notify)(struct vdu_vring *vr);
+	void (*disable_notify)(struct vdu_vring *vr);
+};
+
+VDU_HIDDEN extern const struct vdu_vring_ops vdu_vring_split_ops;
+VDU_HIDDEN extern const struct vdu_vring_ops vdu_vring_packed_ops;
+
+/* Ring state for one enabled queue.  A reset detaches it from its
  * queue; it lives on until the backend has completed every request. */
 struct vdu_vring {
+	const struct vdu_vring_ops *ops;
 	struct vdu_queue *q;       /* NULL once detached by a reset */
-	struct vdu_dev *dev;
+	struct vdu_queue *owner;   /* never NULL */
 	unsigned num;
 	uint64_t desc_iova, avail_iova, used_iova;
 	uint64_t iova_gen;         /* generation the pointers below match */
+	bool mapped;
+	bool event_idx, indirect;
+	/* split layout */
 	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
-	bool event_idx, indirect;
 	bool used_loaded;          /* used_idx read from the ring */
+	/* packed layout */
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_desc_event *driver_ev, *device_ev;
+	bool avail_wrap, used_wrap;
+	/* both: indexes in the ring (packed: 0..num-1) */
 	uint16_t last_avail;       /* next avail entry to take */
 	uint16_t used_idx;         /* next used entry to fill */
 	uint16_t signalled_used;   /* used idx at the last interrupt */
@@ -121,7 +149,7 @@ struct vdu_vring {
 	uint16_t pending_used;     /* entries filled but not yet published */
 	unsigned inflight;
 	int iov_max;
-	struct vdu_req *reqs;      /* num slots */
+	struct vdu_req *reqs;      /* num slots + 1 scratch */
 	void *priv_area;
 	struct iovec *iov_area;
 };
@@ -129,17 +157,32 @@ struct vdu_vring {
 struct vdu_queue {
 	struct vdu_dev *dev;
 	unsigned idx;
-	struct event_base *base;
+	struct event_base *base;   /* own_base, or the device's */
+	struct event_base *own_base;
+	struct vdu_iova *iova;     /* this queue's view of the driver memory */
 	struct event *kick_ev;
 	struct event *publish_ev;
+	struct event *poll_ev;
+	uint64_t poll_until;       /* busy-poll deadline, us */
 	int kickfd;
 	struct vdu_vring *vr;      /* NULL while disabled */
 	void *backend_qctx;
 	bool broken;
+	unsigned retired;          /* requests of vrings detached by reset */
 	struct vdu_queue_stats st;
+	/* queue thread and calls into it (vdu_queue_call) */
+	bool threaded, running;
+	pthread_t thread;
+	int callfd;
+	struct event *call_ev;
+	pthread_mutex_t call_lock, caller_lock;
+	pthread_cond_t call_cond;
+	void (*call_fn)(struct vdu_queue *q, void *arg);
+	void *call_arg;
+	bool call_done;
 };
 
-/* vring_split.c: ring mechanics only (no virtio-blk knowledge). */
+/* vring.c: layout-independent part; the rest through vr->ops. */
 VDU_HIDDEN struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
 					   const struct vduse_vq_info *info,
 					   uint64_t features, size_t priv_size,
@@ -147,17 +190,36 @@ VDU_HIDDEN struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
 VDU_HIDDEN void vdu_vring_free(struct vdu_vring *vr);
 /* (Re)resolve the ring addresses if the IOVA map changed. */
 VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
+
 /* Take the next available chain.  1: *out filled; 0: ring empty;
  * -EPROTO/-EFAULT...: malformed ring, the queue must be stopped. */
-VDU_HIDDEN int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
-			     struct vdu_req **out);
-/* Fill a used entry (not yet visible to the driver). */
-VDU_HIDDEN void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req);
+static inline int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
+				struct vdu_req **out)
+{
+	if (vdu_vring_map(vr, map) < 0)
+		return -EFAULT;
+	return vr->ops->pop(vr, map, out);
+}
+/* Fill a used entry (split: not yet visible to the driver).  The ring
+ * must be mapped (vdu_vring_map) first. */
+static inline void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req)
+{
+	vr->ops->push(vr, req);
+}
 /* Make pushed entries visible; true when the driver wants an interrupt. */
-VDU_HIDDEN bool vdu_vring_publish(struct vdu_vring *vr);
+static inline bool vdu_vring_publish(struct vdu_vring *vr)
+{
+	return vr->ops->publish(vr);
+}
 /* Ask for kicks again; true if new buffers arrived meanwhile. */
-VDU_HIDDEN bool vdu_vring_enable_notify(struct vdu_vring *vr);
-VDU_HIDDEN void vdu_vring_disable_notify(struct vdu_vring *vr);
+static inline bool vdu_vring_enable_notify(struct vdu_vring *vr)
+{
+	return vr->ops->enable_notify(vr);
+}
+static inline void vdu_vring_disable_notify(struct vdu_vring *vr)
+{
+	vr->ops->disable_notify(vr);
+}
 
 /* iov helpers */
 VDU_HIDDEN size_t vdu_iov_size(const struct iovec *iov, int cnt);
@@ -179,7 +241,6 @@ struct vdu_dev {
 	struct event_base *base;
 	const struct vdu_transport *tp;
 	void *tp_opaque;           /* transport private data (tests) */
-	struct vdu_iova *iova;
 
 	uint64_t features;         /* offered */
 	uint64_t negotiated;
@@ -193,7 +254,6 @@ struct vdu_dev {
 	unsigned queue_size;
 	uint32_t seg_max;
 	struct vdu_queue *queues;
-	unsigned retired_inflight; /* requests of detached vrings */
 
 	/* kernel transport */
 	int dev_fd;
@@ -205,10 +265,28 @@ struct vdu_dev {
 VDU_HIDDEN int vdu_blk_build_config(struct vdu_dev *dev);
 VDU_HIDDEN void vdu_blk_handle(struct vdu_queue *q, struct vdu_req *req);
 
-/* queue.c */
+/* queue.c: life cycle, from the device thread */
 VDU_HIDDEN int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q,
-			      unsigned idx);
+			      unsigned idx, bool threaded);
+VDU_HIDDEN int vdu_queue_start(struct vdu_queue *q, int cpu);
+VDU_HIDDEN void vdu_queue_stop(struct vdu_queue *q);
 VDU_HIDDEN void vdu_queue_fini(struct vdu_queue *q);
+/* Run fn on the queue's thread and wait for it. */
+VDU_HIDDEN void vdu_queue_call(struct vdu_queue *q,
+			       void (*fn)(struct vdu_queue *q, void *arg),
+			       void *arg);
+VDU_HIDDEN int vdu_queue_enable_sync(struct vdu_queue *q);
+VDU_HIDDEN void vdu_queue_disable_sync(struct vdu_queue *q);
+/* Disable and drop every mapping (device reset). */
+VDU_HIDDEN void vdu_queue_reset(struct vdu_queue *q);
+VDU_HIDDEN void vdu_queue_invalidate(struct vdu_queue *q, uint64_t start,
+				     uint64_t last);
+VDU_HIDDEN void vdu_queue_get_state(struct vdu_queue *q,
+				    struct vduse_vq_state *st);
+VDU_HIDDEN void vdu_queue_get_stats(struct vdu_queue *q,
+				    struct vdu_queue_stats *st,
+				    unsigned *inflight);
+/* queue.c: on the queue's thread */
 VDU_HIDDEN int vdu_queue_enable(struct vdu_queue *q);
 VDU_HIDDEN void vdu_queue_disable(struct vdu_queue *q);
 /* Drain the available ring (the kick handler's work). */
@@ -223,7 +301,6 @@ VDU_HIDDEN void vdu_dev_handle_request(struct vdu_dev *dev,
 VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
 				      const struct vdu_transport *tp,
 				      void *opaque);
-VDU_HIDDEN void vdu_dev_maybe_reap(struct vdu_dev *dev);
 
 /* kernel.c */
 VDU_HIDDEN extern const struct vdu_transport vdu_kernel_transport;

@@ -3,11 +3,20 @@
  * A virtqueue at work: kick eventfd -> drain the available ring into
  * virtio-blk requests -> backend -> completions -> one used-ring publish
  * and at most one interrupt per batch.
+ *
+ * Each queue owns its IOVA map and, with VDU_DEV_F_QUEUE_THREADS, a thread
+ * running its own event loop, so the I/O path takes no locks.  The device
+ * thread reaches a queue's state only through vdu_queue_call(), which runs
+ * a function on the queue's thread and waits for it (control messages are
+ * rare; requests are not).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <event2/event.h>
@@ -24,13 +33,25 @@ static void queue_break(struct vdu_queue *q, int err)
 	q->st.broken = 1;
 }
 
+static unsigned queue_inflight(const struct vdu_queue *q)
+{
+	return (q->vr ? q->vr->inflight : 0) + q->retired;
+}
+
+/* Unmap regions dropped by invalidations once nothing points into them. */
+static void queue_maybe_reap(struct vdu_queue *q)
+{
+	if (q->iova && queue_inflight(q) == 0)
+		vdu_iova_reap(q->iova);
+}
+
 static void queue_publish(struct vdu_queue *q)
 {
 	struct vdu_vring *vr = q->vr;
 
 	if (!vr || q->broken || !vr->pending_used)
 		return;
-	if (vdu_vring_map(vr, q->dev->iova) < 0) {
+	if (vdu_vring_map(vr, q->iova) < 0) {
 		queue_break(q, -EFAULT);
 		return;
 	}
@@ -45,7 +66,7 @@ static void publish_cb(evutil_socket_t fd, short what, void *arg)
 	struct vdu_queue *q = arg;
 
 	queue_publish(q);
-	vdu_dev_maybe_reap(q->dev);
+	queue_maybe_reap(q);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -58,15 +79,151 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	vdu_queue_process(q);
 }
 
-int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q, unsigned idx)
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	vdu_queue_process(arg);
+}
+
+/* ------------------------------------------------ cross-thread calls */
+
+static void call_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vdu_queue *q = arg;
+	eventfd_t v;
+
+	eventfd_read(fd, &v);
+	pthread_mutex_lock(&q->call_lock);
+	if (q->call_fn && !q->call_done) {
+		void (*fn)(struct vdu_queue *, void *) = q->call_fn;
+		void *a = q->call_arg;
+
+		pthread_mutex_unlock(&q->call_lock);
+		fn(q, a);
+		pthread_mutex_lock(&q->call_lock);
+		q->call_done = true;
+		pthread_cond_broadcast(&q->call_cond);
+	}
+	pthread_mutex_unlock(&q->call_lock);
+}
+
+void vdu_queue_call(struct vdu_queue *q, void (*fn)(struct vdu_queue *, void *),
+		    void *arg)
+{
+	if (!q->threaded || pthread_equal(pthread_self(), q->thread)) {
+		fn(q, arg);
+		return;
+	}
+	pthread_mutex_lock(&q->caller_lock); /* one caller at a time */
+	pthread_mutex_lock(&q->call_lock);
+	q->call_fn = fn;
+	q->call_arg = arg;
+	q->call_done = false;
+	eventfd_write(q->callfd, 1);
+	while (!q->call_done)
+		pthread_cond_wait(&q->call_cond, &q->call_lock);
+	q->call_fn = NULL;
+	pthread_mutex_unlock(&q->call_lock);
+	pthread_mutex_unlock(&q->caller_lock);
+}
+
+static void *queue_thread(void *arg)
+{
+	struct vdu_queue *q = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vduse-q%u", q->idx);
+	pthread_setname_np(pthread_self(), name);
+	event_base_loop(q->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+static void stop_fn(struct vdu_queue *q, void *arg)
+{
+	event_base_loopbreak(q->base);
+}
+
+/* ------------------------------------------------------- life cycle */
+
+int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q, unsigned idx,
+		   bool threaded)
 {
 	memset(q, 0, sizeof(*q));
 	q->dev = dev;
 	q->idx = idx;
-	q->base = dev->base;
 	q->kickfd = -1;
+	q->callfd = -1;
+	pthread_mutex_init(&q->call_lock, NULL);
+	pthread_mutex_init(&q->caller_lock, NULL);
+	pthread_cond_init(&q->call_cond, NULL);
+	q->threaded = threaded;
+	if (threaded) {
+		q->own_base = event_base_new();
+		if (!q->own_base)
+			return -ENOMEM;
+		q->base = q->own_base;
+		q->callfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (q->callfd < 0)
+			return -errno;
+		q->call_ev = event_new(q->base, q->callfd, EV_READ | EV_PERSIST,
+				       call_cb, q);
+		if (!q->call_ev || event_add(q->call_ev, NULL) < 0)
+			return -ENOMEM;
+	} else
+		q->base = dev->base;
 	q->publish_ev = event_new(q->base, -1, 0, publish_cb, q);
-	return q->publish_ev ? 0 : -ENOMEM;
+	q->poll_ev = event_new(q->base, -1, 0, poll_cb, q);
+	return q->publish_ev && q->poll_ev ? 0 : -ENOMEM;
+}
+
+int vdu_queue_start(struct vdu_queue *q, int cpu)
+{
+	int r;
+
+	q->iova = vdu_iova_new(q->dev->tp->iova_fault, q->dev);
+	if (!q->iova)
+		return -ENOMEM;
+	if (!q->threaded)
+		return 0;
+	r = -pthread_create(&q->thread, NULL, queue_thread, q);
+	if (r < 0)
+		return r;
+	q->running = true;
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		r = -pthread_setaffinity_np(q->thread, sizeof(set), &set);
+		if (r < 0)
+			vdu_warn("%s: queue %u: cannot pin to CPU %d: %s",
+				 q->dev->name, q->idx, cpu, strerror(-r));
+	}
+	return 0;
+}
+
+static void reset_fn(struct vdu_queue *q, void *arg)
+{
+	vdu_queue_disable(q);
+	if (q->iova)
+		vdu_iova_invalidate(q->iova, 0, UINT64_MAX);
+	queue_maybe_reap(q);
+}
+
+void vdu_queue_reset(struct vdu_queue *q)
+{
+	vdu_queue_call(q, reset_fn, NULL);
+}
+
+void vdu_queue_stop(struct vdu_queue *q)
+{
+	vdu_queue_reset(q);
+	if (q->running) {
+		vdu_queue_call(q, stop_fn, NULL);
+		pthread_join(q->thread, NULL);
+		q->running = false;
+	}
+	vdu_iova_free(q->iova);
+	q->iova = NULL;
 }
 
 void vdu_queue_fini(struct vdu_queue *q)
@@ -74,8 +231,107 @@ void vdu_queue_fini(struct vdu_queue *q)
 	vdu_queue_disable(q);
 	if (q->publish_ev)
 		event_free(q->publish_ev);
-	q->publish_ev = NULL;
+	if (q->poll_ev)
+		event_free(q->poll_ev);
+	if (q->call_ev)
+		event_free(q->call_ev);
+	if (q->callfd >= 0)
+		close(q->callfd);
+	if (q->own_base)
+		event_base_free(q->own_base);
+	pthread_mutex_destroy(&q->call_lock);
+	pthread_mutex_destroy(&q->caller_lock);
+	pthread_cond_destroy(&q->call_cond);
+	memset(q, 0, sizeof(*q));
+	q->kickfd = q->callfd = -1;
 }
+
+/* ------------------------------------------- calls from the device */
+
+struct range { uint64_t start, last; };
+
+static void invalidate_fn(struct vdu_queue *q, void *arg)
+{
+	const struct range *r = arg;
+
+	if (q->iova)
+		vdu_iova_invalidate(q->iova, r->start, r->last);
+	queue_maybe_reap(q);
+}
+
+void vdu_queue_invalidate(struct vdu_queue *q, uint64_t start, uint64_t last)
+{
+	struct range r = { start, last };
+
+	vdu_queue_call(q, invalidate_fn, &r);
+}
+
+static void state_fn(struct vdu_queue *q, void *arg)
+{
+	struct vduse_vq_state *st = arg;
+	struct vdu_vring *vr = q->vr;
+
+	if (!vr)
+		return;
+	if (vr->ops == &vdu_vring_packed_ops) {
+		st->packed.last_avail_idx = vr->last_avail;
+		st->packed.last_avail_counter = vr->avail_wrap;
+		st->packed.last_used_idx = vr->used_idx;
+		st->packed.last_used_counter = vr->used_wrap;
+	} else
+		st->split.avail_index = vr->last_avail;
+}
+
+void vdu_queue_get_state(struct vdu_queue *q, struct vduse_vq_state *st)
+{
+	vdu_queue_call(q, state_fn, st);
+}
+
+struct stats_arg { struct vdu_queue_stats *st; unsigned inflight; };
+
+static void stats_fn(struct vdu_queue *q, void *arg)
+{
+	struct stats_arg *a = arg;
+
+	if (a->st)
+		*a->st = q->st;
+	a->inflight = queue_inflight(q);
+}
+
+void vdu_queue_get_stats(struct vdu_queue *q, struct vdu_queue_stats *st,
+			 unsigned *inflight)
+{
+	struct stats_arg a = { st, 0 };
+
+	vdu_queue_call(q, stats_fn, &a);
+	if (inflight)
+		*inflight = a.inflight;
+}
+
+static void enable_fn(struct vdu_queue *q, void *arg)
+{
+	*(int *)arg = vdu_queue_enable(q);
+}
+
+int vdu_queue_enable_sync(struct vdu_queue *q)
+{
+	int r = 0;
+
+	vdu_queue_call(q, enable_fn, &r);
+	return r;
+}
+
+static void disable_fn(struct vdu_queue *q, void *arg)
+{
+	vdu_queue_disable(q);
+}
+
+void vdu_queue_disable_sync(struct vdu_queue *q)
+{
+	vdu_queue_call(q, disable_fn, NULL);
+}
+
+/* --------------------------------------------- on the queue thread */
 
 int vdu_queue_enable(struct vdu_queue *q)
 {
@@ -103,7 +359,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->broken = false;
 	q->st.broken = 0;
 	q->st.enabled = 1;
-	if (vdu_vring_map(q->vr, dev->iova) < 0) {
+	if (vdu_vring_map(q->vr, q->iova) < 0) {
 		vdu_err("%s: queue %u: ring addresses are not mapped",
 			dev->name, q->idx);
 		vdu_queue_disable(q);
@@ -126,8 +382,9 @@ int vdu_queue_enable(struct vdu_queue *q)
 		vdu_queue_disable(q);
 		return r;
 	}
-	vdu_dbg("%s: queue %u enabled: size %u avail %u used %u", dev->name,
-		q->idx, info.num, q->vr->last_avail, q->vr->used_idx);
+	vdu_dbg("%s: queue %u enabled: %s ring of %u, avail %u used %u",
+		dev->name, q->idx, q->vr->ops == &vdu_vring_packed_ops ?
+		"packed" : "split", info.num, q->vr->last_avail, q->vr->used_idx);
 	/* The driver may have posted buffers before the kickfd existed. */
 	vdu_queue_process(q);
 	return 0;
@@ -149,6 +406,8 @@ void vdu_queue_disable(struct vdu_queue *q)
 	}
 	if (q->publish_ev)
 		event_del(q->publish_ev);
+	if (q->poll_ev)
+		event_del(q->poll_ev);
 	q->vr = NULL;
 	q->broken = false;
 	q->st.broken = 0;
@@ -161,23 +420,35 @@ void vdu_queue_disable(struct vdu_queue *q)
 	/* Those finish without their queue: count them as retired only. */
 	q->st.inflight -= vr->inflight;
 	if (vr->inflight)
-		dev->retired_inflight += vr->inflight;
+		q->retired += vr->inflight;
 	else
 		vdu_vring_free(vr);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void vdu_queue_process(struct vdu_queue *q)
 {
 	struct vdu_dev *dev = q->dev;
 	struct vdu_vring *vr = q->vr;
+	unsigned poll_us = dev->opts.poll_us;
 	struct vdu_req *req;
 	int r;
 
 	if (!vr || q->broken)
 		return;
 	do {
+		unsigned n = 0;
+
 		vdu_vring_disable_notify(vr);
-		while ((r = vdu_vring_pop(vr, dev->iova, &req)) > 0) {
+		while ((r = vdu_vring_pop(vr, q->iova, &req)) > 0) {
+			n++;
 			q->st.inflight++;
 			vdu_blk_handle(q, req);
 			if (q->broken || q->vr != vr)
@@ -186,6 +457,18 @@ void vdu_queue_process(struct vdu_queue *q)
 		if (r < 0) {
 			queue_break(q, r);
 			goto unplug;
+		}
+		if (poll_us) {
+			/* Busy-poll: keep kicks off and look again soon,
+			 * letting completions run in between. */
+			uint64_t now = now_us();
+
+			if (n)
+				q->poll_until = now + poll_us;
+			if (now < q->poll_until) {
+				event_active(q->poll_ev, EV_TIMEOUT, 1);
+				goto unplug;
+			}
 		}
 	} while (vdu_vring_enable_notify(vr));
 unplug:
@@ -205,12 +488,12 @@ void vdu_req_finish(struct vdu_req *req, uint8_t status)
 	vr->inflight--;
 	if (!q) {
 		/* The device was reset meanwhile: nothing to return. */
-		struct vdu_dev *dev = vr->dev;
+		struct vdu_queue *owner = vr->owner;
 
-		dev->retired_inflight--;
+		owner->retired--;
 		if (vr->inflight == 0)
 			vdu_vring_free(vr);
-		vdu_dev_maybe_reap(dev);
+		queue_maybe_reap(owner);
 		return;
 	}
 	q->st.inflight--;
@@ -221,7 +504,7 @@ void vdu_req_finish(struct vdu_req *req, uint8_t status)
 		*req->status = status;
 	if (q->broken)
 		return;
-	if (vdu_vring_map(vr, q->dev->iova) < 0) {
+	if (vdu_vring_map(vr, q->iova) < 0) {
 		queue_break(q, -EFAULT);
 		return;
 	}

@@ -31,72 +31,16 @@ static inline uint16_t *avail_event(struct vdu_vring *vr)
 	return (uint16_t *)&vr->used->ring[vr->num];
 }
 
-struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
-				const struct vduse_vq_info *info,
-				uint64_t features, size_t priv_size,
-				int iov_max)
+static int split_map(struct vdu_vring *vr, struct vdu_iova *map)
 {
-	struct vdu_vring *vr = calloc(1, sizeof(*vr));
-
-	if (!vr)
-		return NULL;
-	vr->q = q;
-	vr->dev = q->dev;
-	vr->num = num;
-	vr->desc_iova = info->desc_addr;
-	vr->avail_iova = info->driver_addr;
-	vr->used_iova = info->device_addr;
-	vr->iova_gen = UINT64_MAX; /* force the first map */
-	vr->event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
-	vr->indirect = features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
-	vr->last_avail = info->split.avail_index;
-	vr->iov_max = iov_max;
-	vr->reqs = calloc(num, sizeof(*vr->reqs));
-	vr->iov_area = calloc((size_t)num * iov_max, sizeof(struct iovec));
-	priv_size = (priv_size + 15) & ~(size_t)15;
-	if (priv_size)
-		vr->priv_area = calloc(num, priv_size);
-	if (!vr->reqs || !vr->iov_area || (priv_size && !vr->priv_area)) {
-		vdu_vring_free(vr);
-		return NULL;
-	}
-	for (unsigned i = 0; i < num; i++) {
-		struct vdu_req *r = &vr->reqs[i];
-		r->vr = vr;
-		r->head = i;
-		r->iov = vr->iov_area + (size_t)i * iov_max;
-		r->io.priv = priv_size ? (char *)vr->priv_area + i * priv_size : NULL;
-	}
-	return vr;
-}
-
-void vdu_vring_free(struct vdu_vring *vr)
-{
-	if (!vr)
-		return;
-	free(vr->reqs);
-	free(vr->iov_area);
-	free(vr->priv_area);
-	free(vr);
-}
-
-int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map)
-{
-	uint64_t gen = vdu_iova_generation(map);
 	size_t n = vr->num;
-	if (vr->iova_gen == gen && vr->desc)
-		return 0;
+
 	vr->desc = vdu_iova_ptr(map, vr->desc_iova, 16 * n, VDU_PERM_READ);
 	vr->avail = vdu_iova_ptr(map, vr->avail_iova, 6 + 2 * n, VDU_PERM_READ);
 	vr->used = vdu_iova_ptr(map, vr->used_iova, 6 + 8 * n,
 				VDU_PERM_READ | VDU_PERM_WRITE);
-	/* Faulting regions in may itself bump the generation; take the
-	 * value after all three lookups. */
-	vr->iova_gen = vdu_iova_generation(map);
-	if (!vr->desc || !vr->avail || !vr->used) {
-		vr->desc = NULL;
+	if (!vr->desc || !vr->avail || !vr->used)
 		return -EFAULT;
-	}
 	if (!vr->used_loaded) {
 		vr->used_idx = vr->signalled_used = load16(&vr->used->idx);
 		vr->used_loaded = true;
@@ -163,15 +107,13 @@ static int walk_chain(struct vdu_vring *vr, struct vdu_iova *map,
 	}
 }
 
-int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
-		  struct vdu_req **out)
+static int split_pop(struct vdu_vring *vr, struct vdu_iova *map,
+		     struct vdu_req **out)
 {
 	uint16_t avail_idx, head;
 	struct vdu_req *req;
 	int r;
 
-	if (vdu_vring_map(vr, map) < 0)
-		return -EFAULT;
 	avail_idx = load_acquire16(&vr->avail->idx);
 	if (avail_idx == vr->last_avail)
 		return 0;
@@ -195,7 +137,7 @@ int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	return 1;
 }
 
-void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req)
+static void split_push(struct vdu_vring *vr, struct vdu_req *req)
 {
 	struct vring_used_elem *e = &vr->used->ring[vr->used_idx % vr->num];
 
@@ -205,7 +147,7 @@ void vdu_vring_push(struct vdu_vring *vr, struct vdu_req *req)
 	vr->pending_used++;
 }
 
-bool vdu_vring_publish(struct vdu_vring *vr)
+static bool split_publish(struct vdu_vring *vr)
 {
 	uint16_t old, new;
 
@@ -228,14 +170,14 @@ bool vdu_vring_publish(struct vdu_vring *vr)
 	return (uint16_t)(new - load16(used_event(vr)) - 1) < (uint16_t)(new - old);
 }
 
-void vdu_vring_disable_notify(struct vdu_vring *vr)
+static void split_disable_notify(struct vdu_vring *vr)
 {
 	/* With EVENT_IDX a stale avail_event already suppresses kicks. */
 	if (!vr->event_idx)
 		store16(&vr->used->flags, VRING_USED_F_NO_NOTIFY);
 }
 
-bool vdu_vring_enable_notify(struct vdu_vring *vr)
+static bool split_enable_notify(struct vdu_vring *vr)
 {
 	if (vr->event_idx)
 		store16(avail_event(vr), vr->last_avail);
@@ -246,3 +188,12 @@ bool vdu_vring_enable_notify(struct vdu_vring *vr)
 	smp_mb();
 	return load_acquire16(&vr->avail->idx) != vr->last_avail;
 }
+
+const struct vdu_vring_ops vdu_vring_split_ops = {
+	.map = split_map,
+	.pop = split_pop,
+	.push = split_push,
+	.publish = split_publish,
+	.enable_notify = split_enable_notify,
+	.disable_notify = split_disable_notify,
+};

@@ -172,12 +172,22 @@ struct vdu_dev_opts {
 	uint32_t block_size;  /* 0: backend's, else 512 */
 	const char *serial;   /* GET_ID answer, at most 20 bytes; NULL: name */
 	int read_only;        /* force VIRTIO_BLK_F_RO */
+	/* since 0.1: fields below are read only if struct_size covers them */
+	uint32_t flags;       /* VDU_DEV_F_* */
+	unsigned poll_us;     /* busy-poll the ring this long after a batch */
+	const int *queue_cpus;/* num_queues CPUs to pin queue threads to (-1:
+			       * no pinning); NULL: none pinned */
 };
+
+/* One thread with its own event loop per queue (else all on base). */
+#define VDU_DEV_F_QUEUE_THREADS (1u << 0)
+/* Offer VIRTIO_F_RING_PACKED: the driver may choose the packed ring. */
+#define VDU_DEV_F_RING_PACKED (1u << 1)
 
 /*
  * Create a device object bound to an opened backend.  The backend stays
  * owned by the caller (close it after vdu_dev_free).  base runs the device
- * message channel and, in this version, every queue.
+ * message channel, and the queues too unless VDU_DEV_F_QUEUE_THREADS.
  * Nothing touches the kernel until vdu_dev_start().
  */
 VDU_API int vdu_dev_new(const struct vdu_dev_opts *opts,
