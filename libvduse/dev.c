@@ -140,6 +140,9 @@ static void close_backend_queues(struct vdu_dev *dev)
 	}
 }
 
+static void dev_reset(struct vdu_dev *dev);
+static int check_features(struct vdu_dev *dev, uint64_t f);
+
 static void stop_queues(struct vdu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->num_queues; i++)
@@ -169,6 +172,58 @@ int vdu_dev_start(struct vdu_dev *dev)
 	}
 	dev->created = true;
 	return 0;
+}
+
+int vdu_dev_reconnect(struct vdu_dev *dev)
+{
+	uint64_t f = 0;
+	int r;
+
+	if (dev->created)
+		return -EALREADY;
+	if (dev->tp != &vdu_kernel_transport)
+		return -EOPNOTSUPP;
+	dev->reconnecting = true;
+	r = open_backend_queues(dev);
+	for (unsigned i = 0; r == 0 && i < dev->num_queues; i++) {
+		const int *cpus = dev->opts.queue_cpus;
+
+		r = vdu_queue_start(&dev->queues[i], cpus ? cpus[i] : -1);
+	}
+	if (r == 0)
+		r = vdu_kernel_reconnect(dev);
+	if (r < 0)
+		goto fail;
+	/* The kernel kept the negotiation; messages it could not deliver
+	 * are queued again and arrive once the loop runs. */
+	r = dev->tp->get_features(dev, &f);
+	if (r == 0 && f) {
+		r = check_features(dev, f);
+		if (r < 0)
+			goto fail_kernel;
+		dev->negotiated = f;
+		dev->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			      VIRTIO_CONFIG_S_FEATURES_OK;
+		for (unsigned i = 0; i < dev->num_queues; i++) {
+			r = vdu_queue_enable_sync(&dev->queues[i]);
+			if (r < 0)
+				goto fail_kernel;
+			if (dev->queues[i].vr)
+				dev->status |= VIRTIO_CONFIG_S_DRIVER_OK;
+		}
+	}
+	dev->reconnecting = false;
+	dev->created = true;
+	vdu_info("%s: reconnected (features 0x%llx)", dev->name,
+		 (unsigned long long)f);
+	return 0;
+fail_kernel:
+	vdu_kernel_close(dev);
+fail:
+	dev->reconnecting = false;
+	dev_reset(dev);
+	stop_queues(dev);
+	return r;
 }
 
 /* Status 0: the driver reset the device. */
@@ -342,6 +397,7 @@ int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 		vdu_queue_get_stats(&dev->queues[i], &st, NULL);
 		info->broken |= st.broken;
 	}
+	info->kernel_broken = dev->kernel_broken;
 	return 0;
 }
 

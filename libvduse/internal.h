@@ -70,6 +70,68 @@ VDU_HIDDEN void vdu_iova_reap(struct vdu_iova *map);
 /* Bumped by every invalidation: cached ring pointers are stale. */
 VDU_HIDDEN uint64_t vdu_iova_generation(const struct vdu_iova *map);
 
+/* -------------------------------------------------------- inflight log */
+
+#define VDU_INFLIGHT_NONE 0xffff
+
+/* Layout of the log file (native endian: read back on this host only). */
+struct vdu_inflight_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t max_num, desc_cap; /* geometry of the file */
+	uint32_t valid;            /* a ring is running with this log */
+	uint32_t num, packed;      /* that ring */
+	uint64_t desc_iova, avail_iova, used_iova;
+	uint64_t counter;          /* requests taken so far */
+	uint16_t used_idx;         /* committed: completions the driver saw */
+	uint16_t used_wrap;        /* packed */
+	uint16_t pending_id;       /* packed: id being returned, or NONE */
+	uint16_t reserved;
+};
+
+struct vdu_inflight_ent {
+	uint64_t counter;          /* when it was taken (resubmit order) */
+	uint16_t inflight;
+	uint16_t ndesc;            /* packed: ring descriptors of the chain */
+	uint32_t reserved;
+	/* packed: copy of the chain's ring descriptors, desc_cap entries,
+	 * since returning other buffers overwrites them in the ring */
+	struct vring_packed_desc descs[];
+};
+
+struct vdu_inflight {
+	void *map;
+	size_t len;
+	struct vdu_inflight_hdr *hdr;
+	char *ents;
+	unsigned max_num, desc_cap;
+	size_t ent_size;
+};
+
+VDU_HIDDEN int vdu_inflight_open(const char *path, unsigned max_num,
+				 unsigned desc_cap, bool keep,
+				 struct vdu_inflight **out);
+VDU_HIDDEN void vdu_inflight_close(struct vdu_inflight *lg);
+
+static inline struct vdu_inflight_ent *
+vdu_inflight_ent(const struct vdu_inflight *lg, unsigned slot)
+{
+	return (struct vdu_inflight_ent *)(lg->ents + slot * lg->ent_size);
+}
+
+/* The compiler must not move log stores across ring stores. */
+#define vdu_log_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+static inline void vdu_inflight_take(struct vdu_inflight *lg, unsigned slot)
+{
+	struct vdu_inflight_ent *e = vdu_inflight_ent(lg, slot);
+
+	e->counter = ++lg->hdr->counter;
+	vdu_log_barrier();
+	e->inflight = 1;
+	vdu_log_barrier();
+}
+
 /* ----------------------------------------------------------- transport */
 
 struct vdu_dev;
@@ -116,6 +178,12 @@ struct vdu_vring_ops {
 	bool (*publish)(struct vdu_vring *vr);
 	bool (*enable_notify)(struct vdu_vring *vr);
 	void (*disable_notify)(struct vdu_vring *vr);
+	/* Crash recovery: restore the ring position from vr->log (finishing
+	 * a publish the old daemon was in the middle of), then rebuild the
+	 * request of an in-flight slot. */
+	int (*recover)(struct vdu_vring *vr);
+	int (*resubmit)(struct vdu_vring *vr, struct vdu_iova *map,
+			uint16_t slot, struct vdu_req **out);
 };
 
 VDU_HIDDEN extern const struct vdu_vring_ops vdu_vring_split_ops;
@@ -148,6 +216,9 @@ struct vdu_vring {
 	bool signalled_valid;
 	uint16_t pending_used;     /* entries filled but not yet published */
 	unsigned inflight;
+	struct vdu_inflight *log;  /* NULL: not logging */
+	struct vring_packed_desc *chain; /* packed: the chain being taken */
+	unsigned chain_cap;
 	int iov_max;
 	struct vdu_req *reqs;      /* num slots + 1 scratch */
 	void *priv_area;
@@ -170,6 +241,7 @@ struct vdu_queue {
 	bool broken;
 	unsigned retired;          /* requests of vrings detached by reset */
 	struct vdu_queue_stats st;
+	struct vdu_inflight *log;  /* NULL without a state path */
 	/* queue thread and calls into it (vdu_queue_call) */
 	bool threaded, running;
 	pthread_t thread;
@@ -181,6 +253,17 @@ struct vdu_queue {
 	void *call_arg;
 	bool call_done;
 };
+
+struct vdu_vring;
+/* inflight.c, needing struct vdu_vring */
+VDU_HIDDEN void vdu_inflight_start(struct vdu_inflight *lg,
+				   const struct vdu_vring *vr, bool packed);
+VDU_HIDDEN void vdu_inflight_stop(struct vdu_inflight *lg);
+VDU_HIDDEN bool vdu_inflight_matches(const struct vdu_inflight *lg,
+				     const struct vdu_vring *vr, bool packed);
+/* Slots still in flight, oldest first; returns the count. */
+VDU_HIDDEN unsigned vdu_inflight_pending(const struct vdu_inflight *lg,
+					 unsigned num, uint16_t *slots);
 
 /* vring.c: layout-independent part; the rest through vr->ops. */
 VDU_HIDDEN struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
@@ -259,6 +342,8 @@ struct vdu_dev {
 	int dev_fd;
 	struct event *msg_ev;
 	bool created;
+	bool reconnecting;         /* queues recover from their logs */
+	bool kernel_broken;        /* the kernel gave up on us (timeout) */
 };
 
 /* blk.c */
@@ -305,6 +390,7 @@ VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
 /* kernel.c */
 VDU_HIDDEN extern const struct vdu_transport vdu_kernel_transport;
 VDU_HIDDEN int vdu_kernel_create(struct vdu_dev *dev);
+VDU_HIDDEN int vdu_kernel_reconnect(struct vdu_dev *dev);
 VDU_HIDDEN int vdu_kernel_destroy(struct vdu_dev *dev);
 VDU_HIDDEN void vdu_kernel_close(struct vdu_dev *dev);
 

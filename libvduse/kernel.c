@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <event2/event.h>
@@ -116,6 +117,24 @@ const struct vdu_transport vdu_kernel_transport = {
 	.iova_fault = k_iova_fault,
 };
 
+/*
+ * After a message timed out the kernel marks the device broken for good
+ * and the fd polls as an error forever: say so once and stop listening,
+ * instead of spinning on it.
+ */
+static void check_broken(struct vdu_dev *dev)
+{
+	struct pollfd p = { .fd = dev->dev_fd, .events = POLLIN };
+
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
+		return;
+	dev->kernel_broken = true;
+	vdu_err("%s: the kernel marked the device broken (a reply came too "
+		"late, see /sys/class/vduse/%s/msg_timeout); destroy and "
+		"re-create it", dev->name, dev->name);
+	event_del(dev->msg_ev);
+}
+
 /* Serve every pending message: exactly one response per request. */
 static void msg_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -128,8 +147,10 @@ static void msg_cb(evutil_socket_t fd, short what, void *arg)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && errno == EAGAIN) {
+			check_broken(dev);
 			return;
+		}
 		if (n != sizeof(req)) {
 			vdu_err("%s: message read failed: %s", dev->name,
 				n < 0 ? strerror(errno) : "short read");
@@ -159,6 +180,34 @@ static int open_dev_node(const char *name)
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
 	}
 	return -ENOENT;
+}
+
+static int add_msg_event(struct vdu_dev *dev)
+{
+	dev->msg_ev = event_new(dev->base, dev->dev_fd, EV_READ | EV_PERSIST,
+				msg_cb, dev);
+	if (!dev->msg_ev || event_add(dev->msg_ev, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int vdu_kernel_reconnect(struct vdu_dev *dev)
+{
+	char path[sizeof("/dev/vduse/") + VDU_NAME_MAX];
+	int r;
+
+	snprintf(path, sizeof(path), "/dev/vduse/%s", dev->name);
+	dev->dev_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (dev->dev_fd < 0) {
+		r = errno == ENOENT ? -ENODEV : -errno;
+		vdu_err("%s: cannot open %s: %s", dev->name, path,
+			r == -EBUSY ? "another process serves it" : strerror(-r));
+		return r;
+	}
+	r = add_msg_event(dev);
+	if (r < 0)
+		vdu_kernel_close(dev);
+	return r;
 }
 
 int vdu_kernel_create(struct vdu_dev *dev)
@@ -209,12 +258,9 @@ int vdu_kernel_create(struct vdu_dev *dev)
 			goto destroy;
 		}
 	}
-	dev->msg_ev = event_new(dev->base, dev->dev_fd, EV_READ | EV_PERSIST,
-				msg_cb, dev);
-	if (!dev->msg_ev || event_add(dev->msg_ev, NULL) < 0) {
-		r = -ENOMEM;
+	r = add_msg_event(dev);
+	if (r < 0)
 		goto destroy;
-	}
 	close(ctl);
 	vdu_info("%s: created (%llu bytes, %u queue(s) of %u)", dev->name,
 		 (unsigned long long)dev->capacity_sectors * 512,

@@ -175,6 +175,27 @@ int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q, unsigned idx,
 	return q->publish_ev && q->poll_ev ? 0 : -ENOMEM;
 }
 
+static int open_log(struct vdu_queue *q)
+{
+	struct vdu_dev *dev = q->dev;
+	char path[4096];
+	/* Only the packed ring needs chain copies in the log. */
+	unsigned cap = dev->opts.flags & VDU_DEV_F_RING_PACKED ?
+		       VDU_MIN(dev->queue_size, dev->seg_max + 18) : 0;
+	int r;
+
+	if (!dev->opts.state_path)
+		return 0;
+	if (snprintf(path, sizeof(path), "%s.q%u.inflight", dev->opts.state_path,
+		     q->idx) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	r = vdu_inflight_open(path, dev->queue_size, cap, dev->reconnecting,
+			      &q->log);
+	if (r < 0)
+		vdu_err("%s: inflight log %s: %s", dev->name, path, strerror(-r));
+	return r;
+}
+
 int vdu_queue_start(struct vdu_queue *q, int cpu)
 {
 	int r;
@@ -182,6 +203,9 @@ int vdu_queue_start(struct vdu_queue *q, int cpu)
 	q->iova = vdu_iova_new(q->dev->tp->iova_fault, q->dev);
 	if (!q->iova)
 		return -ENOMEM;
+	r = open_log(q);
+	if (r < 0)
+		return r;
 	if (!q->threaded)
 		return 0;
 	r = -pthread_create(&q->thread, NULL, queue_thread, q);
@@ -224,6 +248,8 @@ void vdu_queue_stop(struct vdu_queue *q)
 	}
 	vdu_iova_free(q->iova);
 	q->iova = NULL;
+	vdu_inflight_close(q->log);
+	q->log = NULL;
 }
 
 void vdu_queue_fini(struct vdu_queue *q)
@@ -333,6 +359,51 @@ void vdu_queue_disable_sync(struct vdu_queue *q)
 
 /* --------------------------------------------- on the queue thread */
 
+/*
+ * Start logging, or -- when taking over from a dead daemon whose log
+ * matches this ring -- rebuild the ring position from the log and
+ * resubmit what the driver is still waiting for, oldest first.
+ */
+static int log_attach(struct vdu_queue *q)
+{
+	struct vdu_vring *vr = q->vr;
+	bool packed = vr->ops == &vdu_vring_packed_ops;
+	uint16_t *slots;
+	unsigned n;
+	int r;
+
+	vr->log = q->log;
+	if (!q->dev->reconnecting || !vdu_inflight_matches(q->log, vr, packed)) {
+		vdu_inflight_start(q->log, vr, packed);
+		return 0;
+	}
+	r = vr->ops->recover(vr);
+	if (r < 0) {
+		vdu_err("%s: queue %u: inflight log inconsistent with the ring",
+			q->dev->name, q->idx);
+		return r;
+	}
+	slots = calloc(vr->num, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	n = vdu_inflight_pending(q->log, vr->num, slots);
+	vdu_info("%s: queue %u: recovered at avail %u used %u, resubmitting %u "
+		 "request(s)", q->dev->name, q->idx, vr->last_avail, vr->used_idx, n);
+	for (unsigned i = 0; i < n; i++) {
+		struct vdu_req *req;
+
+		r = vr->ops->resubmit(vr, q->iova, slots[i], &req);
+		if (r < 0) {
+			queue_break(q, r);
+			break;
+		}
+		q->st.inflight++;
+		vdu_blk_handle(q, req);
+	}
+	free(slots);
+	return 0;
+}
+
 int vdu_queue_enable(struct vdu_queue *q)
 {
 	struct vdu_dev *dev = q->dev;
@@ -364,6 +435,13 @@ int vdu_queue_enable(struct vdu_queue *q)
 			dev->name, q->idx);
 		vdu_queue_disable(q);
 		return -EFAULT;
+	}
+	if (q->log) {
+		r = log_attach(q);
+		if (r < 0) {
+			vdu_queue_disable(q);
+			return r;
+		}
 	}
 	q->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (q->kickfd < 0) {
@@ -417,6 +495,10 @@ void vdu_queue_disable(struct vdu_queue *q)
 	/* Requests still with the backend finish into the detached vring,
 	 * which frees itself with the last one. */
 	vr->q = NULL;
+	if (vr->log) {
+		vdu_inflight_stop(vr->log);
+		vr->log = NULL;
+	}
 	/* Those finish without their queue: count them as retired only. */
 	q->st.inflight -= vr->inflight;
 	if (vr->inflight)

@@ -37,6 +37,16 @@ struct vdu_vring *vdu_vring_new(struct vdu_queue *q, unsigned num,
 	} else
 		vr->last_avail = info->split.avail_index;
 	vr->iov_max = iov_max;
+	if (packed) {
+		/* A chain is at most the ring, and at most seg_max data
+		 * segments plus header and status: iov_max covers both. */
+		vr->chain_cap = VDU_MIN(num, (unsigned)iov_max);
+		vr->chain = calloc(vr->chain_cap, sizeof(*vr->chain));
+		if (!vr->chain) {
+			free(vr);
+			return NULL;
+		}
+	}
 	vr->reqs = calloc(slots, sizeof(*vr->reqs));
 	vr->iov_area = calloc((size_t)slots * iov_max, sizeof(struct iovec));
 	priv_size = (priv_size + 15) & ~(size_t)15;
@@ -60,6 +70,7 @@ void vdu_vring_free(struct vdu_vring *vr)
 {
 	if (!vr)
 		return;
+	free(vr->chain);
 	free(vr->reqs);
 	free(vr->iov_area);
 	free(vr->priv_area);

@@ -95,61 +95,89 @@ static int walk_indirect(struct vdu_vring *vr, struct vdu_iova *map,
 	return 0;
 }
 
-static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
-		      struct vdu_req **out)
+/* Turn a chain's descriptors (a linear copy) into req's iovecs. */
+static int process_chain(struct vdu_vring *vr, struct vdu_iova *map,
+			 struct vdu_req *req,
+			 const struct vring_packed_desc *descs, unsigned ndesc)
 {
-	uint16_t pos = vr->last_avail, flags, id = 0;
-	bool wrap = vr->avail_wrap, writing = false;
-	unsigned ndesc = 0;
-	int niov = 0, r;
-	struct vdu_req *req;
-	struct vring_packed_desc d;
+	bool writing = false;
+	int niov = 0;
 
-	flags = load_acquire16(&vr->pdesc[pos].flags);
-	if (!desc_avail(flags, wrap))
-		return 0;
-	/* The chain is collected into a scratch slot first: its buffer id
-	 * (which picks the real slot) is only known at its end. */
-	req = &vr->reqs[vr->num];
 	req->out_num = req->in_num = 0;
-	for (;;) {
-		memcpy(&d, &vr->pdesc[pos], sizeof(d));
-		flags = le16toh(d.flags);
-		if (ndesc && !desc_avail(flags, wrap))
-			return -EPROTO; /* chain runs into unavailable slots */
-		if (++ndesc > vr->num)
-			return -EPROTO;
+	for (unsigned i = 0; i < ndesc; i++) {
+		const struct vring_packed_desc *d = &descs[i];
+		uint16_t flags = le16toh(d->flags);
+		int r;
+
 		if (flags & VRING_DESC_F_INDIRECT) {
 			if (flags & VRING_DESC_F_NEXT)
 				return -EPROTO;
-			r = walk_indirect(vr, map, req, &d, &writing, &niov);
+			r = walk_indirect(vr, map, req, d, &writing, &niov);
 		} else
-			r = add_buffer(vr, map, req, &d, flags, &writing, &niov);
+			r = add_buffer(vr, map, req, d, flags, &writing, &niov);
 		if (r < 0)
 			return r;
-		if (++pos == vr->num) {
-			pos = 0;
-			wrap = !wrap;
-		}
-		if (!(flags & VRING_DESC_F_NEXT)) {
-			id = le16toh(d.id);
-			break;
-		}
 	}
-	if (id >= vr->num || vr->reqs[id].inflight)
-		return -EPROTO;
-	/* Move the chain from the scratch slot into the id's slot. */
-	memcpy(vr->reqs[id].iov, req->iov, niov * sizeof(struct iovec));
-	req = &vr->reqs[id];
-	req->out_num = vr->reqs[vr->num].out_num;
-	req->in_num = vr->reqs[vr->num].in_num;
+	return 0;
+}
+
+static void take_slot(struct vdu_vring *vr, struct vdu_req *req, unsigned ndesc)
+{
 	req->ndesc = ndesc;
-	vr->last_avail = pos;
-	vr->avail_wrap = wrap;
 	req->inflight = true;
 	req->status = NULL;
 	req->used_len = 0;
 	vr->inflight++;
+}
+
+static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
+		      struct vdu_req **out)
+{
+	uint16_t pos = vr->last_avail, flags, id;
+	bool wrap = vr->avail_wrap;
+	unsigned ndesc = 0;
+	struct vdu_req *req;
+	int r;
+
+	flags = load_acquire16(&vr->pdesc[pos].flags);
+	if (!desc_avail(flags, wrap))
+		return 0;
+	/* Copy the chain out first: the driver may not change it, but we
+	 * read each descriptor once, and the log keeps this copy. */
+	for (;;) {
+		struct vring_packed_desc *d = &vr->chain[ndesc];
+
+		if (ndesc == vr->chain_cap)
+			return -EPROTO; /* longer than the ring or seg_max */
+		memcpy(d, &vr->pdesc[pos], sizeof(*d));
+		flags = le16toh(d->flags);
+		if (ndesc++ && !desc_avail(flags, wrap))
+			return -EPROTO; /* chain runs into unavailable slots */
+		if (++pos == vr->num) {
+			pos = 0;
+			wrap = !wrap;
+		}
+		if (!(flags & VRING_DESC_F_NEXT))
+			break;
+	}
+	/* The buffer id is in the last descriptor. */
+	id = le16toh(vr->chain[ndesc - 1].id);
+	if (id >= vr->num || vr->reqs[id].inflight)
+		return -EPROTO;
+	req = &vr->reqs[id];
+	r = process_chain(vr, map, req, vr->chain, ndesc);
+	if (r < 0)
+		return r;
+	if (vr->log) {
+		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, id);
+
+		memcpy(e->descs, vr->chain, ndesc * sizeof(*vr->chain));
+		e->ndesc = ndesc;
+		vdu_inflight_take(vr->log, id);
+	}
+	vr->last_avail = pos;
+	vr->avail_wrap = wrap;
+	take_slot(vr, req, ndesc);
 	*out = req;
 	return 1;
 }
@@ -157,7 +185,14 @@ static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
 static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 {
 	struct vring_packed_desc *e = &vr->pdesc[vr->used_idx];
+	struct vdu_inflight *lg = vr->log;
 
+	if (lg) {
+		/* Should we die between the flags store and the log update,
+		 * recovery finds this id at used_idx and knows it was seen. */
+		lg->hdr->pending_id = req->head;
+		vdu_log_barrier();
+	}
 	e->id = htole16(req->head);
 	e->len = htole32(req->used_len);
 	/* Flags last: they hand the slot back to the driver. */
@@ -168,6 +203,14 @@ static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 		vr->used_wrap = !vr->used_wrap;
 	}
 	vr->pending_used++;
+	if (lg) {
+		vdu_log_barrier();
+		vdu_inflight_ent(lg, req->head)->inflight = 0;
+		lg->hdr->used_idx = vr->used_idx;
+		lg->hdr->used_wrap = vr->used_wrap;
+		vdu_log_barrier();
+		lg->hdr->pending_id = VDU_INFLIGHT_NONE;
+	}
 }
 
 static bool packed_publish(struct vdu_vring *vr)
@@ -215,7 +258,79 @@ static bool packed_enable_notify(struct vdu_vring *vr)
 			  vr->avail_wrap);
 }
 
+static void advance(uint16_t *idx, bool *wrap, unsigned n, unsigned num)
+{
+	unsigned v = *idx + n;
+
+	if (v >= num) {
+		v -= num;
+		*wrap = !*wrap;
+	}
+	*idx = v;
+}
+
+static int packed_recover(struct vdu_vring *vr)
+{
+	struct vdu_inflight_hdr *h = vr->log->hdr;
+	uint16_t used = h->used_idx;
+	bool uwrap = h->used_wrap;
+	unsigned total = 0;
+
+	if (used >= vr->num)
+		return -EPROTO;
+	if (h->pending_id < vr->num) {
+		/* Killed while returning pending_id: did the driver get it? */
+		const struct vring_packed_desc *d = &vr->pdesc[used];
+		uint16_t f = load_acquire16(&d->flags);
+		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, h->pending_id);
+
+		if (!!(f & F_AVAIL) == uwrap && !!(f & F_USED) == uwrap &&
+		    le16toh(d->id) == h->pending_id && e->inflight) {
+			e->inflight = 0;
+			advance(&used, &uwrap, e->ndesc, vr->num);
+		}
+	}
+	h->used_idx = used;
+	h->used_wrap = uwrap;
+	h->pending_id = VDU_INFLIGHT_NONE;
+	for (unsigned i = 0; i < vr->num; i++) {
+		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, i);
+
+		if (!e->inflight)
+			continue;
+		if (e->ndesc == 0 || e->ndesc > vr->chain_cap)
+			return -EPROTO;
+		total += e->ndesc;
+	}
+	if (total > vr->num)
+		return -EPROTO;
+	vr->used_idx = vr->signalled_used = used;
+	vr->used_wrap = uwrap;
+	vr->last_avail = used;
+	vr->avail_wrap = uwrap;
+	advance(&vr->last_avail, &vr->avail_wrap, total, vr->num);
+	return 0;
+}
+
+/* Returning other buffers overwrote this chain in the ring: use the
+ * copy in the log. */
+static int packed_resubmit(struct vdu_vring *vr, struct vdu_iova *map,
+			   uint16_t slot, struct vdu_req **out)
+{
+	struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, slot);
+	struct vdu_req *req = &vr->reqs[slot];
+	int r = process_chain(vr, map, req, e->descs, e->ndesc);
+
+	if (r < 0)
+		return r;
+	take_slot(vr, req, e->ndesc);
+	*out = req;
+	return 0;
+}
+
 const struct vdu_vring_ops vdu_vring_packed_ops = {
+	.recover = packed_recover,
+	.resubmit = packed_resubmit,
 	.map = packed_map,
 	.pop = packed_pop,
 	.push = packed_push,

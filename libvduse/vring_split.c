@@ -128,6 +128,8 @@ static int split_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	r = walk_chain(vr, map, req, head);
 	if (r < 0)
 		return r;
+	if (vr->log)
+		vdu_inflight_take(vr->log, head);
 	vr->last_avail++;
 	req->inflight = true;
 	req->status = NULL;
@@ -147,6 +149,25 @@ static void split_push(struct vdu_vring *vr, struct vdu_req *req)
 	vr->pending_used++;
 }
 
+/* The driver can see used entries up to upto: forget them in the log.
+ * Also finishes a commit a killed daemon left half done. */
+static void log_commit(struct vdu_vring *vr, uint16_t upto)
+{
+	struct vdu_inflight *lg = vr->log;
+	uint16_t i = lg->hdr->used_idx;
+
+	vdu_log_barrier();
+	if ((uint16_t)(upto - i) <= vr->num)
+		for (; i != upto; i++) {
+			uint32_t id = le32toh(vr->used->ring[i % vr->num].id);
+
+			if (id < vr->num)
+				vdu_inflight_ent(lg, id)->inflight = 0;
+		}
+	vdu_log_barrier();
+	lg->hdr->used_idx = upto;
+}
+
 static bool split_publish(struct vdu_vring *vr)
 {
 	uint16_t old, new;
@@ -156,6 +177,8 @@ static bool split_publish(struct vdu_vring *vr)
 	vr->pending_used = 0;
 	new = vr->used_idx;
 	store_release16(&vr->used->idx, new);
+	if (vr->log)
+		log_commit(vr, new);
 	/* Order the idx store before reading the driver's suppression
 	 * state, or we may miss that it wants an interrupt. */
 	smp_mb();
@@ -189,7 +212,43 @@ static bool split_enable_notify(struct vdu_vring *vr)
 	return load_acquire16(&vr->avail->idx) != vr->last_avail;
 }
 
+static int split_recover(struct vdu_vring *vr)
+{
+	unsigned n = 0;
+
+	/* used_idx was read from the ring: what the driver has seen. */
+	if ((uint16_t)(vr->used_idx - vr->log->hdr->used_idx) > vr->num)
+		return -EPROTO;
+	log_commit(vr, vr->used_idx);
+	for (unsigned i = 0; i < vr->num; i++)
+		n += vdu_inflight_ent(vr->log, i)->inflight ? 1 : 0;
+	vr->last_avail = vr->used_idx + n;
+	if ((uint16_t)(load_acquire16(&vr->avail->idx) - vr->last_avail) > vr->num)
+		return -EPROTO;
+	return 0;
+}
+
+/* The driver leaves descriptors alone until they come back on the used
+ * ring, so an in-flight chain can be walked again from its head. */
+static int split_resubmit(struct vdu_vring *vr, struct vdu_iova *map,
+			  uint16_t slot, struct vdu_req **out)
+{
+	struct vdu_req *req = &vr->reqs[slot];
+	int r = walk_chain(vr, map, req, slot);
+
+	if (r < 0)
+		return r;
+	req->inflight = true;
+	req->status = NULL;
+	req->used_len = 0;
+	vr->inflight++;
+	*out = req;
+	return 0;
+}
+
 const struct vdu_vring_ops vdu_vring_split_ops = {
+	.recover = split_recover,
+	.resubmit = split_resubmit,
 	.map = split_map,
 	.pop = split_pop,
 	.push = split_push,

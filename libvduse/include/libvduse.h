@@ -177,6 +177,8 @@ struct vdu_dev_opts {
 	unsigned poll_us;     /* busy-poll the ring this long after a batch */
 	const int *queue_cpus;/* num_queues CPUs to pin queue threads to (-1:
 			       * no pinning); NULL: none pinned */
+	const char *state_path;/* inflight logs at STATE_PATH.qN.inflight,
+				* needed for vdu_dev_reconnect(); NULL: none */
 };
 
 /* One thread with its own event loop per queue (else all on base). */
@@ -201,6 +203,16 @@ VDU_API int vdu_dev_new(const struct vdu_dev_opts *opts,
  */
 VDU_API int vdu_dev_start(struct vdu_dev *dev);
 
+/*
+ * Take over an existing kernel device whose daemon died: open
+ * /dev/vduse/NAME again, read the negotiated state back from the kernel,
+ * rebuild each queue from its inflight log (opts.state_path, same
+ * geometry as at create time), resubmit the requests the driver is still
+ * waiting for, and serve on.  -EBUSY: another process still serves it;
+ * -ENODEV: no such device; -ESTALE: logs do not match.
+ */
+VDU_API int vdu_dev_reconnect(struct vdu_dev *dev);
+
 /* Stop serving and DESTROY_DEV.  -EBUSY while the device is attached. */
 VDU_API int vdu_dev_stop(struct vdu_dev *dev);
 
@@ -220,6 +232,8 @@ struct vdu_dev_info {
 	uint64_t features_negotiated; /* 0 until FEATURES_OK */
 	uint8_t status;               /* virtio device status */
 	int broken;                   /* a queue met a malformed ring */
+	int kernel_broken;            /* the kernel timed out on us: the
+				       * device must be destroyed */
 	int read_only;
 	char serial[VDU_SERIAL_MAX + 1];
 };
