@@ -270,6 +270,11 @@ void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structure
 {
 	memset(hs, 0, offsetof(struct nbd_hs, buf));
 	hs->out_len = hs->out_off = 0;
+	hs->structured = hs->no_zeroes = hs->got_export = hs->got_block_size = false;
+	hs->size = 0;
+	hs->tflags = 0;
+	hs->min_bs = hs->pref_bs = hs->max_bs = 0;
+	hs->msg[0] = 0;
 	snprintf(hs->export_name, sizeof(hs->export_name), "%s", export_name);
 	hs->want_structured = want_structured;
 	hs_expect(hs, HS_GREETING, 18);

@@ -1,0 +1,908 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tcp (NBD) backend against a real nbdkit on a Unix socket, driven
+ * straight through the backend API on a private event loop.  Completions
+ * come back through the backend's test seam (vdu_tcp_complete_hook), so
+ * no device or ring is involved.  Skips (77) when nbdkit is missing.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <event2/event.h>
+
+#include "backends.h"
+#include "nbd_proto.h"
+#include "tap.h"
+
+#define MiB (1024 * 1024)
+
+static const struct vdu_backend *be = &vdu_backend_tcp;
+static struct event_base *base;
+static char tmpdir[64];
+static char logbuf[16384];
+static size_t loglen;
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void log_cb(void *opaque, int level, const char *msg)
+{
+	size_t n = strlen(msg);
+
+	if (level <= VDU_LOG_INFO)
+		printf("# [log %d] %s\n", level, msg);
+	if (loglen + n + 2 < sizeof(logbuf)) {
+		memcpy(logbuf + loglen, msg, n);
+		loglen += n;
+		logbuf[loglen++] = '\n';
+		logbuf[loglen] = 0;
+	}
+}
+
+static void log_reset(void)
+{
+	loglen = 0;
+	logbuf[0] = 0;
+}
+
+struct srv {
+	pid_t pid;
+	char sock[128], pidfile[128];
+};
+
+/* nbdkit --exit-with-parent -f -U SOCK -P PIDFILE ARGS... */
+static int srv_start(struct srv *s, const char *name, const char *const *args)
+{
+	const char *argv[32];
+	int n = 0;
+	uint64_t t0 = now_ms();
+	struct stat st;
+
+	snprintf(s->sock, sizeof(s->sock), "%s/%s.sock", tmpdir, name);
+	snprintf(s->pidfile, sizeof(s->pidfile), "%s/%s.pid", tmpdir, name);
+	unlink(s->sock);
+	unlink(s->pidfile);
+	argv[n++] = "nbdkit";
+	argv[n++] = "--exit-with-parent";
+	argv[n++] = "-f";
+	argv[n++] = "-U";
+	argv[n++] = s->sock;
+	argv[n++] = "-P";
+	argv[n++] = s->pidfile;
+	while (*args && n < 31)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	fflush(stdout);
+	s->pid = fork();
+	if (s->pid < 0)
+		return -1;
+	if (s->pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		execvp("nbdkit", (char *const *)argv);
+		_exit(127);
+	}
+	while (stat(s->pidfile, &st) < 0 || st.st_size == 0) {
+		int status;
+
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			return -1;
+		}
+		if (now_ms() - t0 > 10000)
+			return -1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void srv_stop(struct srv *s, int sig)
+{
+	if (s->pid > 0) {
+		kill(s->pid, sig);
+		waitpid(s->pid, NULL, 0);
+		s->pid = 0;
+	}
+	unlink(s->pidfile);
+}
+
+static void srv_url(const struct srv *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "nbd+unix:///?socket=%s", s->sock);
+}
+
+struct treq {
+	struct vdu_io io;
+	int done, result;
+	unsigned seq;
+	uint64_t t_done;
+	struct iovec iov[8];
+	unsigned char priv[] __attribute__((aligned(16)));
+};
+
+static unsigned done_seq;
+
+static void on_complete(struct vdu_io *io, int result)
+{
+	struct treq *t = (struct treq *)((char *)io - offsetof(struct treq, io));
+
+	if (t->done)
+		printf("# request completed twice!\n");
+	t->done++;
+	t->result = result;
+	t->seq = ++done_seq;
+	t->t_done = now_ms();
+}
+
+/* A request over buf, cut into nseg unequal iovecs. */
+static struct treq *treq_new(enum vdu_io_op op, uint64_t off, uint64_t len,
+			     void *buf, int nseg)
+{
+	struct treq *t = calloc(1, sizeof(*t) + be->io_priv_size);
+	uint64_t pos = 0;
+
+	t->io.op = op;
+	t->io.offset = off;
+	t->io.len = len;
+	t->io.priv = t->priv;
+	if (buf && len) {
+		for (int i = 0; i < nseg; i++) {
+			uint64_t l = i == nseg - 1 ? len - pos : (len / nseg) - 512 * (i % 2) + 7 * i;
+
+			if (l > len - pos)
+				l = len - pos;
+			t->iov[i].iov_base = (char *)buf + pos;
+			t->iov[i].iov_len = l;
+			pos += l;
+		}
+		t->io.iov = t->iov;
+		t->io.iovcnt = nseg;
+	}
+	return t;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+/* Run the loop until all n requests are done or timeout_ms passed. */
+static bool run_until(struct treq **ts, int n, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+
+	for (;;) {
+		bool all = true;
+
+		for (int i = 0; i < n; i++)
+			all = all && ts[i]->done;
+		if (all)
+			return true;
+		if (now_ms() > end)
+			return false;
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+}
+
+static void run_for(unsigned ms)
+{
+	uint64_t end = now_ms() + ms;
+
+	while (now_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+}
+
+/* Submit one request, run it to completion, return its result. */
+static int do_io(void *q, enum vdu_io_op op, uint64_t off, uint64_t len, void *buf,
+		 int nseg, uint32_t flags)
+{
+	struct treq *t = treq_new(op, off, len, buf, nseg);
+	int r;
+
+	t->io.flags = flags;
+	be->submit(q, &t->io);
+	be->unplug(q);
+	r = run_until(&t, 1, 20000) ? t->result : -ETIMEDOUT;
+	free(t);
+	return r;
+}
+
+static int be_open(const char *url, const char *k1, const char *v1, const char *k2,
+		   const char *v2, void **h)
+{
+	struct vdu_param p[3] = { { "url", url }, { k1, v1 }, { k2, v2 } };
+	size_t n = url ? 1 : 0;
+
+	if (!url) {
+		p[0] = p[1];
+		p[1] = p[2];
+		n = 0;
+		if (k1)
+			n++;
+		if (k2)
+			n++;
+		return be->open(p, n, h);
+	}
+	if (k1)
+		n++;
+	if (k2)
+		n++;
+	return be->open(p, n, h);
+}
+
+static void fill(uint8_t *b, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245 + 12345;
+		b[i] = seed >> 16;
+	}
+}
+
+static bool all_zero(const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* -------------------------------------------------------------- tests */
+
+static void test_urls(void)
+{
+	static const struct {
+		const char *url;
+		int ok;
+		const char *host, *port, *exp, *sock;
+	} cases[] = {
+		{ "nbd://localhost", 1, "localhost", "10809", "", NULL },
+		{ "nbd://127.0.0.1:1234/", 1, "127.0.0.1", "1234", "", NULL },
+		{ "nbd://h/disk%201", 1, "h", "10809", "disk 1", NULL },
+		{ "nbd://[::1]:99/e", 1, "::1", "99", "e", NULL },
+		{ "nbd+unix:///e?socket=/tmp/s", 1, NULL, NULL, "e", "/tmp/s" },
+		{ "nbd+unix:///?socket=/tmp/a%20b", 1, NULL, NULL, "", "/tmp/a b" },
+		{ "nbd://", 0, NULL, NULL, NULL, NULL }, { "nbd://:10809/", 0, NULL, NULL, NULL, NULL }, { "nbd://h:0/", 0, NULL, NULL, NULL, NULL },
+		{ "nbd://h:65536", 0, NULL, NULL, NULL, NULL }, { "nbd://h:12a", 0, NULL, NULL, NULL, NULL }, { "nbd://h:", 0, NULL, NULL, NULL, NULL },
+		{ "nbd://h/?x=1", 0, NULL, NULL, NULL, NULL }, { "nbd://u@h/", 0, NULL, NULL, NULL, NULL }, { "nbds://h/", 0, NULL, NULL, NULL, NULL },
+		{ "http://h/", 0, NULL, NULL, NULL, NULL }, { "nbd+unix://host/?socket=/s", 0, NULL, NULL, NULL, NULL },
+		{ "nbd+unix:///e", 0, NULL, NULL, NULL, NULL }, { "nbd+unix:///e?sock=/s", 0, NULL, NULL, NULL, NULL },
+		{ "nbd+unix:///e?socket=", 0, NULL, NULL, NULL, NULL }, { "nbd://h/a%zz", 0, NULL, NULL, NULL, NULL },
+		{ "nbd://h/a%00b", 0, NULL, NULL, NULL, NULL }, { "nbd://h/a b", 0, NULL, NULL, NULL, NULL }, { "nbd://[::1/", 0, NULL, NULL, NULL, NULL },
+		{ "nbd://h/x#frag", 0, NULL, NULL, NULL, NULL }, { "", 0, NULL, NULL, NULL, NULL },
+	};
+	char err[300];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct nbd_url u;
+		int r = nbd_url_parse(cases[i].url, &u, err, sizeof(err));
+
+		if (!cases[i].ok) {
+			ok(r == -EINVAL && err[0], "url '%s' rejected (%s)", cases[i].url, err);
+			continue;
+		}
+		ok(r == 0 && (!cases[i].host || !strcmp(u.host, cases[i].host)) &&
+		   (!cases[i].port || !strcmp(u.port, cases[i].port)) &&
+		   !strcmp(u.export_name, cases[i].exp) &&
+		   (!cases[i].sock || !strcmp(u.socket_path, cases[i].sock)),
+		   "url '%s' parsed", cases[i].url);
+	}
+}
+
+static void test_open_errors(void)
+{
+	void *h = NULL;
+	char url[200];
+	uint64_t t0;
+
+	is_int(be_open(NULL, NULL, NULL, NULL, NULL, &h), -EINVAL, "url is required");
+	is_int(be_open("nbd://x", "bogus", "1", NULL, NULL, &h), -EINVAL, "unknown key refused");
+	is_int(be_open("nbd://x", "connections", "0", NULL, NULL, &h), -EINVAL, "connections=0 refused");
+	is_int(be_open("nbd://x", "timeout", "abc", NULL, NULL, &h), -EINVAL, "timeout=abc refused");
+	is_int(be_open("nbd://x", "readonly", "maybe", NULL, NULL, &h), -EINVAL, "readonly=maybe refused");
+	is_int(be_open("ftp://x", NULL, NULL, NULL, NULL, &h), -EINVAL, "bad url refused");
+	snprintf(url, sizeof(url), "nbd+unix:///?socket=%s/none.sock", tmpdir);
+	t0 = now_ms();
+	ok(be_open(url, "timeout", "2", NULL, NULL, &h) < 0 && now_ms() - t0 < 3000,
+	   "no server: open fails quickly");
+}
+
+/* Write/read/verify, out-of-order, caps. */
+static void test_memory(void)
+{
+	const char *args[] = { "memory", "64M", NULL };
+	struct vdu_backend_info info;
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t *w = malloc(MiB), *r = malloc(MiB);
+
+	if (!ok(srv_start(&s, "mem", args) == 0, "nbdkit memory 64M started"))
+		return;
+	srv_url(&s, url, sizeof(url));
+	log_reset();
+	if (!is_int(be_open(url, "connections", "4", NULL, NULL, &h), 0, "open"))
+		goto out;
+	be->get_info(h, &info);
+	is_int(info.size, 64 * MiB, "size from the server");
+	ok(info.caps == (VDU_CAP_FLUSH | VDU_CAP_DISCARD | VDU_CAP_WRITE_ZEROES),
+	   "flush, discard, write-zeroes advertised (caps 0x%x)", info.caps);
+	ok(strstr(logbuf, "4 connection(s) per queue") != NULL, "multi-conn: 4 connections");
+	ok(strstr(logbuf, "structured replies") != NULL, "structured replies negotiated");
+	is_int(be->queue_open(h, 0, base, &q), 0, "queue_open");
+
+	fill(w, MiB, 1);
+	is_int(do_io(q, VDU_IO_WRITE, 4096, MiB, w, 5, 0), 0, "write 1 MiB in 5 iovecs");
+	memset(r, 0xaa, MiB);
+	is_int(do_io(q, VDU_IO_READ, 4096, MiB, r, 3, 0), 0, "read it back in 3 iovecs");
+	ok(!memcmp(w, r, MiB), "data matches");
+	memset(r, 0xaa, 4096);
+	is_int(do_io(q, VDU_IO_READ, 0, 4096, r, 1, 0), 0, "read unwritten block");
+	ok(all_zero(r, 4096), "unwritten block reads as zeroes");
+
+	/* many in flight */
+	{
+		enum { N = 64 };
+		struct treq *t[N];
+		uint8_t *bufs = malloc(N * 8192);
+		bool good = true;
+
+		for (int i = 0; i < N; i++) {
+			fill(bufs + i * 8192, 8192, 100 + i);
+			t[i] = treq_new(VDU_IO_WRITE, 8 * MiB + (uint64_t)i * 8192, 8192,
+					bufs + i * 8192, 2);
+			be->submit(q, &t[i]->io);
+		}
+		be->unplug(q);
+		ok(run_until(t, N, 10000), "%d writes in flight complete", N);
+		for (int i = 0; i < N; i++) {
+			good = good && t[i]->result == 0;
+			free(t[i]);
+		}
+		ok(good, "all succeeded");
+		memset(r, 0, N * 8192);
+		is_int(do_io(q, VDU_IO_READ, 8 * MiB, N * 8192, r, 7, 0), 0, "read them in one request");
+		ok(!memcmp(r, bufs, N * 8192), "data matches");
+		free(bufs);
+	}
+
+	/* discard and write-zeroes */
+	is_int(do_io(q, VDU_IO_DISCARD, 4096, 65536, NULL, 0, 0), 0, "discard");
+	is_int(do_io(q, VDU_IO_READ, 4096, 65536, r, 2, 0), 0, "read discarded range");
+	ok(all_zero(r, 65536), "discarded range reads as zeroes");
+	is_int(do_io(q, VDU_IO_WRITE_ZEROES, 4096 + 65536, 65536, NULL, 0, 0), 0,
+	       "write-zeroes (no hole)");
+	is_int(do_io(q, VDU_IO_WRITE_ZEROES, 4096 + 131072, 65536, NULL, 0, VDU_IO_F_UNMAP), 0,
+	       "write-zeroes (unmap)");
+	is_int(do_io(q, VDU_IO_READ, 4096 + 65536, 131072, r, 2, 0), 0, "read zeroed range");
+	ok(all_zero(r, 131072), "zeroed range reads as zeroes");
+	is_int(do_io(q, VDU_IO_READ, 4096 + 196608, 4096, r, 1, 0), 0, "read after the zeroed range");
+	ok(!memcmp(r, w + 196608, 4096), "data after the zeroed range intact");
+	is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush");
+
+	be->queue_close(q);
+	be->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+	free(w);
+	free(r);
+}
+
+/* Replies out of order: reads delayed, writes not. */
+static void test_out_of_order(void)
+{
+	const char *args[] = { "--filter=delay", "memory", "16M", "delay-read=300ms", NULL };
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t rb[4096], wb[4096];
+	struct treq *t[2];
+
+	if (!ok(srv_start(&s, "delay", args) == 0, "nbdkit --filter=delay started"))
+		return;
+	srv_url(&s, url, sizeof(url));
+	if (!is_int(be_open(url, NULL, NULL, NULL, NULL, &h), 0, "open"))
+		goto out;
+	be->queue_open(h, 0, base, &q);
+	fill(wb, sizeof(wb), 7);
+	t[0] = treq_new(VDU_IO_READ, 0, 4096, rb, 1);
+	t[1] = treq_new(VDU_IO_WRITE, 65536, 4096, wb, 1);
+	be->submit(q, &t[0]->io);
+	be->submit(q, &t[1]->io);
+	be->unplug(q);
+	ok(run_until(t, 2, 5000), "both complete");
+	ok(t[0]->result == 0 && t[1]->result == 0, "both succeed");
+	ok(t[1]->seq < t[0]->seq, "the later write completed first (out of order)");
+	free(t[0]);
+	free(t[1]);
+	be->queue_close(q);
+	be->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+}
+
+static void test_readonly_and_flags(void)
+{
+	struct vdu_backend_info info;
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t b[4096] = { 0 };
+
+	{
+		const char *args[] = { "-r", "memory", "1M", NULL };
+
+		if (!ok(srv_start(&s, "ro", args) == 0, "nbdkit -r started"))
+			return;
+		srv_url(&s, url, sizeof(url));
+		if (is_int(be_open(url, NULL, NULL, NULL, NULL, &h), 0, "open read-only export")) {
+			be->get_info(h, &info);
+			ok(info.caps & VDU_CAP_READ_ONLY, "read-only export: VDU_CAP_READ_ONLY");
+			ok(!(info.caps & (VDU_CAP_DISCARD | VDU_CAP_WRITE_ZEROES)),
+			   "no discard/write-zeroes on a read-only export");
+			be->queue_open(h, 0, base, &q);
+			is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0), 0, "read works");
+			ok(do_io(q, VDU_IO_WRITE, 0, 4096, b, 1, 0) < 0, "write refused");
+			be->queue_close(q);
+			be->close(h);
+		}
+		srv_stop(&s, SIGTERM);
+	}
+	{
+		const char *args[] = { "--filter=nozero", "--filter=multi-conn", "memory",
+				       "1M", "multi-conn-mode=disable", NULL };
+
+		if (!ok(srv_start(&s, "nozero", args) == 0, "nbdkit --filter=nozero started"))
+			return;
+		srv_url(&s, url, sizeof(url));
+		log_reset();
+		if (is_int(be_open(url, "connections", "4", "readonly", "0", &h), 0, "open")) {
+			be->get_info(h, &info);
+			ok(!(info.caps & VDU_CAP_WRITE_ZEROES), "no write-zeroes without "
+			   "NBD_FLAG_SEND_WRITE_ZEROES (caps 0x%x)", info.caps);
+			ok(strstr(logbuf, "1 connection(s) per queue") != NULL,
+			   "no multi-conn: one connection");
+			be->queue_open(h, 0, base, &q);
+			is_int(do_io(q, VDU_IO_WRITE_ZEROES, 0, 4096, NULL, 0, 0), -EOPNOTSUPP,
+			       "write-zeroes -> EOPNOTSUPP");
+			be->queue_close(q);
+			be->close(h);
+		}
+		if (is_int(be_open(url, "readonly", "1", NULL, NULL, &h), 0, "open readonly=1")) {
+			be->get_info(h, &info);
+			ok(info.caps & VDU_CAP_READ_ONLY, "readonly=1: read-only device");
+			be->close(h);
+		}
+		srv_stop(&s, SIGTERM);
+	}
+	{
+		const char *args[] = { "--no-sr", "memory", "1M", NULL };
+		uint8_t w[8192], r[8192];
+
+		if (!ok(srv_start(&s, "nosr", args) == 0, "nbdkit --no-sr started"))
+			return;
+		srv_url(&s, url, sizeof(url));
+		log_reset();
+		if (is_int(be_open(url, NULL, NULL, NULL, NULL, &h), 0, "open without structured replies")) {
+			ok(strstr(logbuf, "simple replies") != NULL, "simple replies in use");
+			be->queue_open(h, 0, base, &q);
+			fill(w, sizeof(w), 3);
+			is_int(do_io(q, VDU_IO_WRITE, 512, 8192, w, 3, 0), 0, "write");
+			is_int(do_io(q, VDU_IO_READ, 512, 8192, r, 2, 0), 0, "read");
+			ok(!memcmp(w, r, sizeof(w)), "data matches");
+			be->queue_close(q);
+			be->close(h);
+		}
+		srv_stop(&s, SIGTERM);
+	}
+	{
+		const char *args[] = { "--mask-handshake=0", "memory", "1M", NULL };
+
+		if (!ok(srv_start(&s, "oldnew", args) == 0, "nbdkit --mask-handshake=0 started"))
+			return;
+		srv_url(&s, url, sizeof(url));
+		log_reset();
+		ok(be_open(url, NULL, NULL, NULL, NULL, &h) < 0 &&
+		   strstr(logbuf, "fixed newstyle"), "non-fixed-newstyle server refused clearly");
+		srv_stop(&s, SIGTERM);
+	}
+}
+
+static void test_split(void)
+{
+	const char *args[] = { "--filter=blocksize-policy", "memory", "16M",
+			       "blocksize-minimum=4096", "blocksize-maximum=65536",
+			       "blocksize-error-policy=error", NULL };
+	struct vdu_backend_info info;
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t *w = malloc(MiB), *r = malloc(MiB);
+
+	if (!ok(srv_start(&s, "bs", args) == 0, "nbdkit --filter=blocksize-policy started"))
+		goto out;
+	srv_url(&s, url, sizeof(url));
+	if (!is_int(be_open(url, NULL, NULL, NULL, NULL, &h), 0, "open"))
+		goto out;
+	be->get_info(h, &info);
+	is_int(info.logical_block_size, 4096, "logical block size = server minimum");
+	be->queue_open(h, 0, base, &q);
+	fill(w, MiB, 9);
+	is_int(do_io(q, VDU_IO_WRITE, 65536, MiB, w, 7, 0), 0, "1 MiB write split by 64 KiB max");
+	memset(r, 0, MiB);
+	is_int(do_io(q, VDU_IO_READ, 65536, MiB, r, 5, 0), 0, "1 MiB read split");
+	ok(!memcmp(w, r, MiB), "data matches");
+	be->queue_close(q);
+	be->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+	free(w);
+	free(r);
+}
+
+static void test_errors(void)
+{
+	const char *args[] = { "--filter=error", "memory", "1M", "error-pread=EIO",
+			       "error-pread-rate=100%", "error-pwrite=ENOSPC",
+			       "error-pwrite-rate=100%", NULL };
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t b[4096] = { 0 };
+
+	if (!ok(srv_start(&s, "err", args) == 0, "nbdkit --filter=error started"))
+		return;
+	srv_url(&s, url, sizeof(url));
+	if (is_int(be_open(url, NULL, NULL, NULL, NULL, &h), 0, "open")) {
+		be->queue_open(h, 0, base, &q);
+		is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0), -EIO, "read error -> EIO");
+		is_int(do_io(q, VDU_IO_WRITE, 0, 4096, b, 1, 0), -ENOSPC, "write error -> ENOSPC");
+		is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush still fine");
+		be->queue_close(q);
+		be->close(h);
+	}
+	srv_stop(&s, SIGTERM);
+}
+
+/* Server killed and restarted under I/O: nothing lost. */
+static void test_reconnect(void)
+{
+	char file[128], fileopt[160], url[200];
+	const char *args[] = { "--filter=delay", "file", fileopt, "delay-write=200ms", NULL };
+	enum { N = 32, BS = 16384 };
+	struct treq *t[N];
+	struct srv s;
+	void *h, *q;
+	uint8_t *bufs = malloc(N * BS), *r = malloc(N * BS);
+	int fd;
+	bool good = true;
+
+	snprintf(file, sizeof(file), "%s/disk.img", tmpdir);
+	snprintf(fileopt, sizeof(fileopt), "file=%s", file);
+	fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, 16 * MiB) < 0)
+		return;
+	close(fd);
+	if (!ok(srv_start(&s, "file", args) == 0, "nbdkit file started"))
+		goto out;
+	srv_url(&s, url, sizeof(url));
+	if (!is_int(be_open(url, "timeout", "20", NULL, NULL, &h), 0, "open, timeout=20"))
+		goto out;
+	be->queue_open(h, 0, base, &q);
+	for (int i = 0; i < N; i++) {
+		fill(bufs + i * BS, BS, 500 + i);
+		t[i] = treq_new(VDU_IO_WRITE, (uint64_t)i * BS * 3, BS, bufs + i * BS, 3);
+		be->submit(q, &t[i]->io);
+	}
+	be->unplug(q);
+	run_for(50);
+	srv_stop(&s, SIGKILL);
+	diag("server killed with writes in flight");
+	run_for(1500);
+	{
+		int n = 0;
+
+		for (int i = 0; i < N; i++)
+			n += t[i]->done;
+		ok(n < N, "writes wait while the server is down (%d of %d done)", n, N);
+	}
+	ok(srv_start(&s, "file", args) == 0, "server restarted");
+	ok(run_until(t, N, 20000), "all writes complete after reconnect");
+	for (int i = 0; i < N; i++) {
+		good = good && t[i]->done == 1 && t[i]->result == 0;
+		free(t[i]);
+	}
+	ok(good, "all writes succeeded");
+	for (int i = 0; i < N; i++) {
+		int e = do_io(q, VDU_IO_READ, (uint64_t)i * BS * 3, BS, r + i * BS, 2, 0);
+
+		good = good && e == 0;
+	}
+	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect");
+	be->queue_close(q);
+	be->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+	free(bufs);
+	free(r);
+}
+
+/* Server gone longer than timeout: EIO, fail fast, then recovery. */
+static void test_timeout(void)
+{
+	const char *args[] = { "memory", "1M", NULL };
+	struct srv s;
+	char url[200];
+	void *h, *q;
+	uint8_t b[4096];
+	struct treq *t;
+	uint64_t t0;
+	int r = -1;
+
+	if (!ok(srv_start(&s, "to", args) == 0, "nbdkit started"))
+		return;
+	srv_url(&s, url, sizeof(url));
+	if (!is_int(be_open(url, "timeout", "2", NULL, NULL, &h), 0, "open, timeout=2"))
+		goto out;
+	be->queue_open(h, 0, base, &q);
+	is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0), 0, "read while up");
+	srv_stop(&s, SIGKILL);
+	t0 = now_ms();
+	t = treq_new(VDU_IO_READ, 0, 4096, b, 1);
+	be->submit(q, &t->io);
+	be->unplug(q);
+	ok(run_until(&t, 1, 8000), "request completes (no hang)");
+	is_int(t->result, -EIO, "-EIO after the timeout");
+	ok(t->t_done - t0 >= 1900 && t->t_done - t0 < 4000, "after about 2 s (%llu ms)",
+	   (unsigned long long)(t->t_done - t0));
+	free(t);
+	t0 = now_ms();
+	is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0), -EIO, "next request fails ...");
+	ok(now_ms() - t0 < 200, "... at once (%llu ms)", (unsigned long long)(now_ms() - t0));
+	ok(srv_start(&s, "to", args) == 0, "server back");
+	t0 = now_ms();
+	while (now_ms() - t0 < 15000) {
+		r = do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0);
+		if (r == 0)
+			break;
+		run_for(100);
+	}
+	is_int(r, 0, "I/O works again after the server is back (%llu ms)",
+	       (unsigned long long)(now_ms() - t0));
+	be->queue_close(q);
+	be->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+}
+
+/* ------------------------------------------- a hostile fake server */
+
+struct fake {
+	int lfd;
+	int conns;          /* accepted so far */
+	int bad_conns;      /* this many transmission connections misbehave */
+	int mode;           /* 0: unknown cookie, 1: bad magic, 2: chunk overrun */
+};
+
+static bool readn(int fd, void *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r <= 0)
+			return false;
+		got += r;
+	}
+	return true;
+}
+
+static void writen(int fd, const void *buf, size_t n)
+{
+	if (write(fd, buf, n) != (ssize_t)n) {
+		/* the client went away: fine */
+	}
+}
+
+static void fake_rep(int fd, uint32_t opt, uint32_t type, const void *d, uint32_t len)
+{
+	uint8_t h[20];
+	uint64_t m = htobe64(NBD_REP_MAGIC);
+	uint32_t v;
+
+	memcpy(h, &m, 8);
+	v = htobe32(opt); memcpy(h + 8, &v, 4);
+	v = htobe32(type); memcpy(h + 12, &v, 4);
+	v = htobe32(len); memcpy(h + 16, &v, 4);
+	writen(fd, h, 20);
+	if (len)
+		writen(fd, d, len);
+}
+
+static void fake_serve(struct fake *f, int fd, bool bad)
+{
+	uint8_t g[18] = "NBDMAGICIHAVEOPT\0\3", b[4200];
+	bool sr = false;
+
+	writen(fd, g, 18);
+	if (!readn(fd, b, 4))
+		return;
+	for (;;) {
+		uint32_t opt, len;
+
+		if (!readn(fd, b, 16))
+			return;
+		memcpy(&opt, b + 8, 4);
+		memcpy(&len, b + 12, 4);
+		opt = be32toh(opt);
+		len = be32toh(len);
+		if (len > sizeof(b) || !readn(fd, b, len))
+			return;
+		if (opt == NBD_OPT_STRUCTURED_REPLY) {
+			sr = true;
+			fake_rep(fd, opt, NBD_REP_ACK, NULL, 0);
+		} else if (opt == NBD_OPT_GO) {
+			uint8_t info[12] = { 0 };
+			uint64_t size = htobe64(MiB);
+			uint16_t fl = htobe16(NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH);
+
+			memcpy(info + 2, &size, 8);
+			memcpy(info + 10, &fl, 2);
+			fake_rep(fd, opt, NBD_REP_INFO, info, 12);
+			fake_rep(fd, opt, NBD_REP_ACK, NULL, 0);
+			break;
+		} else
+			return;
+	}
+	for (;;) {
+		uint8_t req[28], rep[64];
+		uint16_t type;
+		uint32_t magic = htobe32(NBD_SIMPLE_REPLY_MAGIC), zero = 0, len;
+
+		if (!readn(fd, req, 28))
+			return;
+		memcpy(&type, req + 6, 2);
+		memcpy(&len, req + 24, 4);
+		type = be16toh(type);
+		len = be32toh(len);
+		if (type == NBD_CMD_DISC)
+			return;
+		if (type == NBD_CMD_WRITE && (len > sizeof(b) || !readn(fd, b, len)))
+			return;
+		memcpy(rep, &magic, 4);
+		memcpy(rep + 4, &zero, 4);
+		memcpy(rep + 8, req + 8, 8);
+		if (bad && f->mode == 0)
+			rep[15] ^= 0x55;             /* cookie nobody sent */
+		else if (bad && f->mode == 1)
+			rep[0] ^= 0xff;              /* bad magic */
+		else if (bad && f->mode == 2 && sr && type == NBD_CMD_READ) {
+			/* OFFSET_DATA chunk longer than the request */
+			uint32_t sm = htobe32(NBD_STRUCTURED_REPLY_MAGIC), l = htobe32(len + 8 + 512);
+			uint16_t fl = htobe16(NBD_REPLY_FLAG_DONE), ty = htobe16(NBD_REPLY_TYPE_OFFSET_DATA);
+
+			memcpy(rep, &sm, 4);
+			memcpy(rep + 4, &fl, 2);
+			memcpy(rep + 6, &ty, 2);
+			memcpy(rep + 8, req + 8, 8);
+			memcpy(rep + 16, &l, 4);
+			writen(fd, rep, 20);
+			continue;
+		}
+		writen(fd, rep, 16);
+		if (type == NBD_CMD_READ && !bad) {
+			memset(b, 0x5a, len < sizeof(b) ? len : sizeof(b));
+			writen(fd, b, len);
+		}
+	}
+}
+
+static void *fake_thread(void *arg)
+{
+	struct fake *f = arg;
+
+	for (;;) {
+		int fd = accept(f->lfd, NULL, NULL);
+
+		if (fd < 0)
+			return NULL;
+		f->conns++;
+		/* connection 1 is open()'s probe; then bad_conns bad ones */
+		fake_serve(f, fd, f->conns > 1 && f->conns <= 1 + f->bad_conns);
+		close(fd);
+	}
+}
+
+static void test_hostile(void)
+{
+	static const char *const what[] = { "unknown cookie", "bad reply magic",
+					     "bad data chunk" };
+
+	for (int mode = 0; mode < 3; mode++) {
+		struct fake f = { .bad_conns = 1, .mode = mode };
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		char url[200];
+		pthread_t th;
+		void *h, *q;
+		uint8_t b[4096];
+
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/fake%d.sock", tmpdir, mode);
+		f.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (bind(f.lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(f.lfd, 4) < 0)
+			return;
+		pthread_create(&th, NULL, fake_thread, &f);
+		snprintf(url, sizeof(url), "nbd+unix:///?socket=%s", sun.sun_path);
+		log_reset();
+		if (is_int(be_open(url, "timeout", "10", NULL, NULL, &h), 0, "fake server: open")) {
+			be->queue_open(h, 0, base, &q);
+			memset(b, 0, sizeof(b));
+			is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 2, 0), 0,
+			       "%s: connection dropped, request re-sent and answered", what[mode]);
+			ok(b[0] == 0x5a && b[4095] == 0x5a, "data from the good connection");
+			ok(strstr(logbuf, what[mode]) != NULL, "logged: %s", what[mode]);
+			ok(f.conns >= 3, "reconnected (%d connections)", f.conns);
+			be->queue_close(q);
+			be->close(h);
+		}
+		shutdown(f.lfd, SHUT_RDWR);
+		close(f.lfd);
+		pthread_join(th, NULL);
+	}
+}
+
+int main(void)
+{
+	struct event *tick;
+	struct timeval tv = { 0, 5000 };
+
+	if (system("nbdkit --version >/dev/null 2>&1") != 0) {
+		printf("1..0 # SKIP nbdkit is not installed\n");
+		return 77;
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-nbd.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return 1;
+	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
+	vdu_tcp_complete_hook = on_complete;
+	base = event_base_new();
+	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+	event_add(tick, &tv);
+
+	test_urls();
+	test_open_errors();
+	test_memory();
+	test_out_of_order();
+	test_readonly_and_flags();
+	test_split();
+	test_errors();
+	test_hostile();
+	test_reconnect();
+	test_timeout();
+
+	event_free(tick);
+	event_base_free(base);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+		if (system(cmd) != 0)
+			diag("could not remove %s", tmpdir);
+	}
+	return tap_done();
+}
