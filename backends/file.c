@@ -605,9 +605,8 @@ static int resubmit_rest(struct file_io *fio)
 	return 0;
 }
 
-/* One reaped iocb.  resubmit: false when the queue is closing. */
-static void aio_done(struct file_q *fq, struct file_io *fio, long res,
-		     bool resubmit)
+/* One reaped iocb. */
+static void aio_done(struct file_q *fq, struct file_io *fio, long res)
 {
 	struct vdu_io *io = fio->io;
 
@@ -626,7 +625,7 @@ static void aio_done(struct file_q *fq, struct file_io *fio, long res,
 	fio->done += res;
 	if (fio->done >= io->len)
 		finish(fio, 0);
-	else if (res == 0 || !resubmit)
+	else if (res == 0)
 		finish(fio, -EIO); /* the file shrank under us */
 	else {
 		int r = resubmit_rest(fio);
@@ -650,7 +649,7 @@ static void aio_cb(evutil_socket_t fd, short what, void *arg)
 		if (n > 0)
 			fq->inflight -= n;
 		for (int i = 0; i < n; i++)
-			aio_done(fq, ev[i].data, (long)ev[i].res, true);
+			aio_done(fq, ev[i].data, (long)ev[i].res);
 	} while (n == MAX_EVENTS);
 	flush_batch(fq);
 }
@@ -704,10 +703,11 @@ fail:
 }
 
 /*
- * The device is going away (the library calls this after the reset, with
- * requests possibly still here): every one of them is completed before
- * returning, so that no request slot and no mapping of the driver's
- * memory is left behind.
+ * The device is going away: the library calls this after the reset, with
+ * requests possibly still here, and may already have unmapped the
+ * driver's memory.  Every request is completed (as failed: nobody waits
+ * for the answer, and a bounced read must not copy into that memory)
+ * before returning, so that no request slot is left behind.
  */
 static void file_queue_close(void *qctx)
 {
@@ -730,7 +730,7 @@ static void file_queue_close(void *qctx)
 		}
 		for (int i = 0; i < n; i++) {
 			fq->inflight--;
-			aio_done(fq, ev[i].data, (long)ev[i].res, false);
+			finish(ev[i].data, -EIO);
 		}
 	}
 	io_destroy(fq->ctx); /* waits for anything still outstanding */

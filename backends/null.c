@@ -10,13 +10,14 @@
 struct null_dev {
 	uint64_t size;
 	int read_only;
+	int read_zeroes;
 };
 
 static int null_open(const struct vdu_param *p, size_t n, void **handle)
 {
 	struct null_dev *d;
 	uint64_t size = 0;
-	int ro = 0;
+	int ro = 0, zeroes = 1;
 
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(p[i].key, "size") == 0) {
@@ -27,6 +28,11 @@ static int null_open(const struct vdu_param *p, size_t n, void **handle)
 			}
 		} else if (strcmp(p[i].key, "readonly") == 0) {
 			ro = strcmp(p[i].value, "0") != 0;
+		} else if (strcmp(p[i].key, "read-zeroes") == 0) {
+			/* off: like null_blk and qemu's null-co default,
+			 * reads leave the buffer as it is (benchmarks). */
+			zeroes = strcmp(p[i].value, "0") != 0 &&
+				 strcmp(p[i].value, "off") != 0;
 		} else {
 			vdu_log(VDU_LOG_ERR, "null: unknown parameter '%s'", p[i].key);
 			return -EINVAL;
@@ -41,6 +47,7 @@ static int null_open(const struct vdu_param *p, size_t n, void **handle)
 		return -ENOMEM;
 	d->size = size;
 	d->read_only = ro;
+	d->read_zeroes = zeroes;
 	*handle = d;
 	return 0;
 }
@@ -70,7 +77,9 @@ static int null_queue_open(void *handle, unsigned qidx, struct event_base *base,
 
 static void null_submit(void *qctx, struct vdu_io *io)
 {
-	if (io->op == VDU_IO_READ)
+	const struct null_dev *d = qctx;
+
+	if (io->op == VDU_IO_READ && d->read_zeroes)
 		for (int i = 0; i < io->iovcnt; i++)
 			memset(io->iov[i].iov_base, 0, io->iov[i].iov_len);
 	vdu_io_complete(io, 0);
@@ -81,7 +90,8 @@ const struct vdu_backend vdu_backend_null = {
 	.api_version = VDU_BACKEND_API_VERSION,
 	.name = "null",
 	.description = "reads return zeroes, writes are discarded",
-	.usage = "size=SIZE (required), readonly=0|1",
+	.usage = "size=SIZE (required), readonly=0|1, read-zeroes=on|off (default on;\n"
+		 "off leaves read buffers untouched, like null_blk: for benchmarks)",
 	.open = null_open,
 	.close = null_close,
 	.get_info = null_get_info,

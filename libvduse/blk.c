@@ -189,7 +189,10 @@ void vdu_blk_handle(struct vdu_queue *q, struct vdu_req *req)
 		vdu_req_finish(req, VIRTIO_BLK_S_IOERR);
 		return;
 	}
-	vdu_iov_to_buf(out, out_num, 0, &hdr, sizeof(hdr));
+	if (out[0].iov_len >= sizeof(hdr)) /* the usual layout */
+		memcpy(&hdr, out[0].iov_base, sizeof(hdr));
+	else
+		vdu_iov_to_buf(out, out_num, 0, &hdr, sizeof(hdr));
 	out = iov_skip(out, &out_num, sizeof(hdr));
 	out_len -= sizeof(hdr);
 	req->type = le32toh(hdr.type);

@@ -239,6 +239,8 @@ struct vdu_queue {
 	struct vdu_vring *vr;      /* NULL while disabled */
 	void *backend_qctx;
 	bool broken;
+	bool processing;           /* in vdu_queue_process: it publishes */
+	bool publish_armed;        /* publish_ev is active */
 	unsigned retired;          /* requests of vrings detached by reset */
 	struct vdu_queue_stats st;
 	struct vdu_inflight *log;  /* NULL without a state path */

@@ -171,6 +171,17 @@ int vdu_iova_translate(struct vdu_iova *m, uint64_t iova, uint64_t len,
 
 	if (len && iova + len - 1 < iova)
 		return -EFAULT; /* wraps around */
+	/* Fast path: all in the last region hit. */
+	if (m->hint < m->n && len && max > 0) {
+		const struct vdu_region *h = &m->r[m->hint];
+
+		if (iova >= h->start && iova + len - 1 <= h->last &&
+		    (h->perm & perm) == perm) {
+			iov[0].iov_base = h->host + (iova - h->start);
+			iov[0].iov_len = len;
+			return 1;
+		}
+	}
 	while (len) {
 		struct vdu_region *r = lookup(m, iova);
 		uint64_t avail, chunk;

@@ -65,6 +65,7 @@ static void publish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct vdu_queue *q = arg;
 
+	q->publish_armed = false;
 	queue_publish(q);
 	queue_maybe_reap(q);
 }
@@ -484,6 +485,7 @@ void vdu_queue_disable(struct vdu_queue *q)
 	}
 	if (q->publish_ev)
 		event_del(q->publish_ev);
+	q->publish_armed = false;
 	if (q->poll_ev)
 		event_del(q->poll_ev);
 	q->vr = NULL;
@@ -525,9 +527,16 @@ void vdu_queue_process(struct vdu_queue *q)
 
 	if (!vr || q->broken)
 		return;
+	q->processing = true;
 	do {
 		unsigned n = 0;
 
+		/* The ring may have moved (UPDATE_IOTLB unmaps it): resolve
+		 * it before writing the suppression flag into it. */
+		if (vdu_vring_map(vr, q->iova) < 0) {
+			queue_break(q, -EFAULT);
+			goto unplug;
+		}
 		vdu_vring_disable_notify(vr);
 		while ((r = vdu_vring_pop(vr, q->iova, &req)) > 0) {
 			n++;
@@ -558,6 +567,7 @@ unplug:
 	 * start, or a batching backend would hold it forever. */
 	if (dev->be->unplug && q->backend_qctx)
 		dev->be->unplug(q->backend_qctx);
+	q->processing = false;
 	queue_publish(q);
 }
 
@@ -591,5 +601,10 @@ void vdu_req_finish(struct vdu_req *req, uint8_t status)
 		return;
 	}
 	vdu_vring_push(vr, req);
-	event_active(q->publish_ev, EV_WRITE, 1);
+	/* Completions inside vdu_queue_process are published at its end;
+	 * the others once per loop iteration. */
+	if (!q->processing && !q->publish_armed) {
+		q->publish_armed = true;
+		event_active(q->publish_ev, EV_WRITE, 1);
+	}
 }

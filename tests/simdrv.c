@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <event2/event.h>
 #include <linux/virtio_blk.h>
@@ -37,7 +38,13 @@ static int tp_get_vq_info(struct vdu_dev *dev, struct vduse_vq_info *info)
 	info->desc_addr = vq->desc_iova;
 	info->driver_addr = vq->avail_iova;
 	info->device_addr = vq->used_iova;
-	info->split.avail_index = vq->start_idx;
+	if (vq->packed) {
+		info->packed.last_avail_idx = vq->start_pos;
+		info->packed.last_avail_counter = vq->start_wrap;
+		info->packed.last_used_idx = vq->start_pos;
+		info->packed.last_used_counter = vq->start_wrap;
+	} else
+		info->split.avail_index = vq->start_idx;
 	info->ready = vq->ready;
 	return 0;
 }
@@ -48,7 +55,7 @@ static int tp_set_vq_kickfd(struct vdu_dev *dev, unsigned idx, int fd)
 
 	if (idx >= SIM_MAX_VQ)
 		return -EINVAL;
-	s->vq[idx].kickfd = fd;
+	__atomic_store_n(&s->vq[idx].kickfd, fd, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -58,7 +65,7 @@ static int tp_inject_irq(struct vdu_dev *dev, unsigned idx)
 
 	if (idx >= SIM_MAX_VQ)
 		return -EINVAL;
-	s->vq[idx].irqs++;
+	__atomic_add_fetch(&s->vq[idx].irqs, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -68,13 +75,13 @@ static int tp_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 	struct sim *s = sim_of(opaque);
 	struct sim_region *r;
 
-	s->faults++;
+	__atomic_add_fetch(&s->faults, 1, __ATOMIC_RELAXED);
 	r = sim_region_of(s, iova);
 	if (!r) {
-		s->fault_misses++;
+		__atomic_add_fetch(&s->fault_misses, 1, __ATOMIC_RELAXED);
 		return -EFAULT;
 	}
-	r->faults++;
+	__atomic_add_fetch(&r->faults, 1, __ATOMIC_RELAXED);
 	memset(out, 0, sizeof(*out));
 	out->start = r->iova;
 	out->last = r->iova + r->len - 1;
@@ -110,7 +117,10 @@ static void vq_free_book(struct sim_vq *vq)
 	free(vq->free_stack);
 	free(vq->chain_next);
 	free(vq->chain_len);
+	free(vq->id_stack);
+	free(vq->id_ndesc);
 	vq->free_stack = vq->chain_next = vq->chain_len = NULL;
+	vq->id_stack = vq->id_ndesc = NULL;
 }
 
 void sim_free(struct sim *s)
@@ -132,10 +142,11 @@ uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
 	if (s->nreg == SIM_MAX_REGIONS || !len)
 		return NULL;
 	r = &s->reg[s->nreg];
-	/* Exactly len bytes, so ASan flags any access past the region. */
-	r->host = calloc(1, len);
-	if (!r->host)
+	/* Exactly len bytes, so ASan flags any access past the region;
+	 * page aligned like the kernel's bounce pages (O_DIRECT backends). */
+	if (posix_memalign((void **)&r->host, 4096, len))
 		return NULL;
+	memset(r->host, 0, len);
 	r->iova = iova;
 	r->len = len;
 	r->perm = perm;
@@ -307,6 +318,19 @@ int sim_get_vq_state(struct sim *s, unsigned q, uint16_t *avail_index)
 	return r;
 }
 
+int sim_get_vq_state_raw(struct sim *s, unsigned q, struct vduse_vq_state *st)
+{
+	struct vduse_dev_request req = { .type = VDUSE_GET_VQ_STATE };
+	struct vduse_dev_response resp;
+	int r;
+
+	req.vq_state.index = q;
+	memset(&resp, 0, sizeof(resp));
+	r = sim_msg(s, &req, &resp);
+	*st = resp.vq_state;
+	return r;
+}
+
 int sim_update_iotlb(struct sim *s, uint64_t start, uint64_t last)
 {
 	struct vduse_dev_request req = { .type = VDUSE_UPDATE_IOTLB };
@@ -327,6 +351,9 @@ int sim_setup_vq(struct sim *s, unsigned q, unsigned num, uint16_t start_idx)
 		return -EINVAL;
 	vq = &s->vq[q];
 	vq_free_book(vq);
+	vq->packed = false;
+	vq->pdesc = NULL;
+	vq->driver_ev = vq->device_ev = NULL;
 	vq->num = num;
 	vq->desc_iova = base;
 	vq->avail_iova = base + 16ULL * num;
@@ -357,6 +384,65 @@ int sim_setup_vq(struct sim *s, unsigned q, unsigned num, uint16_t start_idx)
 	return 0;
 }
 
+#define P_AVAIL (1u << VRING_PACKED_DESC_F_AVAIL)
+#define P_USED (1u << VRING_PACKED_DESC_F_USED)
+
+int sim_setup_vq_packed(struct sim *s, unsigned q, unsigned num,
+			uint16_t start_pos, bool start_wrap)
+{
+	struct sim_vq *vq;
+	uint64_t base = SIM_RING_IOVA + q * SIM_RING_STRIDE;
+	uint64_t dlen = 16ULL * num;
+
+	/* Packed rings need not be a power of two; we keep to them. */
+	if (q >= SIM_MAX_VQ || !num || num > 32768 || (num & (num - 1)) ||
+	    start_pos >= num)
+		return -EINVAL;
+	vq = &s->vq[q];
+	vq_free_book(vq);
+	memset(vq, 0, sizeof(*vq));
+	vq->kickfd = -1;
+	vq->packed = true;
+	vq->num = num;
+	vq->desc_iova = base;
+	vq->avail_iova = base + dlen;     /* driver event suppression */
+	vq->used_iova = base + dlen + 4;  /* device event suppression */
+	vq->pdesc = sim_host(s, vq->desc_iova, dlen);
+	vq->driver_ev = sim_host(s, vq->avail_iova, 4);
+	vq->device_ev = sim_host(s, vq->used_iova, 4);
+	if (!vq->pdesc || !vq->driver_ev || !vq->device_ev)
+		return -ENOSPC;
+	memset(vq->pdesc, 0, dlen + 8);
+	/* As if the ring had been used up to here: slots before start_pos
+	 * were last used in this wrap round, the others in the previous. */
+	for (unsigned i = 0; i < num; i++) {
+		bool w = i < start_pos ? start_wrap : !start_wrap;
+
+		vq->pdesc[i].flags = htole16(w ? P_AVAIL | P_USED : 0);
+	}
+	vq->start_pos = vq->avail_pos = vq->used_pos = start_pos;
+	vq->start_wrap = vq->avail_wrap = vq->used_wrap = start_wrap;
+	vq->start_idx = start_pos;
+	vq->pfree = num;
+	vq->ready = true;
+	vq->id_stack = calloc(num, sizeof(uint16_t));
+	vq->id_ndesc = calloc(num, sizeof(uint16_t));
+	if (!vq->id_stack || !vq->id_ndesc)
+		return -ENOMEM;
+	vq->nids = num;
+	for (unsigned i = 0; i < num; i++)
+		vq->id_stack[i] = num - 1 - i; /* pop gives 0, 1, 2... */
+	if (s->features & (1ULL << VIRTIO_RING_F_EVENT_IDX)) {
+		/* Like Linux: interrupt me at my next used slot. */
+		vq->driver_ev->off_wrap = htole16(start_pos |
+			(start_wrap << VRING_PACKED_EVENT_F_WRAP_CTR));
+		vq->driver_ev->flags = htole16(VRING_PACKED_EVENT_FLAG_DESC);
+	}
+	if (q >= s->nvq)
+		s->nvq = q + 1;
+	return 0;
+}
+
 int sim_negotiate(struct sim *s, uint64_t features)
 {
 	int r;
@@ -378,10 +464,50 @@ int sim_reset(struct sim *s)
 	return sim_set_status(s, 0);
 }
 
+static int sim_bringup(struct sim *s, uint64_t features, unsigned nq,
+		       unsigned num, uint16_t start, bool wrap, bool any_start)
+{
+	bool packed = features & (1ULL << VIRTIO_F_RING_PACKED);
+	int r = sim_reset(s);
+
+	if (r != VDUSE_REQ_RESULT_OK)
+		return r;
+	r = sim_negotiate(s, features);
+	if (r != VDUSE_REQ_RESULT_OK)
+		return r;
+	for (unsigned i = 0; i < SIM_MAX_VQ; i++)
+		s->vq[i].ready = false;
+	for (unsigned i = 0; i < nq; i++) {
+		if (packed)
+			r = sim_setup_vq_packed(s, i, num,
+						any_start ? start : start % num,
+						any_start ? wrap : true);
+		else
+			r = sim_setup_vq(s, i, num, start);
+		if (r < 0)
+			return -1;
+	}
+	return sim_set_status(s, VIRTIO_CONFIG_S_ACKNOWLEDGE |
+				 VIRTIO_CONFIG_S_DRIVER |
+				 VIRTIO_CONFIG_S_FEATURES_OK |
+				 VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+int sim_init_packed(struct sim *s, uint64_t features, unsigned nq,
+		    unsigned num, uint16_t start_pos, bool start_wrap)
+{
+	return sim_bringup(s, features | (1ULL << VIRTIO_F_RING_PACKED), nq,
+			   num, start_pos, start_wrap, true);
+}
+
 int sim_init(struct sim *s, uint64_t features, unsigned nq, unsigned num,
 	     uint16_t start_idx)
 {
-	int r = sim_reset(s);
+	int r;
+
+	if (features & (1ULL << VIRTIO_F_RING_PACKED))
+		return sim_bringup(s, features, nq, num, start_idx, true, false);
+	r = sim_reset(s);
 
 	if (r != VDUSE_REQ_RESULT_OK)
 		return r;
@@ -409,6 +535,264 @@ static void publish_avail(struct sim_vq *vq, uint16_t head)
 			 __ATOMIC_RELEASE);
 }
 
+/* ------------------------------------------------------- packed layout */
+
+
+static uint16_t avail_bits(bool wrap)
+{
+	return wrap ? P_AVAIL : P_USED;
+}
+
+static void packed_advance(struct sim_vq *vq, uint16_t *pos, bool *wrap,
+			   unsigned n)
+{
+	unsigned p = *pos + n;
+
+	while (p >= vq->num) {
+		p -= vq->num;
+		*wrap = !*wrap;
+	}
+	*pos = p;
+}
+
+/* Write descriptors at the avail position, the head's flags last. */
+static void packed_write(struct sim_vq *vq, const struct vring_packed_desc *d,
+			 int n)
+{
+	uint16_t pos = vq->avail_pos, head_flags = 0;
+	bool wrap = vq->avail_wrap;
+
+	for (int i = 0; i < n; i++) {
+		struct vring_packed_desc *e = &vq->pdesc[pos];
+		uint16_t f = le16toh(d[i].flags) | avail_bits(wrap);
+
+		e->addr = d[i].addr;
+		e->len = d[i].len;
+		e->id = d[i].id;
+		if (i == 0)
+			head_flags = f;
+		else
+			e->flags = htole16(f);
+		packed_advance(vq, &pos, &wrap, 1);
+	}
+	__atomic_store_n(&vq->pdesc[vq->avail_pos].flags, htole16(head_flags),
+			 __ATOMIC_RELEASE);
+	vq->avail_pos = pos;
+	vq->avail_wrap = wrap;
+}
+
+void sim_packed_raw(struct sim *s, unsigned q,
+		    const struct vring_packed_desc *d, int n)
+{
+	packed_write(&s->vq[q], d, n);
+}
+
+static int post_packed(struct sim *s, unsigned q, const struct sim_desc *d,
+		       int n, bool indirect, int want_id)
+{
+	struct sim_vq *vq = &s->vq[q];
+	struct vring_packed_desc ring[SIM_MAX_SEG + 8];
+	int nring = indirect ? 1 : n;
+	uint16_t id;
+
+	if (n < 1 || n > (int)VDU_ARRAY_SIZE(ring) || (unsigned)nring > vq->pfree)
+		return -1;
+	if (want_id >= 0) {
+		id = (uint16_t)want_id;
+		/* Take it off the free stack if it is there. */
+		for (unsigned i = 0; i < vq->nids; i++)
+			if (vq->id_stack[i] == id) {
+				memmove(&vq->id_stack[i], &vq->id_stack[i + 1],
+					(vq->nids - i - 1) * sizeof(uint16_t));
+				vq->nids--;
+				break;
+			}
+	} else {
+		if (!vq->nids)
+			return -1;
+		id = vq->id_stack[--vq->nids];
+	}
+	if (indirect) {
+		uint64_t t = sim_alloc(s, 16ULL * n);
+		struct vring_packed_desc tab[SIM_MAX_SEG + 8];
+
+		for (int i = 0; i < n; i++) {
+			tab[i].addr = htole64(d[i].addr);
+			tab[i].len = htole32(d[i].len);
+			tab[i].id = 0;
+			tab[i].flags = htole16(d[i].flags & VRING_DESC_F_WRITE);
+		}
+		sim_write(s, t, tab, 16ULL * n);
+		ring[0].addr = htole64(t);
+		ring[0].len = htole32(16 * n);
+		ring[0].id = htole16(id);
+		ring[0].flags = htole16(VRING_DESC_F_INDIRECT);
+	} else {
+		for (int i = 0; i < n; i++) {
+			ring[i].addr = htole64(d[i].addr);
+			ring[i].len = htole32(d[i].len);
+			ring[i].id = htole16(id);
+			ring[i].flags = htole16((d[i].flags & VRING_DESC_F_WRITE) |
+						(i + 1 < n ? VRING_DESC_F_NEXT : 0));
+		}
+	}
+	packed_write(vq, ring, nring);
+	vq->pfree -= nring;
+	if (id < vq->num)
+		vq->id_ndesc[id] = nring;
+	return id;
+}
+
+int sim_post_id(struct sim *s, unsigned q, const struct sim_desc *d, int n,
+		bool indirect, uint16_t id)
+{
+	if (!s->vq[q].packed)
+		return -1;
+	return post_packed(s, q, d, n, indirect, id);
+}
+
+static bool packed_is_used(const struct sim_vq *vq, uint16_t pos, bool wrap)
+{
+	uint16_t f = le16toh(__atomic_load_n(&vq->pdesc[pos].flags,
+					     __ATOMIC_ACQUIRE));
+
+	return !!(f & P_AVAIL) == wrap && !!(f & P_USED) == wrap;
+}
+
+static int get_used_packed(struct sim *s, unsigned q, uint32_t *idp,
+			   uint32_t *lenp)
+{
+	struct sim_vq *vq = &s->vq[q];
+	struct vring_packed_desc *e = &vq->pdesc[vq->used_pos];
+	uint16_t id, n;
+
+	/* Like Linux: nothing to look for when nothing is out. */
+	if (vq->pfree >= vq->num ||
+	    !packed_is_used(vq, vq->used_pos, vq->used_wrap))
+		return 0;
+	id = le16toh(e->id);
+	if (idp)
+		*idp = id;
+	if (lenp)
+		*lenp = le32toh(e->len);
+	if (id >= vq->num || !vq->id_ndesc[id]) {
+		s->bad_used++;
+		n = 1;
+	} else {
+		n = vq->id_ndesc[id];
+		vq->id_ndesc[id] = 0;
+		vq->id_stack[vq->nids++] = id;
+	}
+	vq->pfree += n;
+	packed_advance(vq, &vq->used_pos, &vq->used_wrap, n);
+	/* Like Linux with callbacks enabled: interrupt me for the next one. */
+	if (s->features & (1ULL << VIRTIO_RING_F_EVENT_IDX))
+		vq->driver_ev->off_wrap = htole16(vq->used_pos |
+			(vq->used_wrap << VRING_PACKED_EVENT_F_WRAP_CTR));
+	return 1;
+}
+
+void sim_set_driver_event(struct sim *s, unsigned q, uint16_t flags,
+			  uint16_t off_wrap)
+{
+	struct sim_vq *vq = &s->vq[q];
+
+	vq->driver_ev->off_wrap = htole16(off_wrap);
+	__atomic_store_n(&vq->driver_ev->flags, htole16(flags), __ATOMIC_RELEASE);
+}
+
+void sim_get_device_event(struct sim *s, unsigned q, uint16_t *flags,
+			  uint16_t *off_wrap)
+{
+	struct sim_vq *vq = &s->vq[q];
+
+	if (flags)
+		*flags = le16toh(__atomic_load_n(&vq->device_ev->flags,
+						 __ATOMIC_ACQUIRE));
+	if (off_wrap)
+		*off_wrap = le16toh(vq->device_ev->off_wrap);
+}
+
+bool sim_packed_need_kick(struct sim *s, unsigned q, uint16_t old_pos,
+			  bool old_wrap)
+{
+	struct sim_vq *vq = &s->vq[q];
+	uint16_t flags, off_wrap, ev, new = vq->avail_pos;
+	uint16_t old = old_pos;
+
+	sim_get_device_event(s, q, &flags, &off_wrap);
+	if (flags == VRING_PACKED_EVENT_FLAG_DISABLE)
+		return false;
+	if (flags != VRING_PACKED_EVENT_FLAG_DESC)
+		return true;
+	/* Linux's virtqueue_kick_prepare_packed, positions unwrapped. */
+	if (old_wrap != vq->avail_wrap)
+		old -= vq->num;
+	ev = off_wrap & ~(1u << VRING_PACKED_EVENT_F_WRAP_CTR);
+	if (!!(off_wrap >> VRING_PACKED_EVENT_F_WRAP_CTR) != vq->avail_wrap)
+		ev -= vq->num;
+	return (uint16_t)(new - ev - 1) < (uint16_t)(new - old);
+}
+
+unsigned sim_used_pending(struct sim *s, unsigned q)
+{
+	struct sim_vq *vq = &s->vq[q];
+	unsigned n = 0;
+
+	if (!vq->packed)
+		return (uint16_t)(sim_used_idx(s, q) - vq->last_used);
+	{
+		uint16_t p = vq->used_pos, id;
+		bool wrap = vq->used_wrap;
+
+		unsigned out = vq->num - vq->pfree;
+
+		/* Walk with the ids' descriptor counts. */
+		while (out && packed_is_used(vq, p, wrap)) {
+			id = le16toh(vq->pdesc[p].id);
+			out -= VDU_MIN(out, id < vq->num && vq->id_ndesc[id] ?
+					   vq->id_ndesc[id] : 1u);
+			packed_advance(vq, &p, &wrap,
+				       id < vq->num && vq->id_ndesc[id] ?
+				       vq->id_ndesc[id] : 1);
+			n++;
+		}
+	}
+	return n;
+}
+
+void sim_kick_async(struct sim *s, unsigned q)
+{
+	struct sim_vq *vq = &s->vq[q];
+	int fd = __atomic_load_n(&vq->kickfd, __ATOMIC_ACQUIRE);
+
+	if (fd >= 0) {
+		eventfd_write(fd, 1);
+		vq->kicks++;
+	}
+}
+
+int sim_poll_used(struct sim *s, unsigned q, unsigned n, int timeout_ms)
+{
+	struct timespec t0, now;
+	unsigned have;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		event_base_loop(s->base, EVLOOP_NONBLOCK);
+		have = sim_used_pending(s, q);
+		if (have >= n)
+			return (int)have;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 +
+		    (now.tv_nsec - t0.tv_nsec) / 1000000 >= timeout_ms)
+			return (int)have;
+		usleep(100);
+	}
+}
+
+/* ------------------------------------------------------- split layout */
+
 int sim_post(struct sim *s, unsigned q, const struct sim_desc *d, int n,
 	     bool indirect)
 {
@@ -416,6 +800,8 @@ int sim_post(struct sim *s, unsigned q, const struct sim_desc *d, int n,
 	uint16_t idx[SIM_MAX_SEG + 8];
 	int nring = indirect ? 1 : n;
 
+	if (vq->packed)
+		return post_packed(s, q, d, n, indirect, -1);
 	if (n < 1 || n > (int)VDU_ARRAY_SIZE(idx) || (unsigned)nring > vq->nfree)
 		return -1;
 	for (int i = 0; i < nring; i++)
@@ -519,12 +905,36 @@ void sim_kick(struct sim *s, unsigned q)
 	sim_run(s);
 }
 
+static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	*(bool *)arg = true;
+}
+
+unsigned sim_wait_used(struct sim *s, unsigned q, unsigned n, int timeout_ms)
+{
+	struct sim_vq *vq = &s->vq[q];
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	bool expired = false;
+	struct event *t = evtimer_new(s->base, wait_timeout_cb, &expired);
+
+	(void)vq;
+	if (!t)
+		return sim_used_pending(s, q);
+	evtimer_add(t, &tv);
+	while (sim_used_pending(s, q) < n && !expired)
+		event_base_loop(s->base, EVLOOP_ONCE);
+	event_free(t);
+	return sim_used_pending(s, q);
+}
+
 int sim_get_used(struct sim *s, unsigned q, uint32_t *id, uint32_t *len)
 {
 	struct sim_vq *vq = &s->vq[q];
 	struct vring_used_elem *e;
 	uint32_t head;
 
+	if (vq->packed)
+		return get_used_packed(s, q, id, len);
 	if (sim_used_idx(s, q) == vq->last_used)
 		return 0;
 	e = &vq->used->ring[vq->last_used % vq->num];

@@ -59,6 +59,20 @@ struct sim_vq {
 	unsigned nfree;
 	uint16_t *chain_next;        /* our record of each chain */
 	uint16_t *chain_len;         /* per head; 0: not posted by us */
+	/* packed layout (VIRTIO_F_RING_PACKED negotiated) */
+	bool packed;
+	struct vring_packed_desc *pdesc;
+	struct vring_packed_desc_event *driver_ev, *device_ev;
+	uint16_t start_pos;          /* ring position at DRIVER_OK */
+	bool start_wrap;
+	uint16_t avail_pos;          /* next ring slot the driver fills */
+	bool avail_wrap;
+	uint16_t used_pos;           /* next ring slot the driver reads */
+	bool used_wrap;
+	unsigned pfree;              /* ring slots not owned by the device */
+	uint16_t *id_stack;          /* free buffer ids */
+	unsigned nids;
+	uint16_t *id_ndesc;          /* per id: ring slots; 0: not posted */
 };
 
 struct sim {
@@ -73,6 +87,9 @@ struct sim {
 	unsigned nvq;
 	uint32_t request_id;
 	unsigned bad_used;           /* used ids we never posted */
+	/* With VDU_DEV_F_QUEUE_THREADS the transport callbacks run on queue
+	 * threads: vq[].irqs/kicks, faults and fault_misses are then updated
+	 * atomically (read them with sim_load()). */
 	/* data allocator */
 	uint64_t alloc_start, alloc_end, alloc_cur;
 };
@@ -140,9 +157,52 @@ uint16_t sim_used_idx(struct sim *s, unsigned q);
 void sim_kick(struct sim *s, unsigned q);
 /* Run the event loop (no kick) until nothing is active. */
 void sim_run(struct sim *s);
+/* Run the event loop until at least n used entries wait to be taken on
+ * queue q (for backends that complete asynchronously), or timeout_ms
+ * passes; returns how many there are. */
+unsigned sim_wait_used(struct sim *s, unsigned q, unsigned n, int timeout_ms);
 /* Take one used entry: 1 and id, len, or 0 if none.  Reclaims the
  * descriptors of chains we posted. */
 int sim_get_used(struct sim *s, unsigned q, uint32_t *id, uint32_t *len);
+
+/* ---- packed layout (features include VIRTIO_F_RING_PACKED) ----
+ * sim_init() lays out packed rings when the features say so, starting at
+ * ring position start_idx % num with both wrap counters 1 (what
+ * virtio_vdpa sets).  sim_post/sim_get_used/sim_blk_post work for both
+ * layouts: for packed, the value returned as "head" is the buffer id. */
+int sim_setup_vq_packed(struct sim *s, unsigned q, unsigned num,
+			uint16_t start_pos, bool start_wrap);
+/* Like sim_init, packed, with any start position and wrap counter. */
+int sim_init_packed(struct sim *s, uint64_t features, unsigned nq,
+		    unsigned num, uint16_t start_pos, bool start_wrap);
+/* Post a chain with a chosen buffer id (reuse tests); -1 if no room. */
+int sim_post_id(struct sim *s, unsigned q, const struct sim_desc *d, int n,
+		bool indirect, uint16_t id);
+/* Write n raw descriptors at the driver's position with the avail/used
+ * bits of its wrap counter added to d[i].flags (NEXT, WRITE, INDIRECT as
+ * given), head last; advances the position.  No bookkeeping. */
+void sim_packed_raw(struct sim *s, unsigned q,
+		    const struct vring_packed_desc *d, int n);
+void sim_set_driver_event(struct sim *s, unsigned q, uint16_t flags,
+			  uint16_t off_wrap);
+void sim_get_device_event(struct sim *s, unsigned q, uint16_t *flags,
+			  uint16_t *off_wrap);
+/* Would a driver kick now?  (device event suppression, packed only;
+ * old_pos/old_wrap: the driver position before it posted.) */
+bool sim_packed_need_kick(struct sim *s, unsigned q, uint16_t old_pos,
+			  bool old_wrap);
+/* GET_VQ_STATE: the whole answer. */
+int sim_get_vq_state_raw(struct sim *s, unsigned q, struct vduse_vq_state *st);
+
+/* ---- queue threads ---- */
+#define sim_load(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+/* Write the kick eventfd and return (the queue thread does the work). */
+void sim_kick_async(struct sim *s, unsigned q);
+/* Like sim_wait_used, but polls (every 100 us, running the loop without
+ * blocking): for completions that come from another thread. */
+int sim_poll_used(struct sim *s, unsigned q, unsigned n, int timeout_ms);
+/* Used entries the driver has not taken yet. */
+unsigned sim_used_pending(struct sim *s, unsigned q);
 
 /* ---- virtio-blk requests ---- */
 #define SIM_BLK_INDIRECT  (1u << 0) /* whole request in an indirect table */

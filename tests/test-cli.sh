@@ -162,6 +162,47 @@ expect 2 "--driver must be virtio_vdpa or vhost_vdpa" \
 expect 2 "--driver only applies with --attach" \
 	create d0 --backend null --size 1M --driver vhost_vdpa
 
+# --- create: performance options
+for r in foo SPLIT ''; do
+	expect 2 "--ring must be split or packed (got '$r')" \
+		create d0 --backend null --size 1M --ring "$r"
+done
+for l in x 0- -1 1-0 0,,1 ' 0' 0,; do
+	expect 2 "--cpu-list '$l' is not a CPU list" \
+		create d0 --backend null --size 1M --cpu-list "$l"
+done
+expect 2 "--cpu-list '0,0' names 2 CPUs for 1 queue: give one CPU per queue" \
+	create d0 --backend null --size 1M --cpu-list 0,0
+expect 2 "--cpu-list '0' names 1 CPU for 2 queues: give one CPU per queue" \
+	create d0 --backend null --size 1M --queues 2 --cpu-list 0
+expect 2 "--cpu-list '0,0-0,0' names 3 CPUs for 2 queues" \
+	create d0 --backend null --size 1M --queues 2 --cpu-list 0,0-0,0
+expect 2 "--cpu-list: CPU 99999 does not exist" \
+	create d0 --backend null --size 1M --cpu-list 99999
+expect 2 "--irq-cpu-list '0,0' names 2 CPUs for 1 queue" \
+	create d0 --backend null --size 1M --irq-cpu-list 0,0
+expect 2 "--irq-cpu-list 'a' is not a CPU list" \
+	create d0 --backend null --size 1M --irq-cpu-list a
+for p in -1 1000001 1x ''; do
+	expect 2 "--poll-us must be a number of microseconds from 0 to 1000000 (got '$p')" \
+		create d0 --backend null --size 1M --poll-us "$p"
+done
+for b in 0 4K 1023K 2G 1048577 x; do
+	expect 2 "--bounce-size must be from 1M to 1G in 4K pages (got '$b')" \
+		create d0 --backend null --size 1M --bounce-size "$b"
+done
+if [ ! -e /dev/vduse/control ]; then
+	# Valid values get past validation to the runtime check.
+	expect 1 "/dev/vduse/control not found" create d0 --backend null \
+		--size 1M --queues 2 --cpu-list 0,0 --irq-cpu-list 0-0,0 \
+		--ring packed --poll-us 50 --bounce-size 4M
+else
+	ok "valid performance options # SKIP /dev/vduse/control exists"
+fi
+expect_out 0 "--ring" create --help
+expect_out 0 "--cpu-list" create --help
+expect_out 0 "--bounce-size" create --help
+
 # --- option syntax (popt)
 expect 2 "unknown option" create d0 --backend null --size 1M --bogus
 expect 2 "missing argument" create d0 --backend null --size

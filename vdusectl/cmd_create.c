@@ -161,6 +161,20 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "serial number, at most 20 bytes (default: NAME)", "S" },
 		{ "read-only", '\0', POPT_ARG_NONE, &a.read_only, 0,
 		  "export the device read-only", NULL },
+		{ "ring", '\0', POPT_ARG_STRING, &a.ring, 0,
+		  "virtqueue layout offered: split (default) or packed (the "
+		  "driver may still choose split)", "split|packed" },
+		{ "cpu-list", '\0', POPT_ARG_STRING, &a.cpu_list, 0,
+		  "pin queue threads, one CPU per queue (e.g. 0,1 or 0-3)", "LIST" },
+		{ "poll-us", '\0', POPT_ARG_STRING, &a.poll_us, 0,
+		  "busy-poll the ring this long after a batch, 0-1000000 "
+		  "(default 0: off)", "N" },
+		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
+		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
+		  "SIZE" },
+		{ "irq-cpu-list", '\0', POPT_ARG_STRING, &a.irq_cpu_list, 0,
+		  "CPU for each queue's interrupt callback, applied on attach",
+		  "LIST" },
 		{ "attach", '\0', POPT_ARG_NONE, &a.attach, 0,
 		  "attach to the vdpa bus and print the device node", NULL },
 		{ "driver", '\0', POPT_ARG_STRING, &a.driver, 0,
@@ -219,6 +233,10 @@ int vctl_cmd_create(int argc, const char **argv)
 		rc = VCTL_EXIT_FAIL;
 		goto out_spec;
 	}
+	if (c.irq_cpu_list &&
+	    vctl_apply_irq_affinity(c.name, c.irq_cpus, c.queues, err,
+				    sizeof(err)) < 0)
+		fprintf(stderr, "vdusectl: warning: %s\n", err);
 	printf("%s\n", node);
 	rc = VCTL_EXIT_OK;
 out_spec:
@@ -233,6 +251,11 @@ out:
 	free((void *)a.block_size);
 	free((void *)a.serial);
 	free((void *)a.driver);
+	free((void *)a.ring);
+	free((void *)a.cpu_list);
+	free((void *)a.poll_us);
+	free((void *)a.bounce_size);
+	free((void *)a.irq_cpu_list);
 	free((void *)state_opt);
 	if (a.extra) {
 		for (size_t i = 0; a.extra[i]; i++)

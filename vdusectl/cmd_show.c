@@ -56,7 +56,8 @@ static void print_json(const struct show *s)
 	static const char *const keys[] = {
 		"backend", "size", "block_size", "queues", "queue_size",
 		"serial", "read_only", "features", "negotiated", "status",
-		"broken", "inflight", "params",
+		"broken", "inflight", "params", "ring", "poll_us", "cpu_list",
+		"bounce_size", "irq_cpu_list",
 	};
 	struct vctl_jbuf b;
 
@@ -146,6 +147,28 @@ static void print_text(const struct show *s)
 	printf("%s\n", text(pick(s->info, s->cfg, "serial"), b1, sizeof(b1)));
 	F("read-only");
 	printf("%s\n", text(pick(s->info, s->cfg, "read_only"), b1, sizeof(b1)));
+	F("ring");
+	printf("%s offered", text(pick(s->info, s->cfg, "ring"), b1, sizeof(b1)));
+	v = json_get(s->info, "negotiated");
+	if (v && v->type == J_STR && strtoull(v->s, NULL, 16))
+		printf(", %s in use",
+		       strtoull(v->s, NULL, 16) & (1ULL << 34) ? "packed" : "split");
+	printf("\n");
+	F("queue CPUs");
+	printf("%s\n", text(pick(s->info, s->cfg, "cpu_list"), b1, sizeof(b1)));
+	F("irq CPUs");
+	printf("%s\n", text(pick(s->info, s->cfg, "irq_cpu_list"), b1, sizeof(b1)));
+	F("poll");
+	if (json_get_u64(s->cfg, "poll_us", &bytes) == 0 && bytes)
+		printf("%" PRIu64 " us\n", bytes);
+	else
+		printf("%s\n", json_get(s->cfg, "poll_us") ? "off" : "-");
+	F("bounce size");
+	if (json_get_u64(s->cfg, "bounce_size", &bytes) == 0 && bytes) {
+		vctl_format_size(bytes, size, sizeof(size));
+		printf("%s\n", size);
+	} else
+		printf("%s\n", json_get(s->cfg, "bounce_size") ? "kernel default" : "-");
 	F("features");
 	printf("%s (negotiated %s)\n", text(json_get(s->info, "features"), b1, sizeof(b1)),
 	       text(json_get(s->info, "negotiated"), b2, sizeof(b2)));

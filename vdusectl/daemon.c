@@ -187,7 +187,7 @@ static void stats_cb(void *opaque, struct vctl_jbuf *b)
 }
 
 /* NAME.json: what is needed to recreate the device. */
-static int save_config(struct daemon *d, uint64_t size)
+static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 {
 	const struct vctl_create *c = d->c;
 	struct vctl_jbuf b;
@@ -202,9 +202,14 @@ static int save_config(struct daemon *d, uint64_t size)
 	jb_ku64(&b, "size", size);
 	jb_ku64(&b, "queues", c->queues);
 	jb_ku64(&b, "queue_size", c->queue_size);
-	jb_ku64(&b, "block_size", c->block_size);
+	jb_ku64(&b, "block_size", block_size ? block_size : c->block_size);
 	jb_kstr(&b, "serial", c->serial);
 	jb_kbool(&b, "read_only", c->read_only);
+	jb_kstr(&b, "ring", c->ring_packed ? "packed" : "split");
+	jb_ku64(&b, "poll_us", c->poll_us);
+	jb_kstr(&b, "cpu_list", c->cpu_list);
+	jb_ku64(&b, "bounce_size", c->bounce_size);
+	jb_kstr(&b, "irq_cpu_list", c->irq_cpu_list);
 	jb_ku64(&b, "created", (uint64_t)time(NULL));
 	jb_raw(&b, "}\n");
 	if (!jb_get(&b))
@@ -332,6 +337,12 @@ static void attach_done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_join(d->attach_thread, NULL);
 	d->attach_running = false;
 	if (d->attach_rc == 0) {
+		char err[VCTL_ERR_MAX];
+
+		if (d->c->irq_cpu_list &&
+		    vctl_apply_irq_affinity(d->c->name, d->c->irq_cpus,
+					    d->c->queues, err, sizeof(err)) < 0)
+			vdu_log(VDU_LOG_WARNING, "%s", err);
 		printf("%s\n", d->node);
 		fflush(stdout);
 		vdu_log(VDU_LOG_INFO, "device %s attached to %s as %s",
@@ -361,6 +372,105 @@ static int start_attach(struct daemon *d)
 		return -rc;
 	d->attach_running = true;
 	return 0;
+}
+
+/* -------------------------------------------------------- kernel knobs */
+
+static int write_sysfs(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+	int e;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, strlen(val));
+	e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	return (size_t)n == strlen(val) ? 0 : -EIO;
+}
+
+static int write_bounce_size(const char *name, uint32_t bytes, char *err,
+			     size_t errlen)
+{
+	char path[320], val[32];
+	int rc;
+
+	snprintf(path, sizeof(path), "/sys/class/vduse/%s/bounce_size", name);
+	snprintf(val, sizeof(val), "%" PRIu32, bytes);
+	rc = write_sysfs(path, val);
+	if (rc == -ENOENT)
+		snprintf(err, errlen,
+			 "this kernel has no %.320s (an older kernel): remove --bounce-size",
+			 path);
+	else if (rc < 0)
+		snprintf(err, errlen, "cannot set the bounce buffer size: %.320s: %s",
+			 path, strerror(-rc));
+	else
+		vdu_log(VDU_LOG_INFO, "device %s: bounce buffer %" PRIu32 " bytes",
+			name, bytes);
+	return rc;
+}
+
+int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
+			    char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char path[320], mask[300];
+		size_t len = 0;
+		int cpu = cpus[i], rc;
+
+		/* A hex cpumask, 32-bit words separated by commas. */
+		for (int w = cpu / 32; w >= 0; w--)
+			len += (size_t)snprintf(mask + len, sizeof(mask) - len,
+						w == cpu / 32 ? "%x" : ",%08x",
+						w == cpu / 32 ? 1u << (cpu % 32) : 0);
+		snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
+			 name, i);
+		rc = write_sysfs(path, mask);
+		if (rc == -ENOENT) {
+			snprintf(err, errlen,
+				 "this kernel has no %.320s (an older kernel): interrupt affinity not set",
+				 path);
+			return rc;
+		}
+		if (rc < 0) {
+			snprintf(err, errlen,
+				 "cannot set the interrupt CPU of queue %u to %d: %.320s: %s",
+				 i, cpu, path, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
+				  char *err, size_t errlen)
+{
+	char path[PATH_LEN], *text = NULL;
+	struct vctl_json *cfg;
+	const char *list;
+	int cpus[VDU_QUEUES_MAX], rc = 0;
+	unsigned n;
+
+	if (vctl_path(path, sizeof(path), state_dir, name, VCTL_F_JSON) < 0 ||
+	    vctl_read_file(path, &text) < 0)
+		return 0;
+	cfg = json_parse(text);
+	free(text);
+	list = cfg ? json_get_str(cfg, "irq_cpu_list") : NULL;
+	if (list) {
+		rc = vctl_check_cpu_list("irq_cpu_list", list, cpus,
+					 VDU_QUEUES_MAX, &n, err, errlen);
+		if (rc == 0)
+			rc = vctl_apply_irq_affinity(name, cpus,
+						     n < VDU_QUEUES_MAX ? n : VDU_QUEUES_MAX,
+						     err, errlen);
+	}
+	json_free(cfg);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -478,9 +588,10 @@ static int setup(struct daemon *d)
 		}
 	}
 	vctl_log_setup(stderr, VDU_LOG_INFO);
-	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queues of %u, block size %u)",
+	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queues of %u, block size %s)",
 		c->name, c->backend_name, c->queues, c->queue_size,
-		c->block_size);
+		c->block_size ? (snprintf(more, sizeof(more), "%u", c->block_size), more)
+			      : "from the backend");
 
 	rc = lock_pid_file(d);
 	if (rc == -EWOULDBLOCK) {
@@ -514,6 +625,13 @@ static int setup(struct daemon *d)
 	opts.block_size = c->block_size;
 	opts.serial = c->serial;
 	opts.read_only = c->read_only;
+	/* One thread and event loop per queue; the daemon's loop keeps the
+	 * device messages and the control socket. */
+	opts.flags = VDU_DEV_F_QUEUE_THREADS;
+	if (c->ring_packed)
+		opts.flags |= VDU_DEV_F_RING_PACKED;
+	opts.poll_us = c->poll_us;
+	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
 	vctl_log_clear_error();
 	rc = vdu_dev_new(&opts, c->backend, d->bh, d->base, &d->dev);
 	if (rc < 0) {
@@ -529,13 +647,24 @@ static int setup(struct daemon *d)
 		return rc;
 	}
 
+	if (c->bounce_size) {
+		/* Only before the device is attached (the kernel says EPERM
+		 * afterwards): now is the one moment. */
+		rc = write_bounce_size(c->name, c->bounce_size, err, sizeof(err));
+		if (rc < 0) {
+			report_err(d, "%s", err);
+			return rc;
+		}
+	}
+
 	rc = write_pid(d);
 	if (rc < 0) {
 		report_err(d, "cannot write %s: %s", d->pid_path, strerror(-rc));
 		return rc;
 	}
 	rc = vdu_dev_get_info(d->dev, &info);
-	rc = save_config(d, rc == 0 ? info.capacity_bytes : 0);
+	rc = save_config(d, rc == 0 ? info.capacity_bytes : 0,
+			 rc == 0 ? info.block_size : 0);
 	if (rc < 0) {
 		report_err(d, "cannot write %s: %s", d->json_path, strerror(-rc));
 		return rc;

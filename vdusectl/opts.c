@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "backends.h"
 #include "vdusectl.h"
@@ -258,6 +260,105 @@ int vctl_check_kv(const char *s, char *err, size_t errlen)
 	return 0;
 }
 
+int vctl_check_cpu_list(const char *opt, const char *s, int *cpus,
+			unsigned max, unsigned *count, char *err,
+			size_t errlen)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	const char *p = s;
+	unsigned n = 0;
+
+	if (ncpu < 1)
+		ncpu = CPU_SETSIZE;
+	if (!*s)
+		goto syntax;
+	for (;;) {
+		unsigned long long lo, hi;
+		char num[16];
+		size_t len = strspn(p, "0123456789");
+
+		if (!len || len >= sizeof(num))
+			goto syntax;
+		memcpy(num, p, len);
+		num[len] = '\0';
+		if (vctl_parse_ull(num, &lo) < 0)
+			goto syntax;
+		p += len;
+		hi = lo;
+		if (*p == '-') {
+			p++;
+			len = strspn(p, "0123456789");
+			if (!len || len >= sizeof(num))
+				goto syntax;
+			memcpy(num, p, len);
+			num[len] = '\0';
+			if (vctl_parse_ull(num, &hi) < 0 || hi < lo)
+				goto syntax;
+			p += len;
+		}
+		if (hi >= (unsigned long long)ncpu)
+			return fail(err, errlen,
+				    "%s: CPU %llu does not exist (this system has CPUs 0-%ld)",
+				    opt, hi, ncpu - 1);
+		for (unsigned long long c = lo; c <= hi; c++) {
+			if (n < max)
+				cpus[n] = (int)c;
+			n++;
+		}
+		if (!*p)
+			break;
+		if (*p != ',')
+			goto syntax;
+		p++;
+	}
+	*count = n;
+	return 0;
+syntax:
+	return fail(err, errlen,
+		    "%s '%s' is not a CPU list: use numbers and ranges, e.g. %s 0,1 or %s 0-3",
+		    opt, s, opt, opt);
+}
+
+int vctl_check_poll_us(const char *s, unsigned *out, char *err, size_t errlen)
+{
+	unsigned long long v;
+
+	if (vctl_parse_ull(s, &v) < 0 || v > 1000000)
+		return fail(err, errlen,
+			    "--poll-us must be a number of microseconds from 0 to 1000000 (got '%s')",
+			    s);
+	*out = (unsigned)v;
+	return 0;
+}
+
+int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
+			   size_t errlen)
+{
+	uint64_t v;
+
+	/* The kernel's limits: VDUSE_MIN_BOUNCE_SIZE..VDUSE_MAX_BOUNCE_SIZE;
+	 * it rounds down to pages, we insist on them. */
+	if (vdu_parse_size(s, &v) < 0 || v < (1u << 20) || v > (1u << 30) ||
+	    v % 4096)
+		return fail(err, errlen,
+			    "--bounce-size must be from 1M to 1G in 4K pages (got '%s')",
+			    s);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen)
+{
+	if (!strcmp(s, "split"))
+		*packed = false;
+	else if (!strcmp(s, "packed"))
+		*packed = true;
+	else
+		return fail(err, errlen,
+			    "--ring must be split or packed (got '%s')", s);
+	return 0;
+}
+
 void vctl_format_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char units[] = "KMGTPE";
@@ -405,7 +506,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 
 	c->queues = 1;
 	c->queue_size = 256;
-	c->block_size = 512;
+	c->block_size = 0; /* the backend's (4096 for a 4Kn disk), else 512 */
 	if (a->queues && vctl_check_queues(a->queues, &c->queues, err, errlen) < 0)
 		return -1;
 	if (a->queue_size &&
@@ -422,6 +523,43 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		return fail(err, errlen,
 			    "--driver only applies with --attach: add --attach or remove --driver");
 	if (a->driver && vctl_check_driver(a->driver, err, errlen) < 0)
+		return -1;
+	c->ring_packed = VCTL_RING_PACKED_DEFAULT;
+	if (a->ring && vctl_check_ring(a->ring, &c->ring_packed, err, errlen) < 0)
+		return -1;
+	if (a->poll_us && vctl_check_poll_us(a->poll_us, &c->poll_us, err,
+					     errlen) < 0)
+		return -1;
+	if (a->cpu_list) {
+		unsigned n;
+
+		if (vctl_check_cpu_list("--cpu-list", a->cpu_list, c->cpus,
+					VDU_QUEUES_MAX, &n, err, errlen) < 0)
+			return -1;
+		if (n != c->queues)
+			return fail(err, errlen,
+				    "--cpu-list '%s' names %u CPU%s for %u queue%s: give one CPU per queue",
+				    a->cpu_list, n, n == 1 ? "" : "s", c->queues,
+				    c->queues == 1 ? "" : "s");
+		c->cpu_list = a->cpu_list;
+	}
+	if (a->irq_cpu_list) {
+		unsigned n;
+
+		if (vctl_check_cpu_list("--irq-cpu-list", a->irq_cpu_list,
+					c->irq_cpus, VDU_QUEUES_MAX, &n, err,
+					errlen) < 0)
+			return -1;
+		if (n != c->queues)
+			return fail(err, errlen,
+				    "--irq-cpu-list '%s' names %u CPU%s for %u queue%s: give one CPU per queue",
+				    a->irq_cpu_list, n, n == 1 ? "" : "s",
+				    c->queues, c->queues == 1 ? "" : "s");
+		c->irq_cpu_list = a->irq_cpu_list;
+	}
+	if (a->bounce_size &&
+	    vctl_check_bounce_size(a->bounce_size, &c->bounce_size, err,
+				   errlen) < 0)
 		return -1;
 	c->attach = a->attach;
 	c->driver = a->driver ? a->driver : "virtio_vdpa";

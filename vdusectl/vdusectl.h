@@ -38,6 +38,8 @@ enum {
 #define VCTL_STARTUP_TIMEOUT_MS 60000 /* create: wait for the daemon's OK */
 #define VCTL_PARAMS_MAX 32
 #define VCTL_ERR_MAX 512
+/* --ring default: packed only if it is not slower (tests/bench). */
+#define VCTL_RING_PACKED_DEFAULT false
 
 /* ------------------------------------------------------------ main.c */
 
@@ -94,6 +96,14 @@ int vctl_check_block_size(const char *s, uint32_t *out, char *err,
 int vctl_check_serial(const char *s, char *err, size_t errlen);
 int vctl_check_driver(const char *s, char *err, size_t errlen);
 int vctl_check_kv(const char *s, char *err, size_t errlen);
+/* A CPU list "0,2-3" into cpus[] (at most max entries, in order). */
+int vctl_check_cpu_list(const char *opt, const char *s, int *cpus,
+			unsigned max, unsigned *count, char *err,
+			size_t errlen);
+int vctl_check_poll_us(const char *s, unsigned *out, char *err, size_t errlen);
+int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
+			   size_t errlen);
+int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen);
 /* Strict decimal unsigned (no sign, no spaces, no trailing junk). */
 int vctl_parse_ull(const char *s, unsigned long long *out);
 /* "1G" when exact, else bytes. */
@@ -112,6 +122,13 @@ struct vctl_create {
 	uint32_t block_size;
 	const char *serial;       /* NULL: the library uses the name */
 	bool read_only;
+	bool ring_packed;         /* offer VIRTIO_F_RING_PACKED */
+	unsigned poll_us;         /* busy-poll after a batch, 0: off */
+	const char *cpu_list;     /* as given, NULL: threads not pinned */
+	int cpus[VDU_QUEUES_MAX]; /* one per queue when cpu_list */
+	uint32_t bounce_size;     /* bytes, 0: the kernel's default */
+	const char *irq_cpu_list; /* as given, NULL: the kernel's choice */
+	int irq_cpus[VDU_QUEUES_MAX];
 	bool attach;
 	const char *driver;       /* "virtio_vdpa" or "vhost_vdpa" */
 	bool foreground;
@@ -126,7 +143,8 @@ struct vctl_create {
  */
 struct vctl_create_args {
 	const char *backend, *size, *path, *url, *queues, *queue_size,
-		*block_size, *serial, *driver;
+		*block_size, *serial, *driver, *ring, *cpu_list, *poll_us,
+		*bounce_size, *irq_cpu_list;
 	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
 	int read_only, attach, foreground;
 };
@@ -280,6 +298,16 @@ void vctl_log_clear_error(void);
  * Returns the process exit code.
  */
 int vctl_daemon_main(const struct vctl_create *c, int report_fd);
+/*
+ * Write /sys/class/vduse/NAME/vqN/irq_cb_affinity for each queue (after
+ * attaching: the virtio driver sets its own at probe time).  -errno with
+ * err set; -ENOENT when the kernel has no such file (older kernels).
+ */
+int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
+			    char *err, size_t errlen);
+/* The same from the CPU list saved in DIR/NAME.json; 0 if none saved. */
+int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
+				  char *err, size_t errlen);
 
 /* -------------------------------------------------------- ctl_server.c */
 

@@ -12,15 +12,18 @@
  *                  device, bit3 defer completions, bit4 reset while I/O is
  *                  in flight, bit5 UPDATE_IOTLB mid-way, bit6 second kick,
  *                  bit7 withhold FLUSH/DISCARD/WRITE_ZEROES
- *   1  u8  queue size: 4 << (x % 4)  (4..32)
- *   2  u16 start index (avail and used idx at DRIVER_OK)
- *   4  u16 avail->idx published before the kick
- *   6  u16 used_event
- *   8  u16 avail->flags
+ *   1  u8  queue size: 4 << (x % 4)  (4..32); bit7: packed layout
+ *          (VIRTIO_F_RING_PACKED), bit6: packed start wrap counter 0
+ *   2  u16 start index (avail and used idx at DRIVER_OK; packed: the
+ *          ring position, modulo the size)
+ *   4  u16 avail->idx published before the kick (packed: unused)
+ *   6  u16 used_event (packed: driver event off_wrap)
+ *   8  u16 avail->flags (packed: driver event flags)
  *  10  u8  completion order seed
  *  11  u8  avail idx advance for the second kick
- *  12  desc table  (num * 16)
- *  ..  avail ring  (num * 2)
+ *  12  desc table  (num * 16; packed: the descriptor ring as is, flags and
+ *      ids included, so the input decides what is available)
+ *  ..  avail ring  (num * 2; packed: unused)
  *  ..  guest memory: IOVA 0x0000-0x0fff (RW), 0x1000-0x1fff (RW, adjacent,
  *      separate host buffer), 0x2000-0x2fff (read-only); 0x3000-0xfffff is
  *      a hole; the rings live at 0x100000.
@@ -44,6 +47,9 @@
 #define FZ_IOTLB      0x20
 #define FZ_KICK2      0x40
 #define FZ_NO_EXTRAS  0x80
+/* byte 1 */
+#define FZ_PACKED     0x80
+#define FZ_WRAP0      0x40
 
 #define HDR_LEN 12
 #define MEM_REG 0x1000
@@ -190,6 +196,78 @@ static void complete_all(struct sim *s, uint8_t seed)
 	sim_run(s);
 }
 
+static void finish(struct sim *s, struct vdu_dev *dev)
+{
+	/* Drain what the device returned, like a driver would. */
+	for (uint32_t id, len; sim_get_used(s, 0, &id, &len);)
+		if (debug)
+			fprintf(stderr, "used: id %u len %u\n", id, len);
+	if (debug) {
+		struct vdu_queue_stats st;
+
+		vdu_dev_queue_stats(dev, 0, &st);
+		fprintf(stderr, "requests %llu errors %llu read %llu written %llu "
+			"broken %d irqs %u inflight %u\n",
+			(unsigned long long)st.requests, (unsigned long long)st.errors,
+			(unsigned long long)st.read_bytes,
+			(unsigned long long)st.write_bytes, st.broken, s->vq[0].irqs,
+			vdu_dev_inflight(dev));
+	}
+	if (vdu_dev_inflight(dev) != 0)
+		abort(); /* everything was completed */
+	vdu_dev_free(dev);
+	sim_free(s);
+}
+
+/* Packed layout: the input is the descriptor ring itself. */
+static int run_packed(struct sim *s, struct vdu_dev *dev, uint64_t features,
+		      unsigned num, uint16_t pos, bool wrap, const uint8_t *h,
+		      const uint8_t *p, size_t left)
+{
+	uint8_t ring_copy[16 * 32], *mem[3];
+	struct sim_vq *vq;
+
+	if (sim_init_packed(s, features, 1, num, pos, wrap) != VDUSE_REQ_RESULT_OK)
+		abort();
+	vq = &s->vq[0];
+	take(&p, &left, ring_copy, 16 * num);
+	memcpy(vq->pdesc, ring_copy, 16 * num);
+	for (int i = 0; i < 3; i++) {
+		mem[i] = sim_host(s, 0x1000 * i, MEM_REG);
+		take(&p, &left, mem[i], MEM_REG);
+	}
+	sim_set_driver_event(s, 0, get16(h + 8), get16(h + 6));
+	sim_kick(s, 0);
+	if (h[0] & FZ_IOTLB) {
+		sim_update_iotlb(s, 0x1000, 0x1fff);
+		sim_update_iotlb(s, SIM_RING_IOVA, SIM_RING_IOVA);
+	}
+	if (h[0] & FZ_RESET) {
+		sim_reset(s);
+		if (sim_init_packed(s, features, 1, num, pos, wrap) ==
+		    VDUSE_REQ_RESULT_OK) {
+			memcpy(vq->pdesc, ring_copy, 16 * num);
+			sim_kick(s, 0);
+		}
+	}
+	complete_all(s, h[10]);
+	if (h[0] & FZ_KICK2) {
+		/* Flip the availability bits of h[11] % num descriptors:
+		 * what looked used may now look available and vice versa. */
+		for (unsigned i = 0; i < h[11] % (num + 1); i++)
+			vq->pdesc[(pos + i) % num].flags ^=
+				htole16((1u << VRING_PACKED_DESC_F_AVAIL) |
+					(1u << VRING_PACKED_DESC_F_USED));
+		sim_kick(s, 0);
+		complete_all(s, h[10] ^ 0x5a);
+	}
+	/* The sim's own bookkeeping knows none of these buffers: read the
+	 * ring, do not take from it. */
+	vq->pfree = vq->num;
+	finish(s, dev);
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "fuzz" };
@@ -213,6 +291,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ram->npending = 0;
 	memset(ram->data, 0, sizeof(ram->data));
 
+	if (h[1] & FZ_PACKED)
+		o.flags |= VDU_DEV_F_RING_PACKED;
 	if (!base || !ram || vdu_dev_new(&o, &fz_backend, ram, base, &dev) < 0)
 		abort();
 	s = sim_new(base);
@@ -240,6 +320,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		features &= ~((1ULL << VIRTIO_BLK_F_FLUSH) |
 			      (1ULL << VIRTIO_BLK_F_DISCARD) |
 			      (1ULL << VIRTIO_BLK_F_WRITE_ZEROES));
+	if (h[1] & FZ_PACKED)
+		return run_packed(s, dev, features, num, start % num,
+				  !(h[1] & FZ_WRAP0), h, p, left);
 
 	if (sim_init(s, features, 1, num, start) != VDUSE_REQ_RESULT_OK)
 		abort();

@@ -1,0 +1,169 @@
+#!/bin/sh
+# bench-null-guest.sh RUNS SECS -- run by tests/bench/bench-null inside one
+# guest boot (not a test: vm-run only runs [0-9]*.sh).  Back to back on
+# the same guest: kernel null_blk; qemu-storage-daemon's vduse-blk export
+# of null-co; vdusectl's null backend (split and packed ring, with and
+# without --poll-us).  fio libaio, 4k randread QD32 1 queue / 2 queues x 2
+# jobs, QD1 latency, 4k randwrite QD32, 128k sequential read QD32.
+# Prints raw result lines "R config workload iops mean_us p99_us" and
+# then a markdown table (median of RUNS for each cell) between
+# @@TABLE-BEGIN / @@TABLE-END.
+. "$VDU_TESTDIR/lib.sh"
+RUNS=${1:-1}
+SECS=${2:-5}
+need_cmd fio vdpa
+
+# fio_run DEV WORKLOAD: prints "iops mean_us p99_us" (terse v3, usec)
+fio_run() {
+    _dev=$1
+    case $2 in
+    rr32)  _a="--rw=randread --bs=4k --iodepth=32 --numjobs=1" ;;
+    rr32x2) _a="--rw=randread --bs=4k --iodepth=32 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split" ;;
+    rr1)   _a="--rw=randread --bs=4k --iodepth=1 --numjobs=1" ;;
+    rw32)  _a="--rw=randwrite --bs=4k --iodepth=32 --numjobs=1" ;;
+    sr128) _a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
+    esac
+    # shellcheck disable=SC2086
+    fio --name=b --filename="$_dev" --ioengine=libaio --direct=1 $_a \
+        --size=512m --runtime="$SECS" --time_based --group_reporting \
+        --output-format=terse --terse-version=3 2>/dev/null |
+    awk -F';' -v w="$2" '{
+        # read: iops 8, lat mean 40, clat p99 30; write: +41
+        o = (w == "rw32") ? 41 : 0
+        p = $(30 + o); sub(/.*=/, "", p)
+        printf "%d %.1f %s\n", $(8 + o), $(40 + o), p
+    }'
+}
+
+# bench CONFIG DEV WORKLOAD...: RUNS runs of each workload
+bench() {
+    _c=$1; _d=$2; shift 2
+    for _w in "$@"; do
+        _i=0
+        while [ $_i -lt "$RUNS" ]; do
+            _r=$(fio_run "$_d" "$_w")
+            echo "R $_c $_w $_r"
+            echo "R $_c $_w $_r" >>"$VDU_SCRATCH/results"
+            _i=$((_i + 1))
+        done
+    done
+}
+
+wait_block() { # VDPA_NAME: print /dev/vdX of a vdpa device bound to virtio_vdpa
+    _i=0
+    while [ $_i -lt 100 ]; do
+        for _b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+            [ -e "$_b" ] && { echo "/dev/${_b##*/}"; return 0; }
+        done
+        sleep 0.1; _i=$((_i + 1))
+    done
+    return 1
+}
+
+: >"$VDU_SCRATCH/results"
+log "kernel $(uname -r), $(nproc) CPUs, runs $RUNS x ${SECS}s"
+
+# --- kernel null_blk (the ceiling: no userspace crossing)
+# irqmode=0: completed in the submitting context (no timer, no softirq)
+grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
+if [ -e /lib/modules/null_blk.ko ] &&
+   insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
+       gb=1 irqmode=0 2>/dev/null && wait_for_path /dev/nullb0 5; then
+    bench null_blk /dev/nullb0 rr32 rr32x2 rr1 rw32 sr128
+else
+    log "null_blk not available"
+fi
+
+# --- qemu-storage-daemon vduse-blk null-co (7.2: one iothread per export)
+if command -v qemu-storage-daemon >/dev/null 2>&1; then
+    for nq in 1 2; do
+        qemu-storage-daemon --object iothread,id=t0 \
+            --blockdev driver=null-co,node-name=n,size=1G \
+            --export type=vduse-blk,id=e,node-name=n,name=qsd$nq,writable=on,num-queues=$nq,queue-size=256,iothread=t0 \
+            >"$VDU_SCRATCH/qsd.log" 2>&1 &
+        qpid=$!
+        wait_for_path /dev/vduse/qsd$nq 10
+        vdpa dev add name qsd$nq mgmtdev vduse || fail "vdpa dev add qsd$nq"
+        [ -e /sys/bus/vdpa/devices/qsd$nq/driver ] ||
+            echo qsd$nq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
+        dev=$(wait_block qsd$nq) || fail "qsd$nq: no block device"
+        log "qsd $nq queue(s): $dev"
+        if [ $nq = 1 ]; then
+            bench qsd-1q "$dev" rr32 rr1 rw32 sr128
+        else
+            bench qsd-2q "$dev" rr32x2
+        fi
+        vdpa dev del qsd$nq
+        kill $qpid; wait $qpid 2>/dev/null
+    done
+else
+    log "qemu-storage-daemon not in the guest (VDU_VM_EXTRA_BINS=qemu-storage-daemon)"
+fi
+
+# --- this project
+vd() { # CONFIG QUEUES ARGS...: create, attach, bench
+    _c=$1; _q=$2; shift 2
+    node=$(vdusectl create bn --backend null --size 1G -o read-zeroes=off \
+           --queues "$_q" "$@" --attach) || fail "vdusectl create bn $*"
+    log "$_c: $node ($*)"
+    if [ "$_q" = 1 ]; then
+        bench "$_c" "$node" rr32 rr1 rw32 sr128
+    else
+        bench "$_c" "$node" rr32x2
+    fi
+    vdusectl stats bn | sed 's/^/  /'
+    vdusectl destroy bn --force || fail "destroy bn"
+}
+need_project
+vd vduse-split-1q 1 --ring split
+vd vduse-packed-1q 1 --ring packed
+vd vduse-split-poll-1q 1 --ring split --poll-us 50
+vd vduse-packed-poll-1q 1 --ring packed --poll-us 50
+vd vduse-split-irq-1q 1 --ring split --irq-cpu-list 0 --cpu-list 1
+vd vduse-split-2q 2 --ring split
+vd vduse-packed-2q 2 --ring packed
+vd vduse-split-2q-pin 2 --ring split --cpu-list 0,1 --irq-cpu-list 0,1
+
+# --- table: medians
+echo "@@TABLE-BEGIN"
+awk -v runs="$RUNS" '
+function median(k,   n, i, j, t, a) {
+    n = cnt[k]
+    for (i = 1; i <= n; i++) a[i] = val[k, i]
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+        if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return a[int((n + 1) / 2)]
+}
+function spread(k,   n, i, lo, hi) {
+    n = cnt[k]; lo = hi = val[k, 1]
+    for (i = 2; i <= n; i++) { if (val[k, i] < lo) lo = val[k, i]; if (val[k, i] > hi) hi = val[k, i] }
+    return n > 1 ? sprintf(" (%d-%d)", lo, hi) : ""
+}
+$1 == "R" {
+    k = $2 SUBSEP $3
+    if (!(k in cnt)) { order[++nk] = k }
+    cnt[k]++; val[k, cnt[k]] = $4; mean[k, cnt[k]] = $5; p99[k, cnt[k]] = $6
+    if (!($2 in seen)) { seen[$2] = 1; cfgs[++nc] = $2 }
+}
+END {
+    print "| config | workload | IOPS (median" (runs > 1 ? ", min-max" : "") ") | mean lat us | p99 us | vs qsd | vs null_blk |"
+    print "|---|---|---|---|---|---|---|"
+    for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, kk, SUBSEP); c = kk[1]; w = kk[2]
+        m = median(k)
+        # the run with the median IOPS gives the latencies
+        for (j = 1; j <= cnt[k]; j++) if (val[k, j] == m) { ml = mean[k, j]; pl = p99[k, j] }
+        q = (w == "rr32x2") ? "qsd-2q" : "qsd-1q"
+        rq = ((q SUBSEP w) in cnt) ? median(q SUBSEP w) : 0
+        rn = (("null_blk" SUBSEP w) in cnt) ? median("null_blk" SUBSEP w) : 0
+        if (w == "rr1") {
+            # latency: ratio of mean latencies (lower is better)
+            for (j = 1; j <= cnt[q SUBSEP w]; j++) if (val[q, w, j] == rq) ql = mean[q, w, j]
+            vq = (rq && ml) ? sprintf("%.2fx lat", ml / ql) : "-"
+        } else
+            vq = rq ? sprintf("%.2fx", m / rq) : "-"
+        vn = rn ? sprintf("%.2fx", m / rn) : "-"
+        printf "| %s | %s | %d%s | %s | %s | %s | %s |\n", c, w, m, spread(k), ml, pl, vq, vn
+    }
+}' "$VDU_SCRATCH/results"
+echo "@@TABLE-END"
