@@ -147,7 +147,11 @@ static void stop_queues(struct vdu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->num_queues; i++)
 		vdu_queue_stop(&dev->queues[i]);
+	/* Backends may still complete (and copy into driver buffers) while
+	 * closing: keep the memory mapped until they are done. */
 	close_backend_queues(dev);
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		vdu_queue_release(&dev->queues[i]);
 }
 
 int vdu_dev_start(struct vdu_dev *dev)

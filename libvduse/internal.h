@@ -357,6 +357,8 @@ VDU_HIDDEN int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q,
 			      unsigned idx, bool threaded);
 VDU_HIDDEN int vdu_queue_start(struct vdu_queue *q, int cpu);
 VDU_HIDDEN void vdu_queue_stop(struct vdu_queue *q);
+/* After the backend queues are closed: unmap the driver memory. */
+VDU_HIDDEN void vdu_queue_release(struct vdu_queue *q);
 VDU_HIDDEN void vdu_queue_fini(struct vdu_queue *q);
 /* Run fn on the queue's thread and wait for it. */
 VDU_HIDDEN void vdu_queue_call(struct vdu_queue *q,

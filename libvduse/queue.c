@@ -247,6 +247,10 @@ void vdu_queue_stop(struct vdu_queue *q)
 		pthread_join(q->thread, NULL);
 		q->running = false;
 	}
+}
+
+void vdu_queue_release(struct vdu_queue *q)
+{
 	vdu_iova_free(q->iova);
 	q->iova = NULL;
 	vdu_inflight_close(q->log);
