@@ -63,7 +63,7 @@ static int read_status(int fd, char *msg, size_t msglen)
 	return -EPIPE;
 }
 
-static int start_daemon(const struct vctl_create *c, pid_t *pidp)
+int vctl_start_daemon(const struct vctl_create *c, pid_t *pidp)
 {
 	char msg[VCTL_ERR_MAX + 8], log[4096];
 	int p[2], rc, st;
@@ -86,7 +86,8 @@ static int start_daemon(const struct vctl_create *c, pid_t *pidp)
 	}
 	if (pid == 0) {
 		close(p[0]);
-		exit(vctl_daemon_main(c, p[1]));
+		exit(c->auto_recover ? vctl_supervise(c, p[1])
+				     : vctl_daemon_main(c, p[1]));
 	}
 	close(p[1]);
 	rc = read_status(p[0], msg, sizeof(msg));
@@ -181,6 +182,9 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "with --attach: virtio_vdpa (default) or vhost_vdpa", "DRIVER" },
 		{ "foreground", '\0', POPT_ARG_NONE, &a.foreground, 0,
 		  "run the daemon in this process, log to stderr", NULL },
+		{ "auto-recover", '\0', POPT_ARG_NONE, &a.auto_recover, 0,
+		  "restart a killed daemon and recover the device (as "
+		  "'vdusectl recover')", NULL },
 		{ "option", 'o', POPT_ARG_ARGV, &a.extra, 0,
 		  "extra backend parameter (repeatable)", "KEY=VALUE" },
 		VCTL_COMMON_OPTIONS(state_opt),
@@ -215,10 +219,11 @@ int vctl_cmd_create(int argc, const char **argv)
 	if (rc != VCTL_EXIT_OK)
 		goto out_spec;
 	if (c.foreground) {
-		rc = vctl_daemon_main(&c, -1);
+		rc = c.auto_recover ? vctl_supervise(&c, -1)
+				    : vctl_daemon_main(&c, -1);
 		goto out_spec;
 	}
-	rc = start_daemon(&c, &pid);
+	rc = vctl_start_daemon(&c, &pid);
 	if (rc != VCTL_EXIT_OK || !c.attach)
 		goto out_spec;
 	if (vctl_attach(c.name, c.driver, node, sizeof(node), err,

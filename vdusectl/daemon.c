@@ -46,7 +46,7 @@ struct daemon {
 	bool json_written;       /* NAME.json is ours (not a crashed daemon's) */
 	int exit_code;
 	char pid_path[PATH_LEN], json_path[PATH_LEN], sock_path[PATH_LEN],
-		log_path[PATH_LEN];
+		log_path[PATH_LEN], state_prefix[PATH_LEN];
 
 	/* Foreground --attach: the kernel blocks on our replies during the
 	 * probe, so attaching runs on a thread while the loop serves. */
@@ -210,6 +210,7 @@ static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 	jb_kstr(&b, "cpu_list", c->cpu_list);
 	jb_ku64(&b, "bounce_size", c->bounce_size);
 	jb_kstr(&b, "irq_cpu_list", c->irq_cpu_list);
+	jb_kbool(&b, "auto_recover", c->auto_recover);
 	jb_ku64(&b, "created", (uint64_t)time(NULL));
 	jb_raw(&b, "}\n");
 	if (!jb_get(&b))
@@ -595,8 +596,12 @@ static int setup(struct daemon *d)
 
 	rc = lock_pid_file(d);
 	if (rc == -EWOULDBLOCK) {
-		report_err(d, "device %s already exists (vdusectl destroy %s)",
-			   c->name, c->name);
+		if (c->recover)
+			report_err(d, "the daemon of %s is still running: nothing "
+				   "to recover", c->name);
+		else
+			report_err(d, "device %s already exists (vdusectl "
+				   "destroy %s)", c->name, c->name);
 		return rc;
 	}
 	if (rc < 0) {
@@ -632,6 +637,13 @@ static int setup(struct daemon *d)
 		opts.flags |= VDU_DEV_F_RING_PACKED;
 	opts.poll_us = c->poll_us;
 	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
+	/* Inflight logs next to the other state files, for recovery. */
+	if (snprintf(d->state_prefix, PATH_LEN, "%s/%s", c->state_dir, c->name) >=
+	    PATH_LEN) {
+		report_err(d, "state directory path %s is too long", c->state_dir);
+		return -ENAMETOOLONG;
+	}
+	opts.state_path = d->state_prefix;
 	vctl_log_clear_error();
 	rc = vdu_dev_new(&opts, c->backend, d->bh, d->base, &d->dev);
 	if (rc < 0) {
@@ -640,14 +652,27 @@ static int setup(struct daemon *d)
 			   detail(more, sizeof(more), rc));
 		return rc;
 	}
-	rc = vdu_dev_start(d->dev);
-	if (rc < 0) {
-		vctl_msg_dev_start(err, sizeof(err), c->name, rc);
-		report_err(d, "%s", err);
-		return rc;
+	if (c->recover) {
+		rc = vdu_dev_reconnect(d->dev);
+		if (rc < 0) {
+			report_err(d, "cannot recover device %s: %s", c->name,
+				   rc == -EBUSY ? "another process serves it" :
+				   rc == -ENODEV ? "no such kernel device" :
+				   rc == -ESTALE ? "its saved state does not match "
+				   "the device (destroy and re-create it)" :
+				   detail(more, sizeof(more), rc));
+			return rc;
+		}
+	} else {
+		rc = vdu_dev_start(d->dev);
+		if (rc < 0) {
+			vctl_msg_dev_start(err, sizeof(err), c->name, rc);
+			report_err(d, "%s", err);
+			return rc;
+		}
 	}
 
-	if (c->bounce_size) {
+	if (c->bounce_size && !c->recover) {
 		/* Only before the device is attached (the kernel says EPERM
 		 * afterwards): now is the one moment. */
 		rc = write_bounce_size(c->name, c->bounce_size, err, sizeof(err));
@@ -699,6 +724,17 @@ static int setup(struct daemon *d)
 	return 0;
 }
 
+/* The device is gone: its inflight logs have nothing left to recover. */
+static void remove_inflight_logs(struct daemon *d)
+{
+	char path[PATH_LEN + 32];
+
+	for (unsigned i = 0; i < d->c->queues; i++) {
+		snprintf(path, sizeof(path), "%s.q%u.inflight", d->state_prefix, i);
+		unlink(path);
+	}
+}
+
 static void cleanup(struct daemon *d)
 {
 	vctl_ctl_server_free(d->srv);
@@ -708,8 +744,10 @@ static void cleanup(struct daemon *d)
 		d->c->backend->close(d->bh);
 	if (d->pid_fd >= 0) {
 		/* Keep the saved config only while the kernel device lives. */
-		if (d->json_written && !d->kernel_dev_left)
+		if (d->json_written && !d->kernel_dev_left) {
 			unlink(d->json_path);
+			remove_inflight_logs(d);
+		}
 		unlink(d->pid_path); /* still under our lock */
 		close(d->pid_fd);
 	}

@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{ "attach", vctl_cmd_attach, "attach a device to a vdpa bus driver, print its node" },
 	{ "detach", vctl_cmd_detach, "detach a device from the vdpa bus" },
 	{ "destroy", vctl_cmd_destroy, "stop the daemon and destroy the device" },
+	{ "recover", vctl_cmd_recover, "start a new daemon for a device whose daemon died" },
 	{ "list", vctl_cmd_list, "list devices" },
 	{ "show", vctl_cmd_show, "show one device in detail" },
 	{ "stats", vctl_cmd_stats, "per queue I/O statistics" },

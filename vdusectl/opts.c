@@ -564,6 +564,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	c->attach = a->attach;
 	c->driver = a->driver ? a->driver : "virtio_vdpa";
 	c->foreground = a->foreground;
+	c->auto_recover = a->auto_recover;
 	return 0;
 }
 

@@ -218,6 +218,15 @@ void vctl_remove_state(const char *dir, const char *name, bool keep_json)
 	if (!keep_json &&
 	    vctl_path(path, sizeof(path), dir, name, VCTL_F_JSON) == 0)
 		unlink(path);
+	/* Inflight logs go with the saved config: both serve recovery. */
+	for (unsigned i = 0; !keep_json && i < VDU_QUEUES_MAX; i++) {
+		int n = snprintf(path, sizeof(path), "%s/%s.q%u.inflight", dir,
+				 name, i);
+
+		if (n > 0 && (size_t)n < sizeof(path) && unlink(path) < 0 &&
+		    errno == ENOENT)
+			break;
+	}
 	/* The pid file last: it is what marks the device as ours. */
 	if (vctl_path(path, sizeof(path), dir, name, VCTL_F_PID) == 0)
 		unlink(path);

@@ -132,6 +132,8 @@ struct vctl_create {
 	bool attach;
 	const char *driver;       /* "virtio_vdpa" or "vhost_vdpa" */
 	bool foreground;
+	bool auto_recover;        /* a supervisor restarts a killed daemon */
+	bool recover;             /* take over the existing kernel device */
 	const char *state_dir;
 	char *owned[VCTL_PARAMS_MAX]; /* copies made for -o KEY=VALUE */
 	size_t nowned;
@@ -146,7 +148,7 @@ struct vctl_create_args {
 		*block_size, *serial, *driver, *ring, *cpu_list, *poll_us,
 		*bounce_size, *irq_cpu_list;
 	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
-	int read_only, attach, foreground;
+	int read_only, attach, foreground, auto_recover;
 };
 int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		     const char *state_dir, struct vctl_create *out, char *err,
@@ -298,6 +300,9 @@ void vctl_log_clear_error(void);
  * Returns the process exit code.
  */
 int vctl_daemon_main(const struct vctl_create *c, int report_fd);
+/* supervise.c: run daemons for c, recovering each one that gets killed,
+ * until one exits by itself; returns its exit code. */
+int vctl_supervise(const struct vctl_create *c, int report_fd);
 /*
  * Write /sys/class/vduse/NAME/vqN/irq_cb_affinity for each queue (after
  * attaching: the virtio driver sets its own at probe time).  -errno with
@@ -337,6 +342,10 @@ void vctl_sd_notify(const char *state);
 /* ----------------------------------------------------------- commands */
 
 int vctl_cmd_create(int argc, const char **argv);
+int vctl_cmd_recover(int argc, const char **argv);
+/* cmd_create.c: fork the daemon (or its supervisor) and wait for its
+ * report; prints the error itself.  VCTL_EXIT_*. */
+int vctl_start_daemon(const struct vctl_create *c, pid_t *pidp);
 int vctl_cmd_attach(int argc, const char **argv);
 int vctl_cmd_detach(int argc, const char **argv);
 int vctl_cmd_destroy(int argc, const char **argv);

@@ -5,7 +5,7 @@
 need_cmd fio jq
 
 vdev_create t11 --backend null --size 1G
-node=$(vdev_attach t11)
+node=$(vdev_attach t11) || exit 1
 log "fio randrw on $node"
 fio --name=randrw --filename="$node" --direct=1 --ioengine=libaio \
     --rw=randrw --bs=4k --iodepth=16 --runtime=3 --time_based \

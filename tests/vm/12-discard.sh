@@ -4,7 +4,7 @@
 need_cmd blkdiscard
 
 vdev_create t12 --backend null --size 256M
-node=$(vdev_attach t12)
+node=$(vdev_attach t12) || exit 1
 dmax=$(sysblk "$node" queue/discard_max_bytes)
 zmax=$(sysblk "$node" queue/write_zeroes_max_bytes)
 log "discard_max_bytes=$dmax write_zeroes_max_bytes=$zmax"

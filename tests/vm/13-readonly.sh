@@ -3,7 +3,7 @@
 . "$VDU_TESTDIR/cli-lib.sh"
 
 vdev_create t13 --backend null --size 64M --read-only
-node=$(vdev_attach t13)
+node=$(vdev_attach t13) || exit 1
 assert_eq "$(sysblk "$node" ro)" 1 "/sys/block ro"
 assert_eq "$(blockdev --getro "$node")" 1 "blockdev --getro"
 read_zero "$node" 4

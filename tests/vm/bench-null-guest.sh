@@ -26,6 +26,7 @@ fio_run() {
     # shellcheck disable=SC2086
     fio --name=b --filename="$_dev" --ioengine=libaio --direct=1 $_a \
         --size=512m --runtime="$SECS" --time_based --group_reporting \
+        --lat_percentiles=1 \
         --output-format=terse --terse-version=3 2>/dev/null |
     awk -F';' -v w="$2" '{
         # read: iops 8, lat mean 40, clat p99 30; write: +41
@@ -78,11 +79,16 @@ fi
 if command -v qemu-storage-daemon >/dev/null 2>&1; then
     for nq in 1 2; do
         qemu-storage-daemon --object iothread,id=t0 \
-            --blockdev driver=null-co,node-name=n,size=1G \
+            --blockdev driver=null-co,node-name=n,size=1073741824 \
             --export type=vduse-blk,id=e,node-name=n,name=qsd$nq,writable=on,num-queues=$nq,queue-size=256,iothread=t0 \
             >"$VDU_SCRATCH/qsd.log" 2>&1 &
         qpid=$!
-        wait_for_path /dev/vduse/qsd$nq 10
+        _i=0
+        while [ ! -e /dev/vduse/qsd$nq ] && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+        if [ ! -e /dev/vduse/qsd$nq ]; then
+            cat "$VDU_SCRATCH/qsd.log"
+            fail "qemu-storage-daemon did not create /dev/vduse/qsd$nq"
+        fi
         vdpa dev add name qsd$nq mgmtdev vduse || fail "vdpa dev add qsd$nq"
         [ -e /sys/bus/vdpa/devices/qsd$nq/driver ] ||
             echo qsd$nq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null

@@ -29,6 +29,10 @@ dmesg_check() {
     fi
 }
 
+# sfail MSG: fail from inside $(...): the message goes to stderr (the test
+# log) instead of into the captured value.  Callers add "|| exit 1".
+sfail() { fail "$@" >&2; }
+
 # vdev_cleanup NAME: destroy NAME (detaching it first) when the test exits
 vdev_cleanup() {
     on_exit "vdusectl destroy '$1' --force >/dev/null 2>&1"
@@ -49,26 +53,26 @@ vdev_create() {
 vdev_attach() {
     _n=$1; shift
     log "+ vdusectl attach $_n $*" >&2
-    _node=$(vdusectl attach "$_n" "$@") || fail "vdusectl attach $_n failed (rc=$?)"
+    _node=$(vdusectl attach "$_n" "$@") || sfail "vdusectl attach $_n failed (rc=$?)"
     case "$_node" in
     /dev/vd[a-z]*) ;;
-    *) fail "attach $_n printed '$_node', expected /dev/vdX" ;;
+    *) sfail "attach $_n printed '$_node', expected /dev/vdX" ;;
     esac
-    [ -b "$_node" ] || fail "attach $_n: $_node is not a block device"
+    [ -b "$_node" ] || sfail "attach $_n: $_node is not a block device"
     echo "$_node"
 }
 
 # daemon_pid NAME: the daemon's pid from the pid file
 daemon_pid() {
     _p=$(cat "$VCTL_STATE/$1.pid" 2>/dev/null | tr -d ' \n')
-    case "$_p" in ''|*[!0-9]*) fail "no pid in $VCTL_STATE/$1.pid: '$_p'" ;; esac
+    case "$_p" in ''|*[!0-9]*) sfail "no pid in $VCTL_STATE/$1.pid: '$_p'" ;; esac
     echo "$_p"
 }
 
 # sysblk NODE FILE: cat /sys/block/<vdX>/FILE
 sysblk() {
     _b=${1#/dev/}
-    cat "/sys/block/$_b/$2" || fail "cannot read /sys/block/$_b/$2"
+    cat "/sys/block/$_b/$2" || sfail "cannot read /sys/block/$_b/$2"
 }
 
 # expect_error RC_REGEX CMD...: run CMD expecting a failure whose exit code
@@ -94,7 +98,7 @@ expect_error() {
 
 # jqv FILE FILTER: jq -r FILTER FILE, failing the test on a jq error
 jqv() {
-    jq -r "$2" "$1" || fail "jq '$2' failed on $1: $(head -c 300 "$1")"
+    jq -r "$2" "$1" || sfail "jq '$2' failed on $1: $(head -c 300 "$1")"
 }
 need_jq() { need_cmd jq; }
 
@@ -117,7 +121,7 @@ write_direct() {
 
 # stats_field NAME QUEUE FIELD: one counter from `vdusectl stats NAME --json`
 stats_field() {
-    vdusectl stats "$1" --json >"$VDU_SCRATCH/st.json" || fail "vdusectl stats $1 --json failed"
+    vdusectl stats "$1" --json >"$VDU_SCRATCH/st.json" || sfail "vdusectl stats $1 --json failed"
     jqv "$VDU_SCRATCH/st.json" ".queues[] | select(.index == $2) | .$3"
 }
 

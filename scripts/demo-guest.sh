@@ -1,0 +1,1 @@
+../tests/vm/demo-guest.sh
