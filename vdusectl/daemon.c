@@ -52,6 +52,7 @@ struct daemon {
 	 * probe, so attaching runs on a thread while the loop serves. */
 	pthread_t attach_thread;
 	bool attach_running;
+	bool detaching;          /* the thread detaches before a stop */
 	int attach_pipe[2];
 	int attach_rc;
 	char attach_err[VCTL_ERR_MAX];
@@ -268,6 +269,8 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 	finish_stop(d);
 }
 
+static int start_attach(struct daemon *d);
+
 static void begin_stop(struct daemon *d, const char *why)
 {
 	struct timeval tv = { .tv_usec = DRAIN_POLL_MS * 1000 };
@@ -275,8 +278,26 @@ static void begin_stop(struct daemon *d, const char *why)
 	if (d->stopping)
 		return;
 	if (d->attach_running) {
-		vdu_log(VDU_LOG_INFO, "%s: stopping once the attach finishes", why);
+		vdu_log(VDU_LOG_INFO, "%s: stopping once the %s finishes", why,
+			d->detaching ? "detach" : "attach");
 		d->stop_pending = true;
+		return;
+	}
+	if (vctl_attached(d->c->name, NULL, 0, NULL, 0) > 0) {
+		/* Exiting now would leave an attached disk nobody serves: its
+		 * users would hang.  Detach it first (the kernel needs our loop
+		 * to answer while it does), then drain and destroy. */
+		int rc;
+
+		vdu_log(VDU_LOG_INFO, "%s: detaching %s before stopping", why,
+			d->c->name);
+		d->detaching = true;
+		rc = start_attach(d);
+		if (rc < 0) {
+			d->detaching = false;
+			vdu_log(VDU_LOG_ERR, "cannot start the detach thread: %s; "
+				"not stopping", strerror(-rc));
+		}
 		return;
 	}
 	d->stopping = true;
@@ -318,9 +339,13 @@ static void *attach_thread(void *arg)
 {
 	struct daemon *d = arg;
 
-	d->attach_rc = vctl_attach(d->c->name, d->c->driver, d->node,
-				   sizeof(d->node), d->attach_err,
-				   sizeof(d->attach_err));
+	if (d->detaching)
+		d->attach_rc = vctl_detach_unused(d->c->name, d->attach_err,
+						  sizeof(d->attach_err));
+	else
+		d->attach_rc = vctl_attach(d->c->name, d->c->driver, d->node,
+					   sizeof(d->node), d->attach_err,
+					   sizeof(d->attach_err));
 	if (write(d->attach_pipe[1], "x", 1) < 0) {
 		/* Cannot happen with a pipe we own; the loop would hang. */
 		abort();
@@ -337,6 +362,17 @@ static void attach_done_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	pthread_join(d->attach_thread, NULL);
 	d->attach_running = false;
+	if (d->detaching) {
+		d->detaching = false;
+		d->stop_pending = false;
+		if (d->attach_rc < 0) {
+			vdu_log(VDU_LOG_ERR, "not stopping: %s", d->attach_err);
+			return;
+		}
+		vdu_log(VDU_LOG_INFO, "device %s detached", d->c->name);
+		begin_stop(d, "detached");
+		return;
+	}
 	if (d->attach_rc == 0) {
 		char err[VCTL_ERR_MAX];
 
@@ -362,10 +398,11 @@ static int start_attach(struct daemon *d)
 {
 	int rc;
 
-	if (pipe2(d->attach_pipe, O_CLOEXEC) < 0)
+	if (d->attach_pipe[0] < 0 && pipe2(d->attach_pipe, O_CLOEXEC) < 0)
 		return -errno;
-	d->attach_ev = event_new(d->base, d->attach_pipe[0], EV_READ,
-				 attach_done_cb, d);
+	if (!d->attach_ev)
+		d->attach_ev = event_new(d->base, d->attach_pipe[0],
+					 EV_READ | EV_PERSIST, attach_done_cb, d);
 	if (!d->attach_ev || event_add(d->attach_ev, NULL) < 0)
 		return -ENOMEM;
 	rc = pthread_create(&d->attach_thread, NULL, attach_thread, d);

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "vdusectl.h"
@@ -41,6 +43,30 @@ int vctl_detach(const char *name, char *err, size_t errlen)
 	if (rc < 0)
 		vctl_msg_vdpa(err, errlen, "detach", name, rc);
 	return rc;
+}
+
+int vctl_detach_unused(const char *name, char *err, size_t errlen)
+{
+	char drv[64], node[128];
+	int fd;
+
+	if (vctl_attached(name, drv, sizeof(drv), node, sizeof(node)) <= 0)
+		return 0;
+	if (node[0]) {
+		/* O_EXCL on a disk fails while it is mounted or held; a vhost
+		 * node admits one opener, so any user makes it fail. */
+		fd = open(node, O_RDONLY | O_CLOEXEC |
+			  (strncmp(node, "/dev/vd", 7) == 0 ? O_EXCL : 0));
+		if (fd < 0 && errno == EBUSY) {
+			snprintf(err, errlen, "%s is attached as %s, which is in "
+				 "use (mounted or open): release it, or vdusectl "
+				 "detach %s", name, node, name);
+			return -EBUSY;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return vctl_detach(name, err, errlen);
 }
 
 int vctl_attached(const char *name, char *driver, size_t drvlen, char *node,

@@ -279,6 +279,8 @@ int vctl_vdpa_preflight(const char *driver, char *err, size_t errlen);
 int vctl_attach(const char *name, const char *driver, char *node,
 		size_t nodelen, char *err, size_t errlen);
 int vctl_detach(const char *name, char *err, size_t errlen);
+/* Detach unless the node is in use (mounted, or open by a VM): -EBUSY. */
+int vctl_detach_unused(const char *name, char *err, size_t errlen);
 /* 1 attached (driver/node filled when known), 0 not, -errno unknown. */
 int vctl_attached(const char *name, char *driver, size_t drvlen, char *node,
 		  size_t nodelen);

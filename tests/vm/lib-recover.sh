@@ -1,0 +1,116 @@
+# shellcheck shell=sh
+# lib-recover.sh -- helpers for the crash-recovery guest tests
+# (tests/vm/7x-*.sh).  Source after cli-lib.sh:
+#   . "$VDU_TESTDIR/cli-lib.sh"; . "$VDU_TESTDIR/lib-recover.sh"
+# Not a test itself.
+
+# rnd N: a random number in 0..N-1 (dash has no $RANDOM)
+rnd() {
+    echo $(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % $1 ))
+}
+
+# rnd_sleep MIN_MS SPAN_MS: sleep MIN_MS + a random 0..SPAN_MS-1 ms
+rnd_sleep() {
+    _ms=$(( $1 + $(rnd "$2") ))
+    sleep "$((_ms / 1000)).$(printf '%03d' $((_ms % 1000)))"
+}
+
+# kill9 NAME: SIGKILL the daemon of NAME and wait until it is gone
+kill9() {
+    _kp=$(daemon_pid "$1") || exit 1
+    kill -9 "$_kp" || fail "kill -9 $_kp ($1) failed"
+    _i=0
+    while kill -0 "$_kp" 2>/dev/null; do
+        [ $_i -lt 100 ] || fail "daemon $_kp of $1 survived SIGKILL for 10 s"
+        sleep 0.1; _i=$((_i + 1))
+    done
+    KILLED_PID=$_kp
+}
+
+# recover NAME: vdusectl recover NAME; asserts a new live daemon
+recover() {
+    run vdusectl recover "$1"
+    _np=$(daemon_pid "$1") || exit 1
+    kill -0 "$_np" 2>/dev/null || fail "$1: recovered daemon $_np is not running"
+    [ "$_np" != "${KILLED_PID:-}" ] || fail "$1: pid file still names the killed daemon"
+}
+
+# fio_bg NODE TAG: fio randwrite + crc32c verify in the background, output
+# in fio-TAG.{out,err}; sets FIO_PID.  ~24 MiB written, then read back.
+fio_bg() {
+    fio --output-format=terse --terse-version=3 \
+        --filename="$1" --ioengine=libaio --direct=1 --rw=randwrite \
+        --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=0 \
+        --group_reporting=0 \
+        --name=q32 --bs=4k --iodepth=32 --offset=0 --size=8m \
+        --name=big --bsrange=512-256k --iodepth=16 --offset=8m --size=16m \
+        >"fio-$2.out" 2>"fio-$2.err" &
+    FIO_PID=$!
+    log "fio round $2 started (pid $FIO_PID) on $1"
+}
+
+# fio_check TAG: wait for fio round TAG; zero errors, zero verify mismatches
+fio_check() {
+    _rc=0
+    wait "$FIO_PID" || _rc=$?
+    _errs=$(awk -F';' '$5 != 0 { print $3 ": error " $5 }' "fio-$1.out")
+    _jobs=$(wc -l <"fio-$1.out")
+    if [ $_rc != 0 ] || [ -n "$_errs" ] || [ "$_jobs" != 2 ] ||
+       grep -qi 'verify\|error' "fio-$1.err"; then
+        cat "fio-$1.err"; echo "$_errs"
+        fail "fio round $1 failed (rc=$_rc, $_jobs job lines)"
+    fi
+    log "fio round $1: $_jobs jobs written and verified, no errors"
+}
+
+# kill_loop NAME NODE KILLS [RECOVER_CMD]: run fio verify rounds on NODE
+# and SIGKILL the daemon KILLS times at random moments while fio runs,
+# each time followed by RECOVER_CMD NAME (default: recover).  Every round
+# must finish verified.  Sets ROUNDS.
+kill_loop() {
+    _kn=$1 _node=$2 _kills=$3 _rcmd=${4:-recover}
+    ROUNDS=1
+    fio_bg "$_node" 1
+    _k=0
+    while [ $_k -lt "$_kills" ]; do
+        rnd_sleep 300 2000
+        if ! kill -0 "$FIO_PID" 2>/dev/null; then
+            fio_check "$ROUNDS"
+            ROUNDS=$((ROUNDS + 1))
+            fio_bg "$_node" "$ROUNDS"
+            continue
+        fi
+        _k=$((_k + 1))
+        kill9 "$_kn"
+        log "kill $_k/$_kills: daemon $KILLED_PID of $_kn killed under fio round $ROUNDS"
+        rnd_sleep 0 500  # the guest keeps queueing meanwhile
+        "$_rcmd" "$_kn"
+    done
+    fio_check "$ROUNDS"
+}
+
+# resubmitted NAME: total requests the recovered daemons resubmitted
+resubmitted() {
+    sed -n 's/.*resubmitting \([0-9]*\) request.*/\1/p' "$VCTL_STATE/$1.log" |
+        awk '{s += $1} END {print s + 0}'
+}
+
+# recover_matrix NAME QUEUES RING KILLS ARGS...: create (ARGS: backend
+# options) with QUEUES and RING, attach, kill_loop, check the log and the
+# counters, destroy.
+recover_matrix() {
+    _mn=$1 _mq=$2 _mr=$3 _mk=$4; shift 4
+    vdev_create "$_mn" "$@" --queues "$_mq" --ring "$_mr"
+    _mnode=$(vdev_attach "$_mn") || exit 1
+    nq=$(ls -d /sys/block/${_mnode#/dev/}/mq/* | wc -l)
+    assert_eq "$nq" "$_mq" "$_mnode hardware queues"
+    kill_loop "$_mn" "$_mnode" "$_mk"
+    _nrec=$(grep -c 'reconnected' "$VCTL_STATE/$_mn.log")
+    assert_eq "$_nrec" "$_mk" "$_mn: reconnects logged"
+    log "$_mn ($_mq queue(s), $_mr ring): $_mk kills over $ROUNDS fio round(s), $(resubmitted "$_mn") request(s) resubmitted in all"
+    ! grep -q 'inconsistent\|malformed' "$VCTL_STATE/$_mn.log" ||
+        fail "$_mn: $(grep 'inconsistent\|malformed' "$VCTL_STATE/$_mn.log" | head -n 1)"
+    run vdusectl destroy "$_mn" --force
+    wait_for_gone "/dev/vduse/$_mn"
+    dmesg_check
+}
