@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <event2/event.h>
 #include <linux/virtio_config.h>
 
@@ -231,28 +232,40 @@ fail:
 }
 
 /* Status 0: the driver reset the device. */
+#define RESET_DRAIN_MS 5000
+
 static void dev_reset(struct vdu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->num_queues; i++)
 		vdu_queue_reset(&dev->queues[i]);
 	dev->negotiated = 0;
 	dev->status = 0;
+	/* After a reset the driver may reuse its buffers at once (a VM's
+	 * memory through vhost-vdpa): let requests still with the backend
+	 * finish first, for a bounded time.  Only queue threads can make
+	 * progress while this thread waits. */
+	if (dev->opts.flags & VDU_DEV_F_QUEUE_THREADS) {
+		for (int ms = 0; ms < RESET_DRAIN_MS && vdu_dev_inflight(dev); ms++)
+			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
 }
 
 int vdu_dev_stop(struct vdu_dev *dev)
 {
-	int r;
+	bool kernel = dev->tp == &vdu_kernel_transport;
 
 	if (!dev->created)
 		return 0;
-	if (dev->tp == &vdu_kernel_transport) {
-		r = vdu_kernel_destroy(dev);
-		if (r < 0)
-			return r;
-	}
+	/* The kernel refuses to destroy an attached device; keep serving
+	 * it rather than leave it without a daemon. */
+	if (kernel && vdu_kernel_attached(dev->name))
+		return -EBUSY;
+	/* Queues first: their threads use the device fd. */
 	dev_reset(dev);
 	stop_queues(dev);
 	dev->created = false;
+	if (kernel)
+		return vdu_kernel_destroy(dev);
 	return 0;
 }
 
@@ -262,9 +275,9 @@ void vdu_dev_free(struct vdu_dev *dev)
 		return;
 	if (dev->created && vdu_dev_stop(dev) < 0) {
 		/* Still attached: leave the kernel device, drop our side. */
-		vdu_kernel_close(dev);
 		dev_reset(dev);
 		stop_queues(dev);
+		vdu_kernel_close(dev);
 	}
 	if (dev->queues)
 		for (unsigned i = 0; i < dev->num_queues; i++)

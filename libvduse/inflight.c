@@ -41,7 +41,8 @@ int vdu_inflight_open(const char *path, unsigned max_num, unsigned desc_cap,
 	int fd, r;
 
 	/* O_NOFOLLOW: never write through a link planted in the state dir. */
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | (keep ? 0 : O_CREAT) | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

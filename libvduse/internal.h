@@ -395,7 +395,10 @@ VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
 VDU_HIDDEN extern const struct vdu_transport vdu_kernel_transport;
 VDU_HIDDEN int vdu_kernel_create(struct vdu_dev *dev);
 VDU_HIDDEN int vdu_kernel_reconnect(struct vdu_dev *dev);
+/* Close the device fd and DESTROY_DEV (queues must be stopped). */
 VDU_HIDDEN int vdu_kernel_destroy(struct vdu_dev *dev);
+/* The vdpa device NAME exists (the kernel would refuse DESTROY_DEV). */
+VDU_HIDDEN bool vdu_kernel_attached(const char *name);
 VDU_HIDDEN void vdu_kernel_close(struct vdu_dev *dev);
 
 #endif

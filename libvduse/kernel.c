@@ -285,7 +285,7 @@ void vdu_kernel_close(struct vdu_dev *dev)
 	}
 }
 
-static bool vdpa_attached(const char *name)
+bool vdu_kernel_attached(const char *name)
 {
 	char path[sizeof("/sys/bus/vdpa/devices/") + VDU_NAME_MAX];
 	struct stat st;
@@ -312,10 +312,6 @@ int vdu_kernel_destroy(struct vdu_dev *dev)
 {
 	int r;
 
-	/* The kernel refuses while the vdpa device exists; keep serving it
-	 * rather than leave an attached device without a daemon. */
-	if (vdpa_attached(dev->name))
-		return -EBUSY;
 	vdu_kernel_close(dev);
 	r = destroy_name(dev->name);
 	if (r < 0)
@@ -329,7 +325,7 @@ int vdu_destroy_by_name(const char *name)
 {
 	if (vdu_name_valid(name) < 0)
 		return -EINVAL;
-	if (vdpa_attached(name))
+	if (vdu_kernel_attached(name))
 		return -EBUSY;
 	return destroy_name(name);
 }

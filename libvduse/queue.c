@@ -110,7 +110,10 @@ static void call_cb(evutil_socket_t fd, short what, void *arg)
 void vdu_queue_call(struct vdu_queue *q, void (*fn)(struct vdu_queue *, void *),
 		    void *arg)
 {
-	if (!q->threaded || pthread_equal(pthread_self(), q->thread)) {
+	/* Not threaded, or the thread is not (or no longer) running: the
+	 * caller owns the queue's state. */
+	if (!q->threaded || !q->running ||
+	    pthread_equal(pthread_self(), q->thread)) {
 		fn(q, arg);
 		return;
 	}
@@ -192,7 +195,10 @@ static int open_log(struct vdu_queue *q)
 		return -ENAMETOOLONG;
 	r = vdu_inflight_open(path, dev->queue_size, cap, dev->reconnecting,
 			      &q->log);
-	if (r < 0)
+	if (r == -ELOOP)
+		vdu_err("%s: inflight log %s is a symbolic link: refusing to "
+			"follow it (remove it)", dev->name, path);
+	else if (r < 0)
 		vdu_err("%s: inflight log %s: %s", dev->name, path, strerror(-r));
 	return r;
 }
@@ -406,6 +412,11 @@ static int log_attach(struct vdu_queue *q)
 		vdu_blk_handle(q, req);
 	}
 	free(slots);
+	/* The old daemon may have died between making completions visible
+	 * and interrupting the driver: interrupt once (a spurious interrupt
+	 * is harmless, a missing one can stall an idle queue for good). */
+	if (q->dev->tp->inject_irq(q->dev, q->idx) == 0)
+		q->st.irqs++;
 	return 0;
 }
 

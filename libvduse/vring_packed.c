@@ -171,7 +171,9 @@ static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	if (vr->log) {
 		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, id);
 
-		memcpy(e->descs, vr->chain, ndesc * sizeof(*vr->chain));
+		/* Struct copies: chains are short, a memcpy call costs more. */
+		for (unsigned i = 0; i < ndesc; i++)
+			e->descs[i] = vr->chain[i];
 		e->ndesc = ndesc;
 		vdu_inflight_take(vr->log, id);
 	}
@@ -284,8 +286,15 @@ static int packed_recover(struct vdu_vring *vr)
 		uint16_t f = load_acquire16(&d->flags);
 		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, h->pending_id);
 
-		if (!!(f & F_AVAIL) == uwrap && !!(f & F_USED) == uwrap &&
-		    le16toh(d->id) == h->pending_id && e->inflight) {
+		bool returned = !!(f & F_AVAIL) == uwrap && !!(f & F_USED) == uwrap &&
+				le16toh(d->id) == h->pending_id;
+
+		/* Or the driver took it back already and reused the slot in
+		 * its next lap. */
+		returned |= desc_avail(f, !uwrap);
+		if (e->ndesc == 0 || e->ndesc > vr->chain_cap)
+			return -EPROTO;
+		if (returned) {
 			e->inflight = 0;
 			advance(&used, &uwrap, e->ndesc, vr->num);
 		}

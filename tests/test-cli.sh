@@ -244,7 +244,7 @@ expect_out 0 '"backend":"null"' show dead0 --json
 json_ok "show --json is valid JSON"
 expect_out 0 "not running" show dead0
 expect 1 "daemon not running" stats dead0
-expect 1 "device dead0 has no running daemon" attach dead0
+expect 1 "device dead0 has no running daemon: start a new one (vdusectl recover dead0)" attach dead0
 expect 0 "" destroy dead0
 if [ -e "$state/dead0.json" ] || [ -e "$state/dead0.pid" ]; then
 	not_ok "destroy removed the state files"

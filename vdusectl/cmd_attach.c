@@ -63,8 +63,8 @@ int vctl_cmd_attach(int argc, const char **argv)
 		goto out;
 	/* Without a daemon the kernel would wait for replies that never come. */
 	if (vctl_daemon_state(dir, args[0], &pid) != VCTL_DAEMON_ALIVE) {
-		vctl_error("device %s has no running daemon: destroy it (vdusectl destroy %s) and create it again",
-			   args[0], args[0]);
+		vctl_error("device %s has no running daemon: start a new one "
+			   "(vdusectl recover %s) or destroy it", args[0], args[0]);
 		rc = VCTL_EXIT_FAIL;
 		goto out;
 	}

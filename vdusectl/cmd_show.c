@@ -56,7 +56,7 @@ static void print_json(const struct show *s)
 	static const char *const keys[] = {
 		"backend", "size", "block_size", "queues", "queue_size",
 		"serial", "read_only", "features", "negotiated", "status",
-		"broken", "inflight", "params", "ring", "poll_us", "cpu_list",
+		"broken", "kernel_broken", "inflight", "params", "ring", "poll_us", "cpu_list",
 		"bounce_size", "irq_cpu_list",
 	};
 	struct vctl_jbuf b;
@@ -180,6 +180,15 @@ static void print_text(const struct show *s)
 		printf("-\n");
 	F("broken");
 	printf("%s\n", text(json_get(s->info, "broken"), b1, sizeof(b1)));
+	F("kernel");
+	v = json_get(s->info, "kernel_broken");
+	if (!v || v->type != J_BOOL)
+		printf("-\n");
+	else if (v->b)
+		printf("broken (a reply came later than msg_timeout; destroy and "
+		       "re-create the device)\n");
+	else
+		printf("ok\n");
 	F("in flight");
 	printf("%s\n", text(json_get(s->info, "inflight"), b1, sizeof(b1)));
 	F("daemon");

@@ -146,6 +146,7 @@ static void info_cb(void *opaque, struct vctl_jbuf *b)
 	jb_printf(b, "\"0x%016" PRIx64 "\"", info.features_negotiated);
 	jb_ku64(b, "status", info.status);
 	jb_kbool(b, "broken", info.broken);
+	jb_kbool(b, "kernel_broken", info.kernel_broken);
 	jb_ku64(b, "pid", (uint64_t)getpid());
 	jb_ku64(b, "inflight", vdu_dev_inflight(d->dev));
 	jb_kbool(b, "stopping", d->stopping);
@@ -546,11 +547,11 @@ static int write_pid(struct daemon *d)
 	return 0;
 }
 
-static int redirect_stdio(struct daemon *d)
+int vctl_redirect_stdio(const char *log_path)
 {
 	int null_fd, log_fd;
 
-	log_fd = open(d->log_path,
+	log_fd = open(log_path,
 		      O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
 		      0600);
 	if (log_fd < 0)
@@ -575,7 +576,7 @@ static int redirect_stdio(struct daemon *d)
 
 /* A background daemon must not keep its caller's pipes (e.g. a shell's
  * command substitution) open: close every inherited fd above stderr. */
-static void close_inherited_fds(int keep)
+void vctl_close_inherited_fds(int keep)
 {
 	DIR *dir = opendir("/proc/self/fd");
 	struct dirent *de;
@@ -617,8 +618,8 @@ static int setup(struct daemon *d)
 		return -ENAMETOOLONG;
 	}
 	if (d->report_fd >= 0) {
-		close_inherited_fds(d->report_fd);
-		rc = redirect_stdio(d);
+		vctl_close_inherited_fds(d->report_fd);
+		rc = vctl_redirect_stdio(d->log_path);
 		if (rc < 0) {
 			report_err(d, "cannot open log file %s: %s", d->log_path,
 				   strerror(-rc));

@@ -47,6 +47,11 @@ void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc)
 			 "the kernel rejected the configuration of device %s (Invalid argument): check --queues, --queue-size, --block-size and dmesg",
 			 name);
 		return;
+	case -ELOOP:
+		snprintf(buf, len,
+			 "cannot create device %s: an inflight log in the state directory is a symbolic link; refusing to follow it (remove it)",
+			 name);
+		return;
 	default:
 		break;
 	}

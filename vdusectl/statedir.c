@@ -223,9 +223,8 @@ void vctl_remove_state(const char *dir, const char *name, bool keep_json)
 		int n = snprintf(path, sizeof(path), "%s/%s.q%u.inflight", dir,
 				 name, i);
 
-		if (n > 0 && (size_t)n < sizeof(path) && unlink(path) < 0 &&
-		    errno == ENOENT)
-			break;
+		if (n > 0 && (size_t)n < sizeof(path))
+			unlink(path); /* missing ones are fine */
 	}
 	/* The pid file last: it is what marks the device as ours. */
 	if (vctl_path(path, sizeof(path), dir, name, VCTL_F_PID) == 0)

@@ -6,7 +6,6 @@
  * (destroy, SIGTERM, a startup error) ends the supervisor too.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,10 +20,11 @@
 #define RESTART_WINDOW_S 60 /* give up after RESTART_MAX deaths in this */
 #define RESTART_MAX 5
 
-static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t child_pid, terminating;
 
 static void forward(int sig)
 {
+	terminating = 1;
 	if (child_pid > 0)
 		kill(child_pid, sig);
 }
@@ -53,42 +53,53 @@ int vctl_supervise(const struct vctl_create *c, int report_fd)
 	unsigned deaths = 0;
 	char path[4096];
 	FILE *log = stderr;
+	sigset_t block, old_mask;
 
 	run.auto_recover = false;
 	if (report_fd >= 0) {
-		/* Background: detach like the daemon and log to its file. */
-		if (setsid() < 0 || chdir("/") < 0)
-			return VCTL_EXIT_FAIL;
-		log = NULL;
-		if (vctl_state_dir_prepare(c->state_dir, path, sizeof(path)) == 0 &&
+		/* Background: detach like the daemon, keep none of the
+		 * caller's fds (a shell's $(...) would wait for them), and
+		 * log -- ours and every later daemon's -- to its file. */
+		if (setsid() < 0 || chdir("/") < 0 ||
+		    vctl_state_dir_prepare(c->state_dir, path, sizeof(path)) < 0 ||
 		    vctl_path(path, sizeof(path), c->state_dir, c->name,
-			      VCTL_F_LOG) == 0) {
-			int fd = open(path, O_WRONLY | O_CREAT | O_APPEND |
-					    O_CLOEXEC | O_NOFOLLOW, 0600);
-			if (fd >= 0)
-				log = fdopen(fd, "a");
-		}
+			      VCTL_F_LOG) < 0)
+			return VCTL_EXIT_FAIL;
+		vctl_close_inherited_fds(report_fd);
+		if (vctl_redirect_stdio(path) < 0)
+			return VCTL_EXIT_FAIL;
 	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGHUP, SIG_IGN);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
 
 	for (;;) {
 		int st;
-		pid_t pid = fork();
+		pid_t pid;
 
+		/* A stop request must reach the child even if it comes
+		 * right around the fork. */
+		sigprocmask(SIG_BLOCK, &block, &old_mask);
+		pid = fork();
 		if (pid < 0) {
-			say(log, c->name, "fork failed: %d", errno);
+			say(log, c->name, "fork failed: %s", strerror(errno));
 			return VCTL_EXIT_FAIL;
 		}
 		if (pid == 0) {
 			/* Default dispositions; the daemon sets its own. */
 			signal(SIGTERM, SIG_DFL);
 			signal(SIGINT, SIG_DFL);
+			sigprocmask(SIG_SETMASK, &old_mask, NULL);
 			exit(vctl_daemon_main(&run, report_fd));
 		}
 		child_pid = pid;
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		if (terminating)
+			kill(pid, SIGTERM);
 		/* Only the first daemon has someone waiting for its report. */
 		if (report_fd >= 0) {
 			close(report_fd);
@@ -100,6 +111,13 @@ int vctl_supervise(const struct vctl_create *c, int report_fd)
 		if (WIFEXITED(st)) {
 			say(log, c->name, "daemon exited with status %d", WEXITSTATUS(st));
 			return WEXITSTATUS(st);
+		}
+		if (terminating || WTERMSIG(st) == SIGTERM ||
+		    WTERMSIG(st) == SIGINT) {
+			/* Stopped on purpose (before its handlers were up). */
+			say(log, c->name, "daemon stopped by signal %d",
+			    WTERMSIG(st));
+			return VCTL_EXIT_OK;
 		}
 		say(log, c->name, "daemon killed by signal %d: recovering",
 		    WTERMSIG(st));

@@ -305,6 +305,10 @@ int vctl_daemon_main(const struct vctl_create *c, int report_fd);
 /* supervise.c: run daemons for c, recovering each one that gets killed,
  * until one exits by itself; returns its exit code. */
 int vctl_supervise(const struct vctl_create *c, int report_fd);
+/* Background processes: stdin/stdout to /dev/null, stderr to log_path. */
+int vctl_redirect_stdio(const char *log_path);
+/* Close every inherited fd above stderr except keep. */
+void vctl_close_inherited_fds(int keep);
 /*
  * Write /sys/class/vduse/NAME/vqN/irq_cb_affinity for each queue (after
  * attaching: the virtio driver sets its own at probe time).  -errno with

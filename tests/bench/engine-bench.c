@@ -10,6 +10,8 @@
  *   -p  packed ring (default split)
  *   -e  without VIRTIO_RING_F_EVENT_IDX
  *   -z  null backend with read-zeroes=off (the engine only, no memset)
+ *   -l DIR  keep the inflight log (crash recovery) in DIR/bench.q0.inflight
+ *       (use a tmpfs such as /dev/shm: the log is a shared file mapping)
  * Run it under valgrind --tool=callgrind for instructions per request
  * (tests/bench/bench-engine does both).
  */
@@ -172,6 +174,8 @@ int main(int argc, char **argv)
 	struct vdu_dev *dev;
 	unsigned long long total = 4000000, done = 0;
 	bool event_idx = true;
+	const char *logdir = NULL;
+	char logpath[4096];
 	uint64_t feat;
 	void *bh;
 	double t0, t1;
@@ -179,7 +183,7 @@ int main(int argc, char **argv)
 
 	qd = 32;
 	num = 256;
-	while ((c = getopt(argc, argv, "n:q:pezs:")) != -1) {
+	while ((c = getopt(argc, argv, "n:q:pezs:l:")) != -1) {
 		switch (c) {
 		case 'n': total = strtoull(optarg, NULL, 0); break;
 		case 'q': qd = atoi(optarg); break;
@@ -187,8 +191,9 @@ int main(int argc, char **argv)
 		case 'e': event_idx = false; break;
 		case 'z': p[1].value = "off"; break;
 		case 's': num = atoi(optarg); break;
+		case 'l': logdir = optarg; break;
 		default:
-			die("usage: engine-bench [-n REQUESTS] [-q QD] [-p] [-e] [-z] [-s QUEUE_SIZE]");
+			die("usage: engine-bench [-n REQUESTS] [-q QD] [-p] [-e] [-z] [-s QUEUE_SIZE] [-l LOGDIR]");
 		}
 	}
 	if (qd < 1 || qd > MAXQD || 3 * qd > num)
@@ -200,6 +205,10 @@ int main(int argc, char **argv)
 	o.queue_size = num;
 	if (packed)
 		o.flags |= VDU_DEV_F_RING_PACKED;
+	if (logdir) {
+		snprintf(logpath, sizeof(logpath), "%s/bench", logdir);
+		o.state_path = logpath;
+	}
 	if (vdu_dev_new(&o, be, bh, base, &dev) < 0)
 		die("vdu_dev_new failed");
 	s = sim_new(base);
@@ -242,11 +251,15 @@ int main(int argc, char **argv)
 		done += n;
 	}
 	t1 = now();
-	printf("%s ring, QD %u, %llu requests: %.2f M req/s, %.1f ns/req, irqs %u, bad %llu\n",
-	       packed ? "packed" : "split", qd, done, done / (t1 - t0) / 1e6,
+	printf("%s ring%s, QD %u, %llu requests: %.2f M req/s, %.1f ns/req, irqs %u, bad %llu\n",
+	       packed ? "packed" : "split", logdir ? " + inflight log" : "", qd, done, done / (t1 - t0) / 1e6,
 	       (t1 - t0) * 1e9 / done, vq->irqs, (unsigned long long)bad);
 	vdu_dev_free(dev);
 	sim_free(s);
+	if (logdir) {
+		snprintf(logpath, sizeof(logpath), "%s/bench.q0.inflight", logdir);
+		unlink(logpath);
+	}
 	be->close(bh);
 	event_base_free(base);
 	return bad ? 1 : 0;

@@ -6,10 +6,11 @@
 # is what exercises the descriptor copies kept in the inflight log.
 . "$VDU_TESTDIR/cli-lib.sh"
 . "$VDU_TESTDIR/lib-recover.sh"
-need_cmd fio od
+need_cmd fio od mkfs.ext4
 
-img="$VDU_SCRATCH/img"
-truncate -s 32M "$img" || fail "cannot create $img"
-recover_matrix rp1 1 packed 5 --backend file --path "$img"
-recover_matrix rp2 2 packed 5 --backend file --path "$img"
+# O_DIRECT on a slow-ish disk, so that requests are in flight at the kill
+. "$VDU_TESTDIR/lib-file.sh"
+direct_img img 32
+recover_matrix rp1 1 packed 5 --backend file --path "$IMG"
+recover_matrix rp2 2 packed 5 --backend file --path "$IMG"
 log "packed ring: all rounds verified across 10 kills"

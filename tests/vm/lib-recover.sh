@@ -15,6 +15,28 @@ rnd_sleep() {
     sleep "$((_ms / 1000)).$(printf '%03d' $((_ms % 1000)))"
 }
 
+# direct_img PATH SIZE_MB: an image file on ext4 on a memory-backed null_blk
+# disk whose requests complete after 100 us (timer), so that the file
+# backend's O_DIRECT + libaio I/O is really in flight when the daemon dies
+# (on tmpfs it completes inside io_submit).  Sets IMG.
+direct_img() {
+    [ -d "$NULLB_CFG" ] || skip "null_blk configfs not available"
+    run mkdir "$NULLB_CFG/nbr"
+    on_exit "echo 0 >'$NULLB_CFG/nbr/power'; rmdir '$NULLB_CFG/nbr'"
+    echo $(( $2 + 32 )) >"$NULLB_CFG/nbr/size" || fail "nullb size"
+    echo 1 >"$NULLB_CFG/nbr/memory_backed" || fail "nullb memory_backed"
+    echo 2 >"$NULLB_CFG/nbr/irqmode" || fail "nullb irqmode"
+    echo 100000 >"$NULLB_CFG/nbr/completion_nsec" || fail "nullb completion_nsec"
+    echo 1 >"$NULLB_CFG/nbr/power" || fail "nullb power"
+    wait_for_path /dev/nbr 10
+    run mkfs.ext4 -q -F /dev/nbr
+    mkdir -p /mnt/nbr
+    run mount -t ext4 /dev/nbr /mnt/nbr
+    on_exit "umount /mnt/nbr"
+    IMG=/mnt/nbr/img
+    truncate -s "$2"M "$IMG" || fail "cannot create $IMG"
+}
+
 # kill9 NAME: SIGKILL the daemon of NAME and wait until it is gone
 kill9() {
     _kp=$(daemon_pid "$1") || exit 1
