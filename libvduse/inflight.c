@@ -23,7 +23,7 @@
 #include "internal.h"
 
 #define INFLIGHT_MAGIC 0x31464c4655445600ULL /* "\0VDUFLF1" */
-#define INFLIGHT_VERSION 1
+#define INFLIGHT_VERSION 2
 
 static size_t ent_size(unsigned desc_cap)
 {
@@ -118,8 +118,7 @@ void vdu_inflight_start(struct vdu_inflight *lg, const struct vdu_vring *vr,
 	h->avail_iova = vr->avail_iova;
 	h->used_iova = vr->used_iova;
 	h->used_idx = vr->used_idx;
-	h->used_wrap = vr->used_wrap;
-	h->pending_id = VDU_INFLIGHT_NONE;
+	h->pstate = VDU_PSTATE(vr->used_idx, vr->used_wrap, VDU_INFLIGHT_NONE);
 	__atomic_store_n(&h->valid, 1, __ATOMIC_RELEASE);
 }
 

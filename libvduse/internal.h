@@ -73,6 +73,8 @@ VDU_HIDDEN uint64_t vdu_iova_generation(const struct vdu_iova *map);
 /* -------------------------------------------------------- inflight log */
 
 #define VDU_INFLIGHT_NONE 0xffff
+#define VDU_PSTATE(idx, wrap, id) \
+	((uint32_t)(idx) | (uint32_t)(wrap) << 15 | (uint32_t)(id) << 16)
 
 /* Layout of the log file (native endian: read back on this host only). */
 struct vdu_inflight_hdr {
@@ -83,10 +85,12 @@ struct vdu_inflight_hdr {
 	uint32_t num, packed;      /* that ring */
 	uint64_t desc_iova, avail_iova, used_iova;
 	uint64_t counter;          /* requests taken so far */
-	uint16_t used_idx;         /* committed: completions the driver saw */
-	uint16_t used_wrap;        /* packed */
-	uint16_t pending_id;       /* packed: id being returned, or NONE */
+	uint16_t used_idx;         /* split, committed: completions the driver saw */
 	uint16_t reserved;
+	/* packed, one word so that it changes atomically: the used
+	 * position and wrap before the id being returned, and that id
+	 * (NONE when no return is under way) -- see vring_packed.c */
+	uint32_t pstate;
 };
 
 struct vdu_inflight_ent {

@@ -370,6 +370,15 @@ void vdu_queue_disable_sync(struct vdu_queue *q)
 
 /* --------------------------------------------- on the queue thread */
 
+/* Has the driver ever put a buffer on this ring? */
+static bool ring_in_use(struct vdu_vring *vr)
+{
+	if (vr->ops == &vdu_vring_packed_ops)
+		return __atomic_load_n(&vr->pdesc[0].flags, __ATOMIC_ACQUIRE) != 0;
+	return vr->used_idx != 0 ||
+	       __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != 0;
+}
+
 /*
  * Start logging, or -- when taking over from a dead daemon whose log
  * matches this ring -- rebuild the ring position from the log and
@@ -384,6 +393,17 @@ static int log_attach(struct vdu_queue *q)
 	int r;
 
 	vr->log = q->log;
+	if (q->dev->reconnecting && !vdu_inflight_matches(q->log, vr, packed) &&
+	    ring_in_use(vr)) {
+		/* The old daemon had no live log for a ring the driver has
+		 * used: it died handling a reset.  Its position is unknown;
+		 * starting at 0 could replay old requests.  Wait for the
+		 * reset the kernel re-queues to us. */
+		vdu_warn("%s: queue %u: no inflight log for a used ring; waiting "
+			 "for the driver's reset", q->dev->name, q->idx);
+		vr->log = NULL;
+		return -EAGAIN;
+	}
 	if (!q->dev->reconnecting || !vdu_inflight_matches(q->log, vr, packed)) {
 		vdu_inflight_start(q->log, vr, packed);
 		return 0;
@@ -456,7 +476,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 		r = log_attach(q);
 		if (r < 0) {
 			vdu_queue_disable(q);
-			return r;
+			return r == -EAGAIN ? 0 : r;
 		}
 	}
 	q->kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -184,15 +184,21 @@ static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	return 1;
 }
 
+/*
+ * With a log, returning a buffer is bracketed by two atomic stores of the
+ * log's pstate word: {position, wrap, id} before the used descriptor is
+ * written, {new position, new wrap, NONE} after.  Recovery then knows the
+ * one id that may be half returned and where to look (packed_recover).
+ */
 static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 {
 	struct vring_packed_desc *e = &vr->pdesc[vr->used_idx];
 	struct vdu_inflight *lg = vr->log;
 
 	if (lg) {
-		/* Should we die between the flags store and the log update,
-		 * recovery finds this id at used_idx and knows it was seen. */
-		lg->hdr->pending_id = req->head;
+		__atomic_store_n(&lg->hdr->pstate,
+				 VDU_PSTATE(vr->used_idx, vr->used_wrap, req->head),
+				 __ATOMIC_RELAXED);
 		vdu_log_barrier();
 	}
 	e->id = htole16(req->head);
@@ -208,10 +214,11 @@ static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 	if (lg) {
 		vdu_log_barrier();
 		vdu_inflight_ent(lg, req->head)->inflight = 0;
-		lg->hdr->used_idx = vr->used_idx;
-		lg->hdr->used_wrap = vr->used_wrap;
 		vdu_log_barrier();
-		lg->hdr->pending_id = VDU_INFLIGHT_NONE;
+		__atomic_store_n(&lg->hdr->pstate,
+				 VDU_PSTATE(vr->used_idx, vr->used_wrap,
+					    VDU_INFLIGHT_NONE),
+				 __ATOMIC_RELAXED);
 	}
 }
 
@@ -274,34 +281,34 @@ static void advance(uint16_t *idx, bool *wrap, unsigned n, unsigned num)
 static int packed_recover(struct vdu_vring *vr)
 {
 	struct vdu_inflight_hdr *h = vr->log->hdr;
-	uint16_t used = h->used_idx;
-	bool uwrap = h->used_wrap;
+	uint32_t st = h->pstate;
+	uint16_t used = st & 0x7fff, pend = st >> 16;
+	bool uwrap = st & 0x8000;
 	unsigned total = 0;
 
 	if (used >= vr->num)
 		return -EPROTO;
-	if (h->pending_id < vr->num) {
-		/* Killed while returning pending_id: did the driver get it? */
-		const struct vring_packed_desc *d = &vr->pdesc[used];
-		uint16_t f = load_acquire16(&d->flags);
-		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, h->pending_id);
+	if (pend != VDU_INFLIGHT_NONE) {
+		/*
+		 * Killed while returning pend at position used.  That slot
+		 * held a descriptor the driver made available in lap uwrap
+		 * and we took; if it still reads so, our used descriptor was
+		 * never written.  Anything else -- our used descriptor, or
+		 * the driver's next lap -- means the driver got it back.
+		 */
+		struct vdu_inflight_ent *e;
 
-		bool returned = !!(f & F_AVAIL) == uwrap && !!(f & F_USED) == uwrap &&
-				le16toh(d->id) == h->pending_id;
-
-		/* Or the driver took it back already and reused the slot in
-		 * its next lap. */
-		returned |= desc_avail(f, !uwrap);
+		if (pend >= vr->num)
+			return -EPROTO;
+		e = vdu_inflight_ent(vr->log, pend);
 		if (e->ndesc == 0 || e->ndesc > vr->chain_cap)
 			return -EPROTO;
-		if (returned) {
+		if (!desc_avail(load_acquire16(&vr->pdesc[used].flags), uwrap)) {
 			e->inflight = 0;
 			advance(&used, &uwrap, e->ndesc, vr->num);
 		}
 	}
-	h->used_idx = used;
-	h->used_wrap = uwrap;
-	h->pending_id = VDU_INFLIGHT_NONE;
+	h->pstate = VDU_PSTATE(used, uwrap, VDU_INFLIGHT_NONE);
 	for (unsigned i = 0; i < vr->num; i++) {
 		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, i);
 

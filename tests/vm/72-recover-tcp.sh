@@ -12,8 +12,16 @@
 need_cmd fio od nbdkit
 
 nbd_start
+# recover, saying what became of nbdkit if the new daemon cannot connect
+recover_tcp() {
+    if ! vdusectl recover "$1"; then
+        kill -0 "$NBD_PID" 2>/dev/null && log "nbdkit $NBD_PID is alive" || log "nbdkit $NBD_PID is gone"
+        cat /scratch/nbdkit.log
+        fail "vdusectl recover $1 failed"
+    fi
+}
 url="nbd://127.0.0.1:$NBD_PORT/"
-recover_matrix rt1 1 packed 5 --backend tcp --url "$url"
-recover_matrix rt2 2 split 5 --backend tcp --url "$url"
+RECOVER=recover_tcp recover_matrix rt1 1 packed 5 --backend tcp --url "$url"
+RECOVER=recover_tcp recover_matrix rt2 2 split 5 --backend tcp --url "$url"
 kill -0 "$NBD_PID" 2>/dev/null || fail "nbdkit died"
 log "tcp: all rounds verified across 10 kills"

@@ -14,6 +14,7 @@ need_cmd mkfs.ext4 fsck.ext4 md5sum od
 img="$VDU_SCRATCH/img"
 truncate -s 64M "$img" || fail "cannot create $img"
 vdev_create re1 --backend file --path "$img" --queues 2
+on_exit "vdusectl recover re1 >/dev/null 2>&1"
 node=$(vdev_attach re1) || exit 1
 run mkfs.ext4 -q -F "$node"
 mkdir -p /mnt/re1

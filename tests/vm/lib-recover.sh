@@ -123,10 +123,13 @@ resubmitted() {
 recover_matrix() {
     _mn=$1 _mq=$2 _mr=$3 _mk=$4; shift 4
     vdev_create "$_mn" "$@" --queues "$_mq" --ring "$_mr"
+    # A failure between a kill and its recover would leave the guest's
+    # I/O (and so the cleanup's detach) waiting forever: recover first.
+    on_exit "vdusectl recover '$_mn' >/dev/null 2>&1"
     _mnode=$(vdev_attach "$_mn") || exit 1
     nq=$(ls -d /sys/block/${_mnode#/dev/}/mq/* | wc -l)
     assert_eq "$nq" "$_mq" "$_mnode hardware queues"
-    kill_loop "$_mn" "$_mnode" "$_mk"
+    kill_loop "$_mn" "$_mnode" "$_mk" "${RECOVER:-recover}"
     _nrec=$(grep -c 'reconnected' "$VCTL_STATE/$_mn.log")
     assert_eq "$_nrec" "$_mk" "$_mn: reconnects logged"
     log "$_mn ($_mq queue(s), $_mr ring): $_mk kills over $ROUNDS fio round(s), $(resubmitted "$_mn") request(s) resubmitted in all"
