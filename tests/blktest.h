@@ -466,6 +466,28 @@ static const char *write_read_n(struct env *e, unsigned q, uint64_t sector,
 			diag("%s", w_);                                      \
 	} while (0)
 
-/* ------------------------------------------------------------ tests */
+/* ------------------------------------------------- common request runs */
+
+/* Post n reads of one sector each (no kick). */
+static void post_reads(struct env *e, unsigned q, struct sim_blk *bs, int n,
+		       uint64_t first_sector)
+{
+	for (int i = 0; i < n; i++) {
+		blk_init(&bs[i], VIRTIO_BLK_T_IN, first_sector + i);
+		bs[i].flags = SIM_BLK_DATA_IN;
+		blk_add_new(e, &bs[i], 512);
+		sim_blk_post(e->sim, q, &bs[i]);
+	}
+}
+
+/* Take every used entry; returns how many. */
+static int drain(struct env *e, unsigned q)
+{
+	int n = 0;
+
+	while (sim_get_used(e->sim, q, NULL, NULL))
+		n++;
+	return n;
+}
 
 #endif

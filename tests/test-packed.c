@@ -31,26 +31,6 @@ static int env_init(struct env *e, uint64_t ring_features, uint16_t start)
 }
 #define PACKED F(VIRTIO_F_RING_PACKED)
 
-static void post_reads(struct env *e, unsigned q, struct sim_blk *bs, int n,
-		       uint64_t first_sector)
-{
-	for (int i = 0; i < n; i++) {
-		blk_init(&bs[i], VIRTIO_BLK_T_IN, first_sector + i);
-		bs[i].flags = SIM_BLK_DATA_IN;
-		blk_add_new(e, &bs[i], 512);
-		sim_blk_post(e->sim, q, &bs[i]);
-	}
-}
-
-static int drain(struct env *e, unsigned q)
-{
-	int n = 0;
-
-	while (sim_get_used(e->sim, q, NULL, NULL))
-		n++;
-	return n;
-}
-
 /* ---- features ---- */
 
 static void test_features(void)

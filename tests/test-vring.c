@@ -544,27 +544,6 @@ static void test_ranges(void)
 	env_close(&e);
 }
 
-/* Post n reads of one sector each (no kick). */
-static void post_reads(struct env *e, unsigned q, struct sim_blk *bs, int n,
-		       uint64_t first_sector)
-{
-	for (int i = 0; i < n; i++) {
-		blk_init(&bs[i], VIRTIO_BLK_T_IN, first_sector + i);
-		bs[i].flags = SIM_BLK_DATA_IN;
-		blk_add_new(e, &bs[i], 512);
-		sim_blk_post(e->sim, q, &bs[i]);
-	}
-}
-
-static int drain(struct env *e, unsigned q)
-{
-	int n = 0;
-
-	while (sim_get_used(e->sim, q, NULL, NULL))
-		n++;
-	return n;
-}
-
 static void test_event_idx(void)
 {
 	struct env e;
