@@ -529,10 +529,7 @@ static void test_reset_inflight(void)
 		uint32_t id, len;
 		int n = 0;
 
-		blk_init(&nb, VIRTIO_BLK_T_IN, 7);
-		nb.flags = SIM_BLK_DATA_IN;
-		blk_add_new(&e, &nb, 512);
-		sim_blk_post(e.sim, 0, &nb);
+		post_reads(&e, 0, &nb, 1, 7);
 		sim_kick(e.sim, 0);
 		is_int(vdu_dev_inflight(e.dev), 5, "reset: 4 retired + 1 new in flight");
 		while (e.ram.npending) {

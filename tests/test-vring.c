@@ -1100,10 +1100,7 @@ static void test_malformed(void)
 	WITH(0, "head reused while in flight") {
 		struct sim_blk b;
 
-		blk_init(&b, VIRTIO_BLK_T_IN, 0);
-		b.flags = SIM_BLK_DATA_IN;
-		blk_add_new(&e, &b, 512);
-		sim_blk_post(e.sim, 0, &b);
+		post_reads(&e, 0, &b, 1, 0);
 		sim_kick(e.sim, 0);
 		sim_post_head(e.sim, 0, b.head);
 	}
@@ -1210,10 +1207,7 @@ static void test_reset_inflight(void)
 		uint32_t id, len;
 		int n = 0;
 
-		blk_init(&nb, VIRTIO_BLK_T_IN, 7);
-		nb.flags = SIM_BLK_DATA_IN;
-		blk_add_new(&e, &nb, 512);
-		sim_blk_post(e.sim, 0, &nb);
+		post_reads(&e, 0, &nb, 1, 7);
 		sim_kick(e.sim, 0);
 		is_int(vdu_dev_inflight(e.dev), 5, "reset: 4 retired + 1 new in flight");
 		while (e.ram.npending) {
