@@ -151,6 +151,8 @@ struct vdu_transport {
 	int (*get_vq_info)(struct vdu_dev *dev, struct vduse_vq_info *info);
 	int (*set_vq_kickfd)(struct vdu_dev *dev, unsigned idx, int fd);
 	int (*inject_irq)(struct vdu_dev *dev, unsigned idx);
+	/* Optional: deliver queue idx's interrupts on this CPU. */
+	int (*set_irq_cpu)(struct vdu_dev *dev, unsigned idx, int cpu);
 	vdu_iova_fault_fn iova_fault;
 };
 
@@ -239,6 +241,9 @@ struct vdu_queue {
 	struct event *publish_ev;
 	struct event *poll_ev;
 	uint64_t poll_until;       /* busy-poll deadline, us */
+	bool irq_follow;           /* VDU_DEV_F_IRQ_FOLLOW, while it works */
+	int irq_cpu;               /* CPU the interrupt is set to, -1: unknown */
+	uint64_t irq_cpu_at;       /* when it was last set, us */
 	int kickfd;
 	struct vdu_vring *vr;      /* NULL while disabled */
 	void *backend_qctx;

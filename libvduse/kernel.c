@@ -70,6 +70,33 @@ static int k_inject_irq(struct vdu_dev *dev, unsigned idx)
 	return ioctl(dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
 }
 
+static int k_set_irq_cpu(struct vdu_dev *dev, unsigned idx, int cpu)
+{
+	char path[320], mask[300];
+	size_t len = 0;
+	ssize_t n;
+	int fd, e;
+
+	if (cpu < 0 || cpu >= 32 * 64)
+		return -EINVAL;
+	/* A hex cpumask in 32-bit words, most significant first. */
+	for (int w = cpu / 32; w >= 0; w--)
+		len += (size_t)snprintf(mask + len, sizeof(mask) - len,
+					w == cpu / 32 ? "%x" : ",%08x",
+					w == cpu / 32 ? 1u << (cpu % 32) : 0);
+	snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
+		 dev->name, idx);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, mask, len);
+	e = errno;
+	close(fd);
+	if (n < 0)
+		return -e;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
 static int k_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 {
 	struct vdu_dev *dev = opaque;
@@ -114,6 +141,7 @@ const struct vdu_transport vdu_kernel_transport = {
 	.get_vq_info = k_get_vq_info,
 	.set_vq_kickfd = k_set_vq_kickfd,
 	.inject_irq = k_inject_irq,
+	.set_irq_cpu = k_set_irq_cpu,
 	.iova_fault = k_iova_fault,
 };
 

@@ -45,6 +45,37 @@ static void queue_maybe_reap(struct vdu_queue *q)
 		vdu_iova_reap(q->iova);
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* VDU_DEV_F_IRQ_FOLLOW: the interrupt goes where this thread runs. */
+static void queue_irq_follow(struct vdu_queue *q)
+{
+	const struct vdu_transport *tp = q->dev->tp;
+	int cpu = sched_getcpu(), r;
+	uint64_t now;
+
+	if (cpu < 0 || cpu == q->irq_cpu)
+		return;
+	now = now_us();
+	if (q->irq_cpu >= 0 && now - q->irq_cpu_at < 10000)
+		return; /* a migrating thread: do not chase it */
+	q->irq_cpu_at = now;
+	r = tp->set_irq_cpu ? tp->set_irq_cpu(q->dev, q->idx, cpu) : -ENOTSUP;
+	if (r < 0) {
+		q->irq_follow = false;
+		vdu_info("%s: queue %u: interrupt CPU left to the driver (%s)",
+			 q->dev->name, q->idx, strerror(-r));
+		return;
+	}
+	q->irq_cpu = cpu;
+}
+
 static void queue_publish(struct vdu_queue *q)
 {
 	struct vdu_vring *vr = q->vr;
@@ -56,6 +87,8 @@ static void queue_publish(struct vdu_queue *q)
 		return;
 	}
 	if (vdu_vring_publish(vr)) {
+		if (q->irq_follow)
+			queue_irq_follow(q);
 		if (q->dev->tp->inject_irq(q->dev, q->idx) == 0)
 			q->st.irqs++;
 	}
@@ -466,6 +499,9 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->broken = false;
 	q->st.broken = 0;
 	q->st.enabled = 1;
+	/* The driver set its own affinity while probing: set ours again. */
+	q->irq_follow = dev->opts.flags & VDU_DEV_F_IRQ_FOLLOW;
+	q->irq_cpu = -1;
 	if (vdu_vring_map(q->vr, q->iova) < 0) {
 		vdu_err("%s: queue %u: ring addresses are not mapped",
 			dev->name, q->idx);
@@ -544,14 +580,6 @@ void vdu_queue_disable(struct vdu_queue *q)
 		vdu_vring_free(vr);
 }
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void vdu_queue_process(struct vdu_queue *q)
 {
 	struct vdu_dev *dev = q->dev;
@@ -591,6 +619,10 @@ void vdu_queue_process(struct vdu_queue *q)
 
 			if (n)
 				q->poll_until = now + poll_us;
+			else
+				/* Let the interrupt's completion work run
+				 * when it is queued on this CPU. */
+				sched_yield();
 			if (now < q->poll_until) {
 				event_active(q->poll_ev, EV_TIMEOUT, 1);
 				goto unplug;

@@ -69,6 +69,19 @@ static int tp_inject_irq(struct vdu_dev *dev, unsigned idx)
 	return 0;
 }
 
+static int tp_set_irq_cpu(struct vdu_dev *dev, unsigned idx, int cpu)
+{
+	struct sim *s = sim_of(dev);
+
+	if (idx >= SIM_MAX_VQ)
+		return -EINVAL;
+	s->vq[idx].irq_cpu_sets++;
+	if (s->vq[idx].irq_cpu_err < 0)
+		return s->vq[idx].irq_cpu_err;
+	s->vq[idx].irq_cpu = cpu;
+	return 0;
+}
+
 /* iova_fault's opaque is the device (vdu_dev_start passes dev). */
 static int tp_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 {
@@ -95,6 +108,7 @@ static const struct vdu_transport sim_transport = {
 	.get_vq_info = tp_get_vq_info,
 	.set_vq_kickfd = tp_set_vq_kickfd,
 	.inject_irq = tp_inject_irq,
+	.set_irq_cpu = tp_set_irq_cpu,
 	.iova_fault = tp_iova_fault,
 };
 

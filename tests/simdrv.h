@@ -54,6 +54,9 @@ struct sim_vq {
 	int kickfd;
 	unsigned irqs;               /* interrupts injected */
 	unsigned kicks;
+	int irq_cpu;                 /* last set_irq_cpu, -1: never */
+	unsigned irq_cpu_sets;       /* set_irq_cpu calls */
+	int irq_cpu_err;             /* set_irq_cpu fails with this if < 0 */
 	/* descriptor bookkeeping (driver side) */
 	uint16_t *free_stack;
 	unsigned nfree;

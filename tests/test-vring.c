@@ -5,6 +5,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -1406,6 +1407,67 @@ static void test_batch_unplug(void)
 	env_close(&e);
 }
 
+/* VDU_DEV_F_IRQ_FOLLOW: the interrupt is pointed at the queue thread's
+ * CPU once, again after a reset, and given up when the kernel refuses. */
+static void test_irq_follow(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .flags = VDU_DEV_F_IRQ_FOLLOW };
+	struct env_cfg c0 = { .caps = ALL_CAPS };
+	struct sim_blk bs[4];
+	cpu_set_t one, saved;
+	int cpu;
+
+	/* Pinned, so that the thread cannot migrate between the checks. */
+	sched_getaffinity(0, sizeof(saved), &saved);
+	cpu = sched_getcpu();
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	if (!ok(env_open(&e, &c) == 0, "irq follow: device opened"))
+		goto out;
+	e.sim->vq[0].irq_cpu = -1;
+	env_init(&e, RING_FEATURES, 0);
+	ok_null(write_read_n(&e, 0, 0, 4, 512, 0, LAY_PLAIN, NULL), "irq follow: I/O");
+	post_reads(&e, 0, bs, 3, 0);
+	sim_kick(e.sim, 0);
+	drain(&e, 0);
+	ok(e.sim->vq[0].irq_cpu == cpu && e.sim->vq[0].irq_cpu_sets == 1,
+	   "irq follow: set once to the thread's CPU %d (cpu %d, %u sets, %u irqs)",
+	   cpu, e.sim->vq[0].irq_cpu, e.sim->vq[0].irq_cpu_sets, e.sim->vq[0].irqs);
+	/* The driver sets its own affinity when it probes again. */
+	sim_reset(e.sim);
+	env_init(&e, RING_FEATURES, 0);
+	post_reads(&e, 0, bs, 1, 0);
+	sim_kick(e.sim, 0);
+	drain(&e, 0);
+	is_int(e.sim->vq[0].irq_cpu_sets, 2, "irq follow: set again after a reset");
+	/* A kernel without irq_cb_affinity: one try, interrupts still flow. */
+	sim_reset(e.sim);
+	env_init(&e, RING_FEATURES, 0);
+	e.sim->vq[0].irq_cpu_err = -ENOENT;
+	e.sim->vq[0].irqs = 0;
+	post_reads(&e, 0, bs, 1, 0);
+	sim_kick(e.sim, 0);
+	drain(&e, 0);
+	post_reads(&e, 0, bs, 1, 0);
+	sim_kick(e.sim, 0);
+	drain(&e, 0);
+	ok(e.sim->vq[0].irq_cpu_sets == 3 && e.sim->vq[0].irqs == 2,
+	   "irq follow: refused once, then left alone (%u sets, %u irqs)",
+	   e.sim->vq[0].irq_cpu_sets, e.sim->vq[0].irqs);
+	env_close(&e);
+	/* Off unless asked for. */
+	if (!ok(env_open(&e, &c0) == 0, "irq follow off: device opened"))
+		goto out;
+	env_init(&e, RING_FEATURES, 0);
+	ok_null(write_read_n(&e, 0, 0, 2, 512, 0, LAY_PLAIN, NULL), "irq follow off: I/O");
+	is_int(e.sim->vq[0].irq_cpu_sets, 0, "irq follow off: affinity never touched");
+	env_close(&e);
+out:
+	sched_setaffinity(0, sizeof(saved), &saved);
+}
+
 static void test_block_size(void)
 {
 	struct env e;
@@ -1462,6 +1524,7 @@ int main(void)
 	test_vq_state();
 	test_multiqueue();
 	test_batch_unplug();
+	test_irq_follow();
 	test_block_size();
 	diag("library logged %u error message(s)", lib_errors);
 	return tap_done();

@@ -174,8 +174,10 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
 		  "SIZE" },
 		{ "irq-cpu-list", '\0', POPT_ARG_STRING, &a.irq_cpu_list, 0,
-		  "CPU for each queue's interrupt callback, applied on attach",
-		  "LIST" },
+		  "where each queue's interrupt completion work runs: follow "
+		  "(default: the CPU of the queue's thread), driver (the guest "
+		  "driver's spread) or one CPU per queue, applied on attach",
+		  "follow|driver|LIST" },
 		{ "attach", '\0', POPT_ARG_NONE, &a.attach, 0,
 		  "attach to the vdpa bus and print the device node", NULL },
 		{ "driver", '\0', POPT_ARG_STRING, &a.driver, 0,
@@ -238,7 +240,7 @@ int vctl_cmd_create(int argc, const char **argv)
 		rc = VCTL_EXIT_FAIL;
 		goto out_spec;
 	}
-	if (c.irq_cpu_list &&
+	if (c.irq_mode == VCTL_IRQ_LIST &&
 	    vctl_apply_irq_affinity(c.name, c.irq_cpus, c.queues, err,
 				    sizeof(err)) < 0)
 		fprintf(stderr, "vdusectl: warning: %s\n", err);

@@ -377,7 +377,7 @@ static void attach_done_cb(evutil_socket_t fd, short what, void *arg)
 	if (d->attach_rc == 0) {
 		char err[VCTL_ERR_MAX];
 
-		if (d->c->irq_cpu_list &&
+		if (d->c->irq_mode == VCTL_IRQ_LIST &&
 		    vctl_apply_irq_affinity(d->c->name, d->c->irq_cpus,
 					    d->c->queues, err, sizeof(err)) < 0)
 			vdu_log(VDU_LOG_WARNING, "%s", err);
@@ -500,7 +500,7 @@ int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
 	cfg = json_parse(text);
 	free(text);
 	list = cfg ? json_get_str(cfg, "irq_cpu_list") : NULL;
-	if (list) {
+	if (list && strcmp(list, "follow") != 0 && strcmp(list, "driver") != 0) {
 		rc = vctl_check_cpu_list("irq_cpu_list", list, cpus,
 					 VDU_QUEUES_MAX, &n, err, errlen);
 		if (rc == 0)
@@ -673,6 +673,8 @@ static int setup(struct daemon *d)
 	opts.flags = VDU_DEV_F_QUEUE_THREADS;
 	if (c->ring_packed)
 		opts.flags |= VDU_DEV_F_RING_PACKED;
+	if (c->irq_mode == VCTL_IRQ_FOLLOW)
+		opts.flags |= VDU_DEV_F_IRQ_FOLLOW;
 	opts.poll_us = c->poll_us;
 	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
 	/* Inflight logs next to the other state files, for recovery. */

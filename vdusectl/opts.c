@@ -543,7 +543,12 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 				    c->queues == 1 ? "" : "s");
 		c->cpu_list = a->cpu_list;
 	}
-	if (a->irq_cpu_list) {
+	/* Default: each queue's interrupt on its thread's CPU. */
+	c->irq_cpu_list = a->irq_cpu_list ? a->irq_cpu_list : "follow";
+	c->irq_mode = VCTL_IRQ_FOLLOW;
+	if (strcmp(c->irq_cpu_list, "driver") == 0) {
+		c->irq_mode = VCTL_IRQ_DRIVER;
+	} else if (strcmp(c->irq_cpu_list, "follow") != 0) {
 		unsigned n;
 
 		if (vctl_check_cpu_list("--irq-cpu-list", a->irq_cpu_list,
@@ -555,7 +560,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 				    "--irq-cpu-list '%s' names %u CPU%s for %u queue%s: give one CPU per queue",
 				    a->irq_cpu_list, n, n == 1 ? "" : "s",
 				    c->queues, c->queues == 1 ? "" : "s");
-		c->irq_cpu_list = a->irq_cpu_list;
+		c->irq_mode = VCTL_IRQ_LIST;
 	}
 	if (a->bounce_size &&
 	    vctl_check_bounce_size(a->bounce_size, &c->bounce_size, err,

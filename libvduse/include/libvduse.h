@@ -185,6 +185,16 @@ struct vdu_dev_opts {
 #define VDU_DEV_F_QUEUE_THREADS (1u << 0)
 /* Offer VIRTIO_F_RING_PACKED: the driver may choose the packed ring. */
 #define VDU_DEV_F_RING_PACKED (1u << 1)
+/*
+ * Point each queue's interrupt (/sys/class/vduse/NAME/vqN/irq_cb_affinity,
+ * Linux 6.8+) at the CPU its queue thread runs on, following the thread
+ * when it migrates (at most every 10 ms).  The kernel then runs the
+ * completion work of an interrupt next to the thread that injected it,
+ * instead of spreading it over the driver's CPUs, where it competes with
+ * the submitters.  Overrides the driver's choice; a kernel without the
+ * file, or no permission to write it, turns it off with one log line.
+ */
+#define VDU_DEV_F_IRQ_FOLLOW (1u << 2)
 
 /*
  * Create a device object bound to an opened backend.  The backend stays
