@@ -170,6 +170,7 @@ void vdu_blk_handle(struct vdu_queue *q, struct vdu_req *req)
 	req->io.flags = 0;
 	req->io.iov = NULL;
 	req->io.iovcnt = 0;
+	req->io.len = 0;
 	if (in_len < 1) {
 		/* No place for a status byte: hand the buffer back empty. */
 		vdu_warn("%s: queue %u: request without a status byte",

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <linux/vduse.h>
@@ -151,8 +152,9 @@ struct vdu_transport {
 	int (*get_vq_info)(struct vdu_dev *dev, struct vduse_vq_info *info);
 	int (*set_vq_kickfd)(struct vdu_dev *dev, unsigned idx, int fd);
 	int (*inject_irq)(struct vdu_dev *dev, unsigned idx);
-	/* Optional: deliver queue idx's interrupts on this CPU. */
-	int (*set_irq_cpu)(struct vdu_dev *dev, unsigned idx, int cpu);
+	/* Optional: run queue idx's interrupt work on these CPUs. */
+	int (*set_irq_affinity)(struct vdu_dev *dev, unsigned idx,
+				const cpu_set_t *set);
 	vdu_iova_fault_fn iova_fault;
 };
 
@@ -242,7 +244,9 @@ struct vdu_queue {
 	struct event *poll_ev;
 	uint64_t poll_until;       /* busy-poll deadline, us */
 	bool irq_follow;           /* VDU_DEV_F_IRQ_FOLLOW, while it works */
-	int irq_cpu;               /* CPU the interrupt is set to, -1: unknown */
+	int irq_cpu;               /* thread's CPU when last set, -1: unknown */
+	bool irq_spread;           /* set to all CPUs but irq_cpu */
+	uint64_t irq_avg_bytes;    /* data per interrupt, moving average */
 	uint64_t irq_cpu_at;       /* when it was last set, us */
 	int kickfd;
 	struct vdu_vring *vr;      /* NULL while disabled */
@@ -250,6 +254,7 @@ struct vdu_queue {
 	bool broken;
 	bool processing;           /* in vdu_queue_process: it publishes */
 	bool publish_armed;        /* publish_ev is active */
+	uint64_t unpublished_bytes;/* data of the completions not yet published */
 	unsigned retired;          /* requests of vrings detached by reset */
 	struct vdu_queue_stats st;
 	struct vdu_inflight *log;  /* NULL without a state path */

@@ -70,20 +70,29 @@ static int k_inject_irq(struct vdu_dev *dev, unsigned idx)
 	return ioctl(dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
 }
 
-static int k_set_irq_cpu(struct vdu_dev *dev, unsigned idx, int cpu)
+static int k_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
+			      const cpu_set_t *set)
 {
-	char path[320], mask[300];
+	char path[320], mask[CPU_SETSIZE / 4 + CPU_SETSIZE / 32 + 1];
 	size_t len = 0;
+	int top = -1, fd, e;
 	ssize_t n;
-	int fd, e;
 
-	if (cpu < 0 || cpu >= 32 * 64)
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, set))
+			top = i;
+	if (top < 0)
 		return -EINVAL;
 	/* A hex cpumask in 32-bit words, most significant first. */
-	for (int w = cpu / 32; w >= 0; w--)
+	for (int w = top / 32; w >= 0; w--) {
+		uint32_t word = 0;
+
+		for (int b = 0; b < 32; b++)
+			if (CPU_ISSET(w * 32 + b, set))
+				word |= 1u << b;
 		len += (size_t)snprintf(mask + len, sizeof(mask) - len,
-					w == cpu / 32 ? "%x" : ",%08x",
-					w == cpu / 32 ? 1u << (cpu % 32) : 0);
+					w == top / 32 ? "%x" : ",%08x", word);
+	}
 	snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
 		 dev->name, idx);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -141,7 +150,7 @@ const struct vdu_transport vdu_kernel_transport = {
 	.get_vq_info = k_get_vq_info,
 	.set_vq_kickfd = k_set_vq_kickfd,
 	.inject_irq = k_inject_irq,
-	.set_irq_cpu = k_set_irq_cpu,
+	.set_irq_affinity = k_set_irq_affinity,
 	.iova_fault = k_iova_fault,
 };
 

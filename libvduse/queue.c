@@ -45,6 +45,8 @@ static void queue_maybe_reap(struct vdu_queue *q)
 		vdu_iova_reap(q->iova);
 }
 
+#define VDU_PUBLISH_EARLY_BYTES (256u << 10)
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -53,32 +55,67 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* VDU_DEV_F_IRQ_FOLLOW: the interrupt goes where this thread runs. */
-static void queue_irq_follow(struct vdu_queue *q)
+/*
+ * VDU_DEV_F_IRQ_FOLLOW.  The kernel runs an interrupt's completion work
+ * (virtio-blk completion, and for reads the copy out of the bounce pages)
+ * on a CPU of the queue's irq_cb_affinity.  For small requests that work
+ * is mostly fixed cost: next to this thread it needs no cross-CPU wake-up
+ * and stays off the submitters' CPUs.  For large ones it is mostly the
+ * copy, which should run in parallel with this thread's own copying:
+ * then every CPU but this one.  The choice follows a moving average of
+ * the data per interrupt, with hysteresis, and the kernel's setting is
+ * rewritten only when it changes (at most every 10 ms).
+ */
+#define IRQ_SPREAD_BYTES (256u << 10)
+#define IRQ_LOCAL_BYTES (128u << 10)
+
+static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 {
 	const struct vdu_transport *tp = q->dev->tp;
-	int cpu = sched_getcpu(), r;
+	int cpu = sched_getcpu(), ncpu, r;
+	bool spread;
+	cpu_set_t set;
 	uint64_t now;
 
-	if (cpu < 0 || cpu == q->irq_cpu)
+	/* Exponential moving average, weight 1/8. */
+	q->irq_avg_bytes += ((int64_t)VDU_MIN(bytes, 1u << 30) -
+			     (int64_t)q->irq_avg_bytes) / 8;
+	spread = q->irq_avg_bytes >= (q->irq_spread ? IRQ_LOCAL_BYTES :
+				      IRQ_SPREAD_BYTES);
+	ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
+	if (cpu < 0 || ncpu < 2 || ncpu > CPU_SETSIZE)
+		spread = false;
+	if (cpu < 0 || (cpu == q->irq_cpu && spread == q->irq_spread))
 		return;
 	now = now_us();
 	if (q->irq_cpu >= 0 && now - q->irq_cpu_at < 10000)
 		return; /* a migrating thread: do not chase it */
 	q->irq_cpu_at = now;
-	r = tp->set_irq_cpu ? tp->set_irq_cpu(q->dev, q->idx, cpu) : -ENOTSUP;
+	CPU_ZERO(&set);
+	if (spread) {
+		for (int i = 0; i < ncpu; i++)
+			CPU_SET(i, &set);
+		CPU_CLR(cpu, &set);
+	} else
+		CPU_SET(cpu, &set);
+	r = tp->set_irq_affinity ? tp->set_irq_affinity(q->dev, q->idx, &set) :
+				   -ENOTSUP;
 	if (r < 0) {
 		q->irq_follow = false;
 		vdu_info("%s: queue %u: interrupt CPU left to the driver (%s)",
 			 q->dev->name, q->idx, strerror(-r));
 		return;
 	}
+	vdu_dbg("%s: queue %u: interrupts %s CPU %d", q->dev->name, q->idx,
+		spread ? "away from" : "on", cpu);
 	q->irq_cpu = cpu;
+	q->irq_spread = spread;
 }
 
 static void queue_publish(struct vdu_queue *q)
 {
 	struct vdu_vring *vr = q->vr;
+	uint64_t bytes;
 
 	if (!vr || q->broken || !vr->pending_used)
 		return;
@@ -86,9 +123,11 @@ static void queue_publish(struct vdu_queue *q)
 		queue_break(q, -EFAULT);
 		return;
 	}
+	bytes = q->unpublished_bytes;
+	q->unpublished_bytes = 0;
 	if (vdu_vring_publish(vr)) {
 		if (q->irq_follow)
-			queue_irq_follow(q);
+			queue_irq_follow(q, bytes);
 		if (q->dev->tp->inject_irq(q->dev, q->idx) == 0)
 			q->st.irqs++;
 	}
@@ -502,6 +541,8 @@ int vdu_queue_enable(struct vdu_queue *q)
 	/* The driver set its own affinity while probing: set ours again. */
 	q->irq_follow = dev->opts.flags & VDU_DEV_F_IRQ_FOLLOW;
 	q->irq_cpu = -1;
+	q->irq_spread = false;
+	q->irq_avg_bytes = 0;
 	if (vdu_vring_map(q->vr, q->iova) < 0) {
 		vdu_err("%s: queue %u: ring addresses are not mapped",
 			dev->name, q->idx);
@@ -607,6 +648,11 @@ void vdu_queue_process(struct vdu_queue *q)
 			vdu_blk_handle(q, req);
 			if (q->broken || q->vr != vr)
 				goto unplug;
+			/* Large completions that came back at once (a fast
+			 * backend) go out now: the driver's copy out of its
+			 * bounce pages then overlaps with the next ones. */
+			if (q->unpublished_bytes >= VDU_PUBLISH_EARLY_BYTES)
+				queue_publish(q);
 		}
 		if (r < 0) {
 			queue_break(q, r);
@@ -657,6 +703,8 @@ void vdu_req_finish(struct vdu_req *req, uint8_t status)
 	}
 	q->st.inflight--;
 	q->st.requests++;
+	if (req->io.op == VDU_IO_READ || req->io.op == VDU_IO_WRITE)
+		q->unpublished_bytes += req->io.len;
 	if (status != 0)
 		q->st.errors++;
 	if (req->status)

@@ -69,16 +69,27 @@ static int tp_inject_irq(struct vdu_dev *dev, unsigned idx)
 	return 0;
 }
 
-static int tp_set_irq_cpu(struct vdu_dev *dev, unsigned idx, int cpu)
+static int tp_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
+			       const cpu_set_t *set)
 {
 	struct sim *s = sim_of(dev);
+	int cpu = -1;
 
 	if (idx >= SIM_MAX_VQ)
 		return -EINVAL;
 	s->vq[idx].irq_cpu_sets++;
 	if (s->vq[idx].irq_cpu_err < 0)
 		return s->vq[idx].irq_cpu_err;
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, set)) {
+			if (cpu >= 0) {
+				cpu = -2; /* more than one */
+				break;
+			}
+			cpu = i;
+		}
 	s->vq[idx].irq_cpu = cpu;
+	s->vq[idx].irq_cpu_count = CPU_COUNT(set);
 	return 0;
 }
 
@@ -108,7 +119,7 @@ static const struct vdu_transport sim_transport = {
 	.get_vq_info = tp_get_vq_info,
 	.set_vq_kickfd = tp_set_vq_kickfd,
 	.inject_irq = tp_inject_irq,
-	.set_irq_cpu = tp_set_irq_cpu,
+	.set_irq_affinity = tp_set_irq_affinity,
 	.iova_fault = tp_iova_fault,
 };
 

@@ -54,9 +54,11 @@ struct sim_vq {
 	int kickfd;
 	unsigned irqs;               /* interrupts injected */
 	unsigned kicks;
-	int irq_cpu;                 /* last set_irq_cpu, -1: never */
-	unsigned irq_cpu_sets;       /* set_irq_cpu calls */
-	int irq_cpu_err;             /* set_irq_cpu fails with this if < 0 */
+	int irq_cpu;                 /* the one CPU of the last set_irq_affinity,
+				      * -1: never, -2: several */
+	int irq_cpu_count;           /* CPUs in it */
+	unsigned irq_cpu_sets;       /* set_irq_affinity calls */
+	int irq_cpu_err;             /* set_irq_affinity fails with this if < 0 */
 	/* descriptor bookkeeping (driver side) */
 	uint16_t *free_stack;
 	unsigned nfree;

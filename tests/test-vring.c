@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <event2/event.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -1412,11 +1413,12 @@ static void test_batch_unplug(void)
 static void test_irq_follow(void)
 {
 	struct env e;
-	struct env_cfg c = { .caps = ALL_CAPS, .flags = VDU_DEV_F_IRQ_FOLLOW };
+	struct env_cfg c = { .caps = ALL_CAPS, .flags = VDU_DEV_F_IRQ_FOLLOW,
+			     .size = 4 << 20 };
 	struct env_cfg c0 = { .caps = ALL_CAPS };
 	struct sim_blk bs[4];
 	cpu_set_t one, saved;
-	int cpu;
+	int cpu, ncpu;
 
 	/* Pinned, so that the thread cannot migrate between the checks. */
 	sched_getaffinity(0, sizeof(saved), &saved);
@@ -1435,13 +1437,35 @@ static void test_irq_follow(void)
 	ok(e.sim->vq[0].irq_cpu == cpu && e.sim->vq[0].irq_cpu_sets == 1,
 	   "irq follow: set once to the thread's CPU %d (cpu %d, %u sets, %u irqs)",
 	   cpu, e.sim->vq[0].irq_cpu, e.sim->vq[0].irq_cpu_sets, e.sim->vq[0].irqs);
+	/* Large transfers: the copy-out work goes to the other CPUs. */
+	ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
+	usleep(11000);
+	for (int i = 0; i < 4; i++)
+		ok_null(write_read_n(&e, 0, 0, 16, 64 << 10, 0, LAY_PLAIN, NULL),
+			"irq follow: 1 MiB write + read %d", i);
+	if (ncpu > 1)
+		ok(e.sim->vq[0].irq_cpu_count == ncpu - 1 &&
+		   e.sim->vq[0].irq_cpu != cpu && e.sim->vq[0].irq_cpu_sets == 2,
+		   "irq follow: 1 MiB requests: every CPU but %d (%d of %d CPUs, %u sets)",
+		   cpu, e.sim->vq[0].irq_cpu_count, ncpu, e.sim->vq[0].irq_cpu_sets);
+	else
+		is_int(e.sim->vq[0].irq_cpu, cpu, "irq follow: 1 CPU: stays local");
+	/* Small ones again: back next to the thread. */
+	usleep(11000);
+	for (int i = 0; i < 12; i++)
+		if (write_read_n(&e, 0, 0, 1, 4096, 0, LAY_PLAIN, NULL))
+			break;
+	ok(e.sim->vq[0].irq_cpu == cpu && e.sim->vq[0].irq_cpu_sets == (ncpu > 1 ? 3 : 1),
+	   "irq follow: 4 KiB requests: back on CPU %d (cpu %d, %u sets)", cpu,
+	   e.sim->vq[0].irq_cpu, e.sim->vq[0].irq_cpu_sets);
 	/* The driver sets its own affinity when it probes again. */
 	sim_reset(e.sim);
 	env_init(&e, RING_FEATURES, 0);
 	post_reads(&e, 0, bs, 1, 0);
 	sim_kick(e.sim, 0);
 	drain(&e, 0);
-	is_int(e.sim->vq[0].irq_cpu_sets, 2, "irq follow: set again after a reset");
+	is_int(e.sim->vq[0].irq_cpu_sets, ncpu > 1 ? 4 : 2,
+	       "irq follow: set again after a reset");
 	/* A kernel without irq_cb_affinity: one try, interrupts still flow. */
 	sim_reset(e.sim);
 	env_init(&e, RING_FEATURES, 0);
@@ -1453,7 +1477,7 @@ static void test_irq_follow(void)
 	post_reads(&e, 0, bs, 1, 0);
 	sim_kick(e.sim, 0);
 	drain(&e, 0);
-	ok(e.sim->vq[0].irq_cpu_sets == 3 && e.sim->vq[0].irqs == 2,
+	ok(e.sim->vq[0].irq_cpu_sets == (ncpu > 1 ? 5u : 3u) && e.sim->vq[0].irqs == 2,
 	   "irq follow: refused once, then left alone (%u sets, %u irqs)",
 	   e.sim->vq[0].irq_cpu_sets, e.sim->vq[0].irqs);
 	env_close(&e);
