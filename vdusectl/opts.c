@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -550,6 +551,11 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		c->irq_mode = VCTL_IRQ_DRIVER;
 	} else if (strcmp(c->irq_cpu_list, "follow") != 0) {
 		unsigned n;
+
+		if (!isdigit((unsigned char)c->irq_cpu_list[0]))
+			return fail(err, errlen,
+				    "--irq-cpu-list '%s' is not follow, driver or a CPU list: e.g. --irq-cpu-list follow or --irq-cpu-list 0,1",
+				    c->irq_cpu_list);
 
 		if (vctl_check_cpu_list("--irq-cpu-list", a->irq_cpu_list,
 					c->irq_cpus, VDU_QUEUES_MAX, &n, err,

@@ -122,13 +122,15 @@ vd() { # CONFIG QUEUES ARGS...: create, attach, bench
 }
 need_project
 vd vduse-split-1q 1 --ring split
+vd vduse-split-driver-1q 1 --ring split --irq-cpu-list driver
 vd vduse-packed-1q 1 --ring packed
 vd vduse-split-poll-1q 1 --ring split --poll-us 50
+vd vduse-split-poll500-1q 1 --ring split --poll-us 500
 vd vduse-packed-poll-1q 1 --ring packed --poll-us 50
-vd vduse-split-irq-1q 1 --ring split --irq-cpu-list 0 --cpu-list 1
 vd vduse-split-2q 2 --ring split
+vd vduse-split-driver-2q 2 --ring split --irq-cpu-list driver
 vd vduse-packed-2q 2 --ring packed
-vd vduse-split-2q-pin 2 --ring split --cpu-list 0,1 --irq-cpu-list 0,1
+vd vduse-split-2q-pin 2 --ring split --cpu-list 0,1
 
 # --- table: medians
 echo "@@TABLE-BEGIN"
