@@ -181,7 +181,7 @@ expect 2 "--cpu-list: CPU 99999 does not exist" \
 	create d0 --backend null --size 1M --cpu-list 99999
 expect 2 "--irq-cpu-list '0,0' names 2 CPUs for 1 queue" \
 	create d0 --backend null --size 1M --irq-cpu-list 0,0
-expect 2 "--irq-cpu-list 'a' is not follow, driver or a CPU list" \
+expect 2 "--irq-cpu-list 'a' is not auto, follow, driver or a CPU list" \
 	create d0 --backend null --size 1M --irq-cpu-list a
 expect 2 "--irq-cpu-list '0,x' is not a CPU list" \
 	create d0 --backend null --size 1M --irq-cpu-list 0,x

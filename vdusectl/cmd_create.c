@@ -175,9 +175,10 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "SIZE" },
 		{ "irq-cpu-list", '\0', POPT_ARG_STRING, &a.irq_cpu_list, 0,
 		  "where each queue's interrupt completion work runs: follow "
-		  "(default: the CPU of the queue's thread), driver (the guest "
-		  "driver's spread) or one CPU per queue, applied on attach",
-		  "follow|driver|LIST" },
+		  "(the CPU of the queue's thread), driver (the guest driver's "
+		  "choice), auto (default: follow for one queue, driver for "
+		  "several) or one CPU per queue, applied on attach",
+		  "auto|follow|driver|LIST" },
 		{ "attach", '\0', POPT_ARG_NONE, &a.attach, 0,
 		  "attach to the vdpa bus and print the device node", NULL },
 		{ "driver", '\0', POPT_ARG_STRING, &a.driver, 0,

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -500,7 +501,7 @@ int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
 	cfg = json_parse(text);
 	free(text);
 	list = cfg ? json_get_str(cfg, "irq_cpu_list") : NULL;
-	if (list && strcmp(list, "follow") != 0 && strcmp(list, "driver") != 0) {
+	if (list && isdigit((unsigned char)list[0])) {
 		rc = vctl_check_cpu_list("irq_cpu_list", list, cpus,
 					 VDU_QUEUES_MAX, &n, err, errlen);
 		if (rc == 0)

@@ -544,17 +544,22 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 				    c->queues == 1 ? "" : "s");
 		c->cpu_list = a->cpu_list;
 	}
-	/* Default: each queue's interrupt on its thread's CPU. */
-	c->irq_cpu_list = a->irq_cpu_list ? a->irq_cpu_list : "follow";
-	c->irq_mode = VCTL_IRQ_FOLLOW;
-	if (strcmp(c->irq_cpu_list, "driver") == 0) {
+	/* Default "auto": one queue follows its thread; with several the
+	 * driver already ties each queue's interrupt to the CPUs that submit
+	 * to it, which measured better (tests/bench/results-null.md). */
+	c->irq_cpu_list = a->irq_cpu_list ? a->irq_cpu_list : "auto";
+	if (strcmp(c->irq_cpu_list, "auto") == 0) {
+		c->irq_mode = c->queues == 1 ? VCTL_IRQ_FOLLOW : VCTL_IRQ_DRIVER;
+	} else if (strcmp(c->irq_cpu_list, "follow") == 0) {
+		c->irq_mode = VCTL_IRQ_FOLLOW;
+	} else if (strcmp(c->irq_cpu_list, "driver") == 0) {
 		c->irq_mode = VCTL_IRQ_DRIVER;
-	} else if (strcmp(c->irq_cpu_list, "follow") != 0) {
+	} else {
 		unsigned n;
 
 		if (!isdigit((unsigned char)c->irq_cpu_list[0]))
 			return fail(err, errlen,
-				    "--irq-cpu-list '%s' is not follow, driver or a CPU list: e.g. --irq-cpu-list follow or --irq-cpu-list 0,1",
+				    "--irq-cpu-list '%s' is not auto, follow, driver or a CPU list: e.g. --irq-cpu-list follow or --irq-cpu-list 0,1",
 				    c->irq_cpu_list);
 
 		if (vctl_check_cpu_list("--irq-cpu-list", a->irq_cpu_list,

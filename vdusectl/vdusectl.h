@@ -128,7 +128,7 @@ struct vctl_create {
 	const char *cpu_list;     /* as given, NULL: threads not pinned */
 	int cpus[VDU_QUEUES_MAX]; /* one per queue when cpu_list */
 	uint32_t bounce_size;     /* bytes, 0: the kernel's default */
-	const char *irq_cpu_list; /* as given: "follow", "driver" or a list */
+	const char *irq_cpu_list; /* as given: auto, follow, driver or a list */
 	enum { VCTL_IRQ_FOLLOW, VCTL_IRQ_DRIVER, VCTL_IRQ_LIST } irq_mode;
 	int irq_cpus[VDU_QUEUES_MAX]; /* one per queue when VCTL_IRQ_LIST */
 	bool attach;

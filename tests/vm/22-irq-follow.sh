@@ -1,9 +1,10 @@
 #!/bin/sh
-# Interrupt placement (--irq-cpu-list): by default ("follow") each queue's
-# interrupt callback (/sys/class/vduse/NAME/vqN/irq_cb_affinity) is set to
-# the CPU its queue thread runs on; "driver" keeps the guest driver's
-# spread; a CPU list sets it at attach.  Checked with pinned threads, after
-# I/O, and again after the driver re-probed the device (detach + attach).
+# Interrupt placement (--irq-cpu-list): "follow" sets each queue's interrupt
+# callback (/sys/class/vduse/NAME/vqN/irq_cb_affinity) to the CPU its queue
+# thread runs on; "driver" keeps the guest driver's choice; "auto" (the
+# default) is follow for one queue and driver for several; a CPU list is
+# set at attach.  Checked with pinned threads, after I/O, and again after
+# the driver re-probed the device (detach + attach).
 . "$VDU_TESTDIR/cli-lib.sh"
 need_cmd fio jq
 
@@ -21,8 +22,8 @@ io() { # NODE: some I/O on every queue
         --output=/dev/null || fail "fio on $1"
 }
 
-# follow (the default), threads pinned crosswise: queue 0 on CPU 1, queue 1 on CPU 0
-vdev_create t22 --backend null --size 64M --queues 2 --cpu-list 1,0
+# follow, threads pinned crosswise: queue 0 on CPU 1, queue 1 on CPU 0
+vdev_create t22 --backend null --size 64M --queues 2 --cpu-list 1,0 --irq-cpu-list follow
 node=$(vdev_attach t22) || exit 1
 [ -e /sys/class/vduse/t22/vq0/irq_cb_affinity ] ||
     skip "this kernel has no irq_cb_affinity"
@@ -38,6 +39,26 @@ io "$node"
 assert_eq "$(mask_of t22 0)" 2 "vq0 irq mask after re-attach"
 assert_eq "$(mask_of t22 1)" 1 "vq1 irq mask after re-attach"
 vdusectl destroy t22 --force || fail "destroy t22"
+
+# auto, 2 queues: the driver's per-queue CPUs (queue N on CPU N here),
+# not the (crosswise) threads' CPUs
+vdev_create t22a --backend null --size 64M --queues 2 --cpu-list 1,0
+node=$(vdev_attach t22a) || exit 1
+vdusectl show t22a --json >"$VDU_SCRATCH/show.json" || fail "show"
+assert_eq "$(jqv "$VDU_SCRATCH/show.json" .irq_cpu_list)" auto "show .irq_cpu_list (default)"
+io "$node"
+if [ "$ncpu" = 2 ]; then
+    assert_eq "$(mask_of t22a 0)" 1 "vq0 irq mask with auto, 2 queues"
+    assert_eq "$(mask_of t22a 1)" 2 "vq1 irq mask with auto, 2 queues"
+fi
+vdusectl destroy t22a --force || fail "destroy t22a"
+
+# auto, 1 queue: follows the thread
+vdev_create t22b --backend null --size 64M --cpu-list 1
+node=$(vdev_attach t22b) || exit 1
+io "$node"
+assert_eq "$(mask_of t22b 0)" 2 "vq0 irq mask with auto, 1 queue (thread on CPU 1)"
+vdusectl destroy t22b --force || fail "destroy t22b"
 
 # driver: left as virtio_vdpa's probe set it (both CPUs for 1 queue)
 vdev_create t22d --backend null --size 64M --cpu-list 1 --irq-cpu-list driver

@@ -128,7 +128,7 @@ vd vduse-split-poll-1q 1 --ring split --poll-us 50
 vd vduse-split-poll500-1q 1 --ring split --poll-us 500
 vd vduse-packed-poll-1q 1 --ring packed --poll-us 50
 vd vduse-split-2q 2 --ring split
-vd vduse-split-driver-2q 2 --ring split --irq-cpu-list driver
+vd vduse-split-follow-2q 2 --ring split --irq-cpu-list follow
 vd vduse-packed-2q 2 --ring packed
 vd vduse-split-2q-pin 2 --ring split --cpu-list 0,1
 
