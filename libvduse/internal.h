@@ -246,6 +246,7 @@ struct vdu_queue {
 	bool irq_follow;           /* VDU_DEV_F_IRQ_FOLLOW, while it works */
 	int irq_cpu;               /* thread's CPU when last set, -1: unknown */
 	bool irq_spread;           /* set to all CPUs but irq_cpu */
+	int irq_ncpu;              /* CPUs configured, for the spread set */
 	uint64_t irq_avg_bytes;    /* data per interrupt, moving average */
 	uint64_t irq_cpu_at;       /* when it was last set, us */
 	int kickfd;

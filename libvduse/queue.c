@@ -72,7 +72,7 @@ static uint64_t now_us(void)
 static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 {
 	const struct vdu_transport *tp = q->dev->tp;
-	int cpu = sched_getcpu(), ncpu, r;
+	int cpu = sched_getcpu(), ncpu = q->irq_ncpu, r;
 	bool spread;
 	cpu_set_t set;
 	uint64_t now;
@@ -82,7 +82,6 @@ static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 			     (int64_t)q->irq_avg_bytes) / 8;
 	spread = q->irq_avg_bytes >= (q->irq_spread ? IRQ_LOCAL_BYTES :
 				      IRQ_SPREAD_BYTES);
-	ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
 	if (cpu < 0 || ncpu < 2 || ncpu > CPU_SETSIZE)
 		spread = false;
 	if (cpu < 0 || (cpu == q->irq_cpu && spread == q->irq_spread))
@@ -543,6 +542,8 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->irq_cpu = -1;
 	q->irq_spread = false;
 	q->irq_avg_bytes = 0;
+	/* Read once: glibc finds it by listing a sysfs directory. */
+	q->irq_ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
 	if (vdu_vring_map(q->vr, q->iova) < 0) {
 		vdu_err("%s: queue %u: ring addresses are not mapped",
 			dev->name, q->idx);
