@@ -163,8 +163,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "read-only", '\0', POPT_ARG_NONE, &a.read_only, 0,
 		  "export the device read-only", NULL },
 		{ "ring", '\0', POPT_ARG_STRING, &a.ring, 0,
-		  "virtqueue layout offered: packed (default; the driver may "
-		  "still choose split) or split", "packed|split" },
+		  "virtqueue layout offered: split (default) or packed (the "
+		  "driver may still choose split)", "split|packed" },
 		{ "cpu-list", '\0', POPT_ARG_STRING, &a.cpu_list, 0,
 		  "pin queue threads, one CPU per queue (e.g. 0,1 or 0-3)", "LIST" },
 		{ "poll-us", '\0', POPT_ARG_STRING, &a.poll_us, 0,

@@ -39,8 +39,9 @@ enum {
 #define VCTL_PARAMS_MAX 32
 #define VCTL_ERR_MAX 512
 /* --ring default: packed only if it is not slower (tests/bench). */
-/* Packed by default: faster in every row of tests/bench/results-null.md. */
-#define VCTL_RING_PACKED_DEFAULT true
+/* Split by default: packed measured within the noise of it over three
+ * boots (tests/bench/results-null.md, README). */
+#define VCTL_RING_PACKED_DEFAULT false
 
 /* ------------------------------------------------------------ main.c */
 
