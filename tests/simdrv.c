@@ -204,6 +204,17 @@ int sim_attach(struct sim *s, struct vdu_dev *dev)
 	return vdu_dev_start(dev);
 }
 
+int sim_open_default(struct event_base *base, struct vdu_dev *dev,
+		     struct sim **out)
+{
+	struct sim *s = sim_new(base);
+
+	*out = s;
+	if (!s || sim_default_layout(s) < 0)
+		return -ENOMEM;
+	return sim_attach(s, dev);
+}
+
 struct sim_region *sim_region_of(struct sim *s, uint64_t iova)
 {
 	for (unsigned i = 0; i < s->nreg; i++)

@@ -115,6 +115,10 @@ uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
 int sim_default_layout(struct sim *s);
 /* Install the transport and vdu_dev_start() the device. */
 int sim_attach(struct sim *s, struct vdu_dev *dev);
+/* sim_new + sim_default_layout + sim_attach; *out is set even on failure
+ * (NULL only when sim_new failed), for the caller to sim_free. */
+int sim_open_default(struct event_base *base, struct vdu_dev *dev,
+		     struct sim **out);
 
 /* Memory helpers (may cross region boundaries). */
 struct sim_region *sim_region_of(struct sim *s, uint64_t iova);

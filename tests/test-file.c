@@ -158,10 +158,7 @@ static int env_open(struct env *e, const char *kv[], unsigned nq, unsigned qsize
 	r = vdu_dev_new(&o, be, e->h, e->base, &e->dev);
 	if (r < 0)
 		return r;
-	e->sim = sim_new(e->base);
-	if (!e->sim || sim_default_layout(e->sim) < 0)
-		return -ENOMEM;
-	r = sim_attach(e->sim, e->dev);
+	r = sim_open_default(e->base, e->dev, &e->sim);
 	if (r < 0)
 		return r;
 	vdu_dev_get_info(e->dev, &e->info);

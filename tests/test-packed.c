@@ -63,11 +63,11 @@ static void test_features(void)
 		struct ram ram = { .size = 1 << 20 };
 		struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "np" };
 		struct vdu_dev *dev = NULL;
-		struct sim *s = sim_new(base);
+		struct sim *s = NULL;
 
 		ram.data = calloc(1, ram.size);
 		if (vdu_dev_new(&o, &ram_backend, &ram, base, &dev) == 0 &&
-		    sim_default_layout(s) == 0 && sim_attach(s, dev) == 0) {
+		    sim_open_default(base, dev, &s) == 0) {
 			vdu_dev_get_info(dev, &info);
 			ok(!(info.features_offered & PACKED),
 			   "without VDU_DEV_F_RING_PACKED: not offered");

@@ -211,8 +211,7 @@ int main(int argc, char **argv)
 	}
 	if (vdu_dev_new(&o, be, bh, base, &dev) < 0)
 		die("vdu_dev_new failed");
-	s = sim_new(base);
-	if (!s || sim_default_layout(s) < 0 || sim_attach(s, dev) < 0)
+	if (sim_open_default(base, dev, &s) < 0)
 		die("simulated driver setup failed");
 	vdu_dev_get_info(dev, &info);
 	feat = info.features_offered & ~(F(VIRTIO_RING_F_INDIRECT_DESC) |
