@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <sched.h>
 #include <stdint.h>
 #include <sys/uio.h>
 #include <linux/vduse.h>
@@ -18,6 +17,8 @@
 #define VDU_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define VDU_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define VDU_MAX(a, b) ((a) > (b) ? (a) : (b))
+/* CPUs vdu_set_irq_affinity_by_name can name (glibc's CPU_SETSIZE). */
+#define VDU_CPUS_MAX 1024
 
 #define vdu_err(...) vdu_log(VDU_LOG_ERR, __VA_ARGS__)
 #define vdu_warn(...) vdu_log(VDU_LOG_WARNING, __VA_ARGS__)
@@ -152,9 +153,9 @@ struct vdu_transport {
 	int (*get_vq_info)(struct vdu_dev *dev, struct vduse_vq_info *info);
 	int (*set_vq_kickfd)(struct vdu_dev *dev, unsigned idx, int fd);
 	int (*inject_irq)(struct vdu_dev *dev, unsigned idx);
-	/* Optional: run queue idx's interrupt work on these CPUs. */
+	/* Optional: run queue idx's interrupt work on these n CPUs. */
 	int (*set_irq_affinity)(struct vdu_dev *dev, unsigned idx,
-				const cpu_set_t *set);
+				const int *cpus, unsigned n);
 	vdu_iova_fault_fn iova_fault;
 };
 

@@ -70,40 +70,45 @@ static int k_inject_irq(struct vdu_dev *dev, unsigned idx)
 	return ioctl(dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
 }
 
-static int k_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
-			      const cpu_set_t *set)
+int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
+				 const int *cpus, unsigned n)
 {
-	char path[320], mask[CPU_SETSIZE / 4 + CPU_SETSIZE / 32 + 1];
+	enum { WORDS = VDU_CPUS_MAX / 32 };
+	char path[320], mask[WORDS * 9 + 1];
+	uint32_t words[WORDS] = { 0 };
 	size_t len = 0;
 	int top = -1, fd, e;
-	ssize_t n;
+	ssize_t w;
 
-	for (int i = 0; i < CPU_SETSIZE; i++)
-		if (CPU_ISSET(i, set))
-			top = i;
-	if (top < 0)
+	if (vdu_name_valid(name) < 0 || !n)
 		return -EINVAL;
-	/* A hex cpumask in 32-bit words, most significant first. */
-	for (int w = top / 32; w >= 0; w--) {
-		uint32_t word = 0;
-
-		for (int b = 0; b < 32; b++)
-			if (CPU_ISSET(w * 32 + b, set))
-				word |= 1u << b;
-		len += (size_t)snprintf(mask + len, sizeof(mask) - len,
-					w == top / 32 ? "%x" : ",%08x", word);
+	for (unsigned i = 0; i < n; i++) {
+		if (cpus[i] < 0 || cpus[i] >= VDU_CPUS_MAX)
+			return -EINVAL;
+		words[cpus[i] / 32] |= 1u << (cpus[i] % 32);
+		top = VDU_MAX(top, cpus[i]);
 	}
+	/* A hex cpumask in 32-bit words, most significant first. */
+	for (int i = top / 32; i >= 0; i--)
+		len += (size_t)snprintf(mask + len, sizeof(mask) - len,
+					i == top / 32 ? "%x" : ",%08x", words[i]);
 	snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
-		 dev->name, idx);
+		 name, qidx);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	n = write(fd, mask, len);
+	w = write(fd, mask, len);
 	e = errno;
 	close(fd);
-	if (n < 0)
+	if (w < 0)
 		return -e;
-	return (size_t)n == len ? 0 : -EIO;
+	return (size_t)w == len ? 0 : -EIO;
+}
+
+static int k_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
+			      const int *cpus, unsigned n)
+{
+	return vdu_set_irq_affinity_by_name(dev->name, idx, cpus, n);
 }
 
 static int k_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)

@@ -73,8 +73,9 @@ static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 {
 	const struct vdu_transport *tp = q->dev->tp;
 	int cpu = sched_getcpu(), ncpu = q->irq_ncpu, r;
+	int cpus[VDU_CPUS_MAX];
+	unsigned n = 0;
 	bool spread;
-	cpu_set_t set;
 	uint64_t now;
 
 	/* Exponential moving average, weight 1/8. */
@@ -82,7 +83,7 @@ static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 			     (int64_t)q->irq_avg_bytes) / 8;
 	spread = q->irq_avg_bytes >= (q->irq_spread ? IRQ_LOCAL_BYTES :
 				      IRQ_SPREAD_BYTES);
-	if (cpu < 0 || ncpu < 2 || ncpu > CPU_SETSIZE)
+	if (cpu < 0 || ncpu < 2 || ncpu > VDU_CPUS_MAX)
 		spread = false;
 	if (cpu < 0 || (cpu == q->irq_cpu && spread == q->irq_spread))
 		return;
@@ -90,15 +91,14 @@ static void queue_irq_follow(struct vdu_queue *q, uint64_t bytes)
 	if (q->irq_cpu >= 0 && now - q->irq_cpu_at < 10000)
 		return; /* a migrating thread: do not chase it */
 	q->irq_cpu_at = now;
-	CPU_ZERO(&set);
 	if (spread) {
 		for (int i = 0; i < ncpu; i++)
-			CPU_SET(i, &set);
-		CPU_CLR(cpu, &set);
+			if (i != cpu)
+				cpus[n++] = i;
 	} else
-		CPU_SET(cpu, &set);
-	r = tp->set_irq_affinity ? tp->set_irq_affinity(q->dev, q->idx, &set) :
-				   -ENOTSUP;
+		cpus[n++] = cpu;
+	r = tp->set_irq_affinity ?
+	    tp->set_irq_affinity(q->dev, q->idx, cpus, n) : -ENOTSUP;
 	if (r < 0) {
 		q->irq_follow = false;
 		vdu_info("%s: queue %u: interrupt CPU left to the driver (%s)",

@@ -70,26 +70,17 @@ static int tp_inject_irq(struct vdu_dev *dev, unsigned idx)
 }
 
 static int tp_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
-			       const cpu_set_t *set)
+			       const int *cpus, unsigned n)
 {
 	struct sim *s = sim_of(dev);
-	int cpu = -1;
 
 	if (idx >= SIM_MAX_VQ)
 		return -EINVAL;
 	s->vq[idx].irq_cpu_sets++;
 	if (s->vq[idx].irq_cpu_err < 0)
 		return s->vq[idx].irq_cpu_err;
-	for (int i = 0; i < CPU_SETSIZE; i++)
-		if (CPU_ISSET(i, set)) {
-			if (cpu >= 0) {
-				cpu = -2; /* more than one */
-				break;
-			}
-			cpu = i;
-		}
-	s->vq[idx].irq_cpu = cpu;
-	s->vq[idx].irq_cpu_count = CPU_COUNT(set);
+	s->vq[idx].irq_cpu = n == 1 ? cpus[0] : -2;
+	s->vq[idx].irq_cpu_count = (int)n;
 	return 0;
 }
 

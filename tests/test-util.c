@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* vdu_parse_size, vdu_name_valid and the iov helpers. */
+/* vdu_parse_size, vdu_name_valid, the iov helpers and the argument checks
+ * of vdu_set_irq_affinity_by_name. */
 #include <errno.h>
 #include <string.h>
 
@@ -102,6 +103,21 @@ int main(void)
 		   memcmp(c, "XXrld", 5) == 0, "iov_from_buf across iovecs");
 		n = vdu_iov_from_buf(iov, 4, 9, "1234", 4);
 		ok(n == 2 && memcmp(c, "XXr12", 5) == 0, "iov_from_buf stops at the end");
+	}
+	{
+		/* Refused before any file is touched. */
+		int one = 0, big = 1024, neg = -1;
+
+		is_int(vdu_set_irq_affinity_by_name("../x", 0, &one, 1), -EINVAL,
+		       "set_irq_affinity: bad name refused");
+		is_int(vdu_set_irq_affinity_by_name("d", 0, &one, 0), -EINVAL,
+		       "set_irq_affinity: no CPU refused");
+		is_int(vdu_set_irq_affinity_by_name("d", 0, &big, 1), -EINVAL,
+		       "set_irq_affinity: CPU 1024 refused");
+		is_int(vdu_set_irq_affinity_by_name("d", 0, &neg, 1), -EINVAL,
+		       "set_irq_affinity: CPU -1 refused");
+		is_int(vdu_set_irq_affinity_by_name("vdu-no-such-dev", 0, &one, 1),
+		       -ENOENT, "set_irq_affinity: no such device: -ENOENT");
 	}
 	return tap_done();
 }

@@ -458,28 +458,18 @@ int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
 			    char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < n; i++) {
-		char path[320], mask[300];
-		size_t len = 0;
-		int cpu = cpus[i], rc;
+		int rc = vdu_set_irq_affinity_by_name(name, i, &cpus[i], 1);
 
-		/* A hex cpumask, 32-bit words separated by commas. */
-		for (int w = cpu / 32; w >= 0; w--)
-			len += (size_t)snprintf(mask + len, sizeof(mask) - len,
-						w == cpu / 32 ? "%x" : ",%08x",
-						w == cpu / 32 ? 1u << (cpu % 32) : 0);
-		snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
-			 name, i);
-		rc = write_sysfs(path, mask);
 		if (rc == -ENOENT) {
 			snprintf(err, errlen,
-				 "this kernel has no %.320s (an older kernel): interrupt affinity not set",
-				 path);
+				 "this kernel has no /sys/class/vduse/%.256s/vq%u/irq_cb_affinity (an older kernel): interrupt affinity not set",
+				 name, i);
 			return rc;
 		}
 		if (rc < 0) {
 			snprintf(err, errlen,
-				 "cannot set the interrupt CPU of queue %u to %d: %.320s: %s",
-				 i, cpu, path, strerror(-rc));
+				 "cannot set the interrupt CPU of queue %u to %d: /sys/class/vduse/%.256s/vq%u/irq_cb_affinity: %s",
+				 i, cpus[i], name, i, strerror(-rc));
 			return rc;
 		}
 	}

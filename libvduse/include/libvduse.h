@@ -269,6 +269,16 @@ VDU_API int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
 /* Destroy a kernel VDUSE device by name (no object needed). */
 VDU_API int vdu_destroy_by_name(const char *name);
 
+/*
+ * Run queue qidx's interrupt work on the n CPUs listed in cpus: writes
+ * /sys/class/vduse/NAME/vqQIDX/irq_cb_affinity (Linux 6.8+; -ENOENT
+ * before).  The driver sets its own when it probes the device, so call
+ * it after every attach.  -EINVAL for a bad name, no CPU or one outside
+ * 0-1023.
+ */
+VDU_API int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
+					 const int *cpus, unsigned n);
+
 /* ------------------------------------------------------------------ */
 /* vdpa bus: netlink (generic netlink family "vdpa") and driver binding */
 
