@@ -244,6 +244,8 @@ struct vdu_queue {
 	struct event *publish_ev;
 	struct event *poll_ev;
 	uint64_t poll_until;       /* busy-poll deadline, us */
+	uint64_t poll_from;        /* end of the last batch with work, us */
+	unsigned poll_win;         /* adaptive window, us (<= opts.poll_us) */
 	bool irq_follow;           /* VDU_DEV_F_IRQ_FOLLOW, while it works */
 	int irq_cpu;               /* thread's CPU when last set, -1: unknown */
 	bool irq_spread;           /* set to all CPUs but irq_cpu */
@@ -294,6 +296,25 @@ VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
 
 /* Take the next available chain.  1: *out filled; 0: ring empty;
  * -EPROTO/-EFAULT...: malformed ring, the queue must be stopped. */
+/*
+ * Adaptive busy-poll window (the shape of QEMU's iothread polling): after
+ * a kick that came block_us after the last batch, the next window.  Grow
+ * (x2 from VDU_POLL_WIN_START) while kicks come within max: polling would
+ * have caught them; drop to 0 when one came later: polling burnt the CPU
+ * for nothing.
+ */
+#define VDU_POLL_WIN_START 4u
+static inline unsigned vdu_poll_adjust(unsigned win, unsigned max,
+				       uint64_t block_us)
+{
+	if (block_us <= win)
+		return win;
+	if (block_us > max)
+		return 0;
+	win = win ? win * 2 : VDU_POLL_WIN_START;
+	return win < max ? win : max;
+}
+
 static inline int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
 				struct vdu_req **out)
 {

@@ -148,6 +148,9 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (eventfd_read(fd, &v) == 0)
 		q->st.kicks++;
+	if (q->dev->opts.poll_us)
+		q->poll_win = vdu_poll_adjust(q->poll_win, q->dev->opts.poll_us,
+					      now_us() - q->poll_from);
 	vdu_queue_process(q);
 }
 
@@ -542,6 +545,8 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->irq_cpu = -1;
 	q->irq_spread = false;
 	q->irq_avg_bytes = 0;
+	q->poll_win = 0;
+	q->poll_from = 0;
 	/* Read once: glibc finds it by listing a sysfs directory. */
 	q->irq_ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
 	if (vdu_vring_map(q->vr, q->iova) < 0) {
@@ -664,14 +669,21 @@ void vdu_queue_process(struct vdu_queue *q)
 			 * letting completions run in between. */
 			uint64_t now = now_us();
 
-			if (n)
-				q->poll_until = now + poll_us;
-			else
+			if (n) {
+				q->poll_from = now;
+				q->poll_until = now + q->poll_win;
+						} else
 				/* Let the interrupt's completion work run
 				 * when it is queued on this CPU. */
 				sched_yield();
 			if (now < q->poll_until) {
-				event_active(q->poll_ev, EV_TIMEOUT, 1);
+				/* A zero timer, not event_active(): libevent
+				 * runs re-activated events in the same pass,
+				 * so kicks, backend completions and calls
+				 * would wait for the whole window. */
+				static const struct timeval now_tv = { 0, 0 };
+
+				event_add(q->poll_ev, &now_tv);
 				goto unplug;
 			}
 		}

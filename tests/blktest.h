@@ -204,6 +204,7 @@ struct env_cfg {
 	uint32_t caps;
 	enum ram_mode mode;
 	uint32_t flags;   /* VDU_DEV_F_*; BLKTEST_DEV_FLAGS is always added */
+	unsigned poll_us;
 };
 
 struct env {
@@ -246,6 +247,7 @@ static int env_open(struct env *e, const struct env_cfg *c)
 	o.serial = c->serial;
 	o.read_only = c->read_only;
 	o.flags = c->flags | BLKTEST_DEV_FLAGS;
+	o.poll_us = c->poll_us;
 	r = vdu_dev_new(&o, &ram_backend, &e->ram, e->base, &e->dev);
 	if (r < 0)
 		return r;

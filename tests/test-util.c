@@ -31,10 +31,33 @@ static void name(const char *n, int valid, const char *desc)
 	   "name_valid: %s %s", desc, valid ? "accepted" : "rejected");
 }
 
+/* The adaptive poll window's rule: grow while kicks come within max. */
+static void poll_window(void)
+{
+	unsigned w = 0, steps = 0;
+
+	is_int(vdu_poll_adjust(0, 500, 1000), 0, "poll: kick after max: stays off");
+	is_int(vdu_poll_adjust(0, 500, 100), VDU_POLL_WIN_START,
+	       "poll: kick within max: starts at %u us", VDU_POLL_WIN_START);
+	is_int(vdu_poll_adjust(64, 500, 100), 128, "poll: grows x2");
+	is_int(vdu_poll_adjust(256, 500, 300), 500, "poll: clamped to max");
+	is_int(vdu_poll_adjust(500, 500, 400), 500,
+	       "poll: kick inside the window (a race): unchanged");
+	is_int(vdu_poll_adjust(500, 500, 501), 0, "poll: one late kick: off");
+	is_int(vdu_poll_adjust(8, 500, 8), 8, "poll: kick at the window's end: unchanged");
+	while (w < 500 && steps < 100) {
+		w = vdu_poll_adjust(w, 500, 450);
+		steps++;
+	}
+	ok(w == 500 && steps == 8, "poll: 450 us gaps reach the 500 us max in %u kicks", steps);
+	is_int(vdu_poll_adjust(0, 0, 0), 0, "poll: max 0: off");
+}
+
 int main(void)
 {
 	char buf[300];
 
+	poll_window();
 	size_ok("0", 0);
 	size_ok("1", 1);
 	size_ok("512", 512);

@@ -1492,6 +1492,67 @@ out:
 	sched_setaffinity(0, sizeof(saved), &saved);
 }
 
+/*
+ * --poll-us is a maximum: the window opens only while kicks come sooner
+ * than that after a batch, and closes after one that came later.  Here
+ * the loop is the test's, so "polling" shows as a request posted without
+ * a kick being served by one more turn of the loop.
+ */
+static void poll_turn(struct env *e)
+{
+	event_base_loop(e->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static void poll_kick(struct env *e)
+{
+	sim_kick_async(e->sim, 0);
+	event_base_loop(e->base, EVLOOP_ONCE);
+}
+
+static void test_poll_adaptive(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .poll_us = 20000 };
+	struct sim_blk bs[1];
+	int n;
+
+	if (!ok(env_open(&e, &c) == 0, "poll: device opened"))
+		return;
+	env_init(&e, RING_FEATURES, 0);
+	post_reads(&e, 0, bs, 1, 0);
+	poll_kick(&e);
+	is_int(drain(&e, 0), 1, "poll: first request");
+	/* The first kick came "long" after nothing: no window yet. */
+	post_reads(&e, 0, bs, 1, 1);
+	poll_turn(&e);
+	is_int(drain(&e, 0), 0, "poll: window closed at first: no kick, no service");
+	poll_kick(&e);
+	is_int(drain(&e, 0), 1, "poll: the kick serves it");
+	/* Kicks 1 ms apart open it (x2 each from 4 us) until it spans them. */
+	for (int i = 0; i < 14; i++) {
+		usleep(1000);
+		post_reads(&e, 0, bs, 1, 2 + i);
+		poll_kick(&e);
+		drain(&e, 0);
+	}
+	post_reads(&e, 0, bs, 1, 20);
+	poll_turn(&e);
+	is_int(drain(&e, 0), 1, "poll: after kicks 1 ms apart the ring is polled: served without a kick");
+	/* A gap longer than the maximum closes it again. */
+	usleep(30000);
+	poll_turn(&e);
+	post_reads(&e, 0, bs, 1, 21);
+	poll_kick(&e);
+	n = drain(&e, 0);
+	post_reads(&e, 0, bs, 1, 22);
+	poll_turn(&e);
+	n += 10 * drain(&e, 0);
+	is_int(n, 1, "poll: after a gap over the maximum: kicked one served, unkicked one waits");
+	sim_kick(e.sim, 0);
+	is_int(drain(&e, 0), 1, "poll: ... until its kick");
+	env_close(&e);
+}
+
 static void test_block_size(void)
 {
 	struct env e;
@@ -1549,6 +1610,7 @@ int main(void)
 	test_multiqueue();
 	test_batch_unplug();
 	test_irq_follow();
+	test_poll_adaptive();
 	test_block_size();
 	diag("library logged %u error message(s)", lib_errors);
 	return tap_done();

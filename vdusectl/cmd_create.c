@@ -168,7 +168,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "cpu-list", '\0', POPT_ARG_STRING, &a.cpu_list, 0,
 		  "pin queue threads, one CPU per queue (e.g. 0,1 or 0-3)", "LIST" },
 		{ "poll-us", '\0', POPT_ARG_STRING, &a.poll_us, 0,
-		  "busy-poll the ring this long after a batch, 0-1000000 "
+		  "busy-poll the ring up to N us after a batch (the window "
+		  "adapts to the gaps between requests), 0-1000000 "
 		  "(default 0: off)", "N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
