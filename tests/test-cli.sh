@@ -186,7 +186,7 @@ expect 2 "--irq-cpu-list 'a' is not auto, follow, driver or a CPU list" \
 expect 2 "--irq-cpu-list '0,x' is not a CPU list" \
 	create d0 --backend null --size 1M --irq-cpu-list 0,x
 for p in -1 1000001 1x ''; do
-	expect 2 "--poll-us must be a number of microseconds from 0 to 1000000 (got '$p')" \
+	expect 2 "--poll-us must be auto or a number of microseconds from 0 to 1000000 (got '$p')" \
 		create d0 --backend null --size 1M --poll-us "$p"
 done
 for b in 0 4K 1023K 2G 1048577 x; do
@@ -198,6 +198,8 @@ if [ ! -e /dev/vduse/control ]; then
 	expect 1 "/dev/vduse/control not found" create d0 --backend null \
 		--size 1M --queues 2 --cpu-list 0,0 --irq-cpu-list 0-0,0 \
 		--ring packed --poll-us 50 --bounce-size 4M
+	expect 1 "/dev/vduse/control not found" create d0 --backend null \
+		--size 1M --poll-us auto
 else
 	ok "valid performance options # SKIP /dev/vduse/control exists"
 fi

@@ -169,8 +169,9 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "pin queue threads, one CPU per queue (e.g. 0,1 or 0-3)", "LIST" },
 		{ "poll-us", '\0', POPT_ARG_STRING, &a.poll_us, 0,
 		  "busy-poll the ring up to N us after a batch (the window "
-		  "adapts to the gaps between requests), 0-1000000 "
-		  "(default 0: off)", "N" },
+		  "adapts to the gaps between requests), 0-1000000; auto "
+		  "(default): 100 while the queues are at most half the CPUs, "
+		  "else 0 (off)", "auto|N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
 		  "SIZE" },

@@ -320,13 +320,28 @@ syntax:
 		    opt, s, opt, opt);
 }
 
-int vctl_check_poll_us(const char *s, unsigned *out, char *err, size_t errlen)
+/* CPUs this process may run on (its threads inherit the mask). */
+static unsigned usable_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	return 1;
+}
+
+int vctl_check_poll_us(const char *s, unsigned queues, unsigned *out,
+		       char *err, size_t errlen)
 {
 	unsigned long long v;
 
+	if (strcmp(s, "auto") == 0) {
+		*out = queues * 2 <= usable_cpus() ? VCTL_POLL_AUTO_US : 0;
+		return 0;
+	}
 	if (vctl_parse_ull(s, &v) < 0 || v > 1000000)
 		return fail(err, errlen,
-			    "--poll-us must be a number of microseconds from 0 to 1000000 (got '%s')",
+			    "--poll-us must be auto or a number of microseconds from 0 to 1000000 (got '%s')",
 			    s);
 	*out = (unsigned)v;
 	return 0;
@@ -528,8 +543,8 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	c->ring_packed = VCTL_RING_PACKED_DEFAULT;
 	if (a->ring && vctl_check_ring(a->ring, &c->ring_packed, err, errlen) < 0)
 		return -1;
-	if (a->poll_us && vctl_check_poll_us(a->poll_us, &c->poll_us, err,
-					     errlen) < 0)
+	if (vctl_check_poll_us(a->poll_us ? a->poll_us : "auto", c->queues,
+			       &c->poll_us, err, errlen) < 0)
 		return -1;
 	if (a->cpu_list) {
 		unsigned n;

@@ -38,10 +38,13 @@ enum {
 #define VCTL_STARTUP_TIMEOUT_MS 60000 /* create: wait for the daemon's OK */
 #define VCTL_PARAMS_MAX 32
 #define VCTL_ERR_MAX 512
-/* --ring default: packed only if it is not slower (tests/bench). */
 /* Split by default: packed measured within the noise of it over three
  * boots (tests/bench/results-null.md, README). */
 #define VCTL_RING_PACKED_DEFAULT false
+/* --poll-us auto: this maximum while the queue threads leave at least
+ * half of the CPUs to the submitters, else 0 (tests/bench/results-null.md:
+ * one queue on 2 vCPUs gains, two polling queues starve the guest). */
+#define VCTL_POLL_AUTO_US 100
 
 /* ------------------------------------------------------------ main.c */
 
@@ -102,7 +105,8 @@ int vctl_check_kv(const char *s, char *err, size_t errlen);
 int vctl_check_cpu_list(const char *opt, const char *s, int *cpus,
 			unsigned max, unsigned *count, char *err,
 			size_t errlen);
-int vctl_check_poll_us(const char *s, unsigned *out, char *err, size_t errlen);
+int vctl_check_poll_us(const char *s, unsigned queues, unsigned *out,
+		       char *err, size_t errlen);
 int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
 			   size_t errlen);
 int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen);
