@@ -13,6 +13,7 @@
 RUNTIME=${BENCH_RUNTIME:-5}
 CONFIGS=${BENCH_CONFIGS:-"1x1 2x1"}
 ROUNDS=${BENCH_ROUNDS:-1}
+OURS_ARGS=${BENCH_OURS_ARGS:-}   # more vdusectl create options for ours
 SIZE_MB=1024
 PORT=10809
 URL="nbd://127.0.0.1:$PORT/"
@@ -71,9 +72,10 @@ vdusectl destroy --force fill >/dev/null || fail "vdusectl destroy fill"
 echo "# export filled: fio --rw=write --bs=1m --iodepth=8 --size=${SIZE_MB}M (ours, 1 connection)"
 
 run_ours() {  # CFG Q C N ROUND
-    dev=$(vdusectl create t0 --backend tcp --url "$URL" -o connections=$3 --queues $2 --attach) ||
+    # shellcheck disable=SC2086
+    dev=$(vdusectl create t0 --backend tcp --url "$URL" -o connections=$3 --queues $2 $OURS_ARGS --attach) ||
         fail "vdusectl create t0 ($1)"
-    [ "$5" = 1 ] && echo "# ours $1: \`vdusectl create t0 --backend tcp --url $URL -o connections=$3 --queues $2 --attach\` -> $dev, $(qinfo $dev); $(grep -o '[a-z]* replies, flags.*' /run/vduse/t0.log | head -n 1)"
+    [ "$5" = 1 ] && echo "# ours $1: \`vdusectl create t0 --backend tcp --url $URL -o connections=$3 --queues $2 $OURS_ARGS --attach\` -> $dev, $(qinfo $dev); $(grep -o '[a-z]* replies, flags.*' /run/vduse/t0.log | head -n 1)"
     runfio ours $1 $4 $2 $dev $5
     vdusectl stats t0 | sed "s/^/# stats $1 round $5: /"
     vdusectl destroy --force t0 >/dev/null || fail "vdusectl destroy t0"

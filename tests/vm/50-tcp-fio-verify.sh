@@ -13,6 +13,8 @@ URL="nbd://127.0.0.1:$NBD_PORT/"
 
 vdu_create t1 --backend tcp --url "$URL"
 assert_eq "$(blockdev --getsize64 "$VDEV")" $((128 * 1024 * 1024)) "size from the server"
+vdusectl show t1 --json | grep -q '"poll_us":0[,}]' ||
+    fail "t1: --poll-us auto polls a network backend: $(vdusectl show t1 --json)"
 fio_verify_tcp "$VDEV"
 assert_eq "$(stats_errors t1)" 0 "t1: request errors"
 vdu_destroy t1
