@@ -3,14 +3,14 @@
 # test).  One boot, one image on ext4 on a memory-backed null_blk disk,
 # three engines back to back on it:
 #   ours  vdusectl --backend file (O_DIRECT + libaio), virtio_vdpa
-#   poll  the same with --poll-us $POLL_US (when POLL_US > 0)
+#   poll  the same with --poll-us $POLL_US (unless POLL_US is empty)
 #   qsd   qemu-storage-daemon vduse-blk export, aio=native, cache.direct=on
 #   loop  the kernel loop device, --direct-io=on
 # Prints one "BENCH engine=E q=Q job=J iops=N bw_kib=N lat_us=N" line
 # per run; the host half makes the table.
 . /tests/lib.sh
 RUNTIME=${BENCH_RUNTIME:-5}
-POLL_US=${BENCH_POLL_US:-0}
+POLL_US=${BENCH_POLL_US:-}
 QUEUES=${BENCH_QUEUES:-"1 2"}
 IMG_MB=${BENCH_IMG_MB:-512}
 export PATH=$PATH:/usr/local/bin
@@ -59,7 +59,7 @@ for q in $QUEUES; do
     vdusectl stats vb | sed 's/^/# stats: /'
     vdusectl destroy --force vb >/dev/null || fail "vdusectl destroy"
     # (a') ours, tuned for latency: busy-poll the ring after each batch
-    if [ "${POLL_US:-0}" -gt 0 ]; then
+    if [ -n "$POLL_US" ]; then
         dev=$(vdusectl create vb --backend file --path $img --queues $q --poll-us $POLL_US --attach) ||
             fail "vdusectl create --poll-us"
         echo "# poll q=$q: $dev --poll-us $POLL_US"
