@@ -294,8 +294,6 @@ VDU_HIDDEN void vdu_vring_free(struct vdu_vring *vr);
 /* (Re)resolve the ring addresses if the IOVA map changed. */
 VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
 
-/* Take the next available chain.  1: *out filled; 0: ring empty;
- * -EPROTO/-EFAULT...: malformed ring, the queue must be stopped. */
 /*
  * Adaptive busy-poll window (the shape of QEMU's iothread polling): after
  * a kick that came block_us after the last batch, the next window.  Grow
@@ -315,6 +313,8 @@ static inline unsigned vdu_poll_adjust(unsigned win, unsigned max,
 	return win < max ? win : max;
 }
 
+/* Take the next available chain.  1: *out filled; 0: ring empty;
+ * -EPROTO/-EFAULT...: malformed ring, the queue must be stopped. */
 static inline int vdu_vring_pop(struct vdu_vring *vr, struct vdu_iova *map,
 				struct vdu_req **out)
 {

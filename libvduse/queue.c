@@ -672,7 +672,7 @@ void vdu_queue_process(struct vdu_queue *q)
 			if (n) {
 				q->poll_from = now;
 				q->poll_until = now + q->poll_win;
-						} else
+			} else
 				/* Let the interrupt's completion work run
 				 * when it is queued on this CPU. */
 				sched_yield();
