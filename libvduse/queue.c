@@ -547,6 +547,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->irq_avg_bytes = 0;
 	q->poll_win = 0;
 	q->poll_from = 0;
+	q->poll_until = 0;
 	/* Read once: glibc finds it by listing a sysfs directory. */
 	q->irq_ncpu = (int)sysconf(_SC_NPROCESSORS_CONF);
 	if (vdu_vring_map(q->vr, q->iova) < 0) {
@@ -672,9 +673,9 @@ void vdu_queue_process(struct vdu_queue *q)
 			if (n) {
 				q->poll_from = now;
 				q->poll_until = now + q->poll_win;
-			} else
-				/* Let the interrupt's completion work run
-				 * when it is queued on this CPU. */
+			} else if (now < q->poll_until)
+				/* Polling on: let the interrupt's completion
+				 * work run when it is queued on this CPU. */
 				sched_yield();
 			if (now < q->poll_until) {
 				/* A zero timer, not event_active(): libevent

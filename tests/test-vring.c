@@ -1512,7 +1512,7 @@ static void poll_kick(struct env *e)
 static void test_poll_adaptive(void)
 {
 	struct env e;
-	struct env_cfg c = { .caps = ALL_CAPS, .poll_us = 20000 };
+	struct env_cfg c = { .caps = ALL_CAPS, .poll_us = 200000 };
 	struct sim_blk bs[1];
 	int n;
 
@@ -1535,11 +1535,14 @@ static void test_poll_adaptive(void)
 		poll_kick(&e);
 		drain(&e, 0);
 	}
+	/* Grown past 1 ms: still open 500 us after the last batch. */
+	usleep(500);
+	poll_turn(&e);
 	post_reads(&e, 0, bs, 1, 20);
 	poll_turn(&e);
 	is_int(drain(&e, 0), 1, "poll: after kicks 1 ms apart the ring is polled: served without a kick");
 	/* A gap longer than the maximum closes it again. */
-	usleep(30000);
+	usleep(300000);
 	poll_turn(&e);
 	post_reads(&e, 0, bs, 1, 21);
 	poll_kick(&e);

@@ -44,8 +44,12 @@ static int args_from_config(const struct vctl_json *cfg,
 	NUM("queues", queues, 0);
 	NUM("queue_size", queue_size, 1);
 	NUM("block_size", block_size, 2);
-	NUM("poll_us", poll_us, 3);
 #undef NUM
+	/* 0 is a choice here (off), not "unset": absent would mean auto. */
+	if (json_get_u64(cfg, "poll_us", &v) == 0) {
+		snprintf(bufs[3], sizeof(bufs[3]), "%" PRIu64, v);
+		a->poll_us = bufs[3];
+	}
 	a->serial = json_get_str(cfg, "serial");
 	a->ring = json_get_str(cfg, "ring");
 	a->cpu_list = json_get_str(cfg, "cpu_list");

@@ -42,7 +42,7 @@ wait_blocked() {
 }
 
 # --- A: killed before the driver ever came
-vdev_create rk1 --backend file --path "$img"
+vdev_create rk1 --backend file --path "$img" --poll-us 0
 kill9 rk1
 expect_error '1' vdusectl attach rk1
 echo "$err_text" | grep -q 'recover' || fail "attach refusal does not mention recover: $err_text"
@@ -50,6 +50,9 @@ echo "$err_text" | grep -q 'recover' || fail "attach refusal does not mention re
 recover rk1
 grep -q 'reconnected (features 0x0)' "$VCTL_STATE/rk1.log" ||
     fail "rk1: no 'reconnected (features 0x0)' in the log"
+# the saved --poll-us 0 stays 0 (not "unset", which would mean auto)
+vdusectl show rk1 --json | grep -q '"poll_us":0[,}]' ||
+    fail "rk1: --poll-us 0 not kept by recover: $(vdusectl show rk1 --json)"
 node=$(vdev_attach rk1) || exit 1
 io_check "$node"
 run vdusectl detach rk1
