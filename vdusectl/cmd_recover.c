@@ -36,20 +36,17 @@ static int args_from_config(const struct vctl_json *cfg,
 		snprintf(err, errlen, "saved configuration has no backend");
 		return -1;
 	}
-#define NUM(key, field, i)                                                   \
-	if (json_get_u64(cfg, key, &v) == 0 && v) {                          \
+/* zero_ok: 0 is a choice (poll_us: off), not "unset" (absent = auto). */
+#define NUM(key, field, i, zero_ok)                                          \
+	if (json_get_u64(cfg, key, &v) == 0 && (v || (zero_ok))) {           \
 		snprintf(bufs[i], sizeof(bufs[i]), "%" PRIu64, v);           \
 		a->field = bufs[i];                                          \
 	}
-	NUM("queues", queues, 0);
-	NUM("queue_size", queue_size, 1);
-	NUM("block_size", block_size, 2);
+	NUM("queues", queues, 0, false);
+	NUM("queue_size", queue_size, 1, false);
+	NUM("block_size", block_size, 2, false);
+	NUM("poll_us", poll_us, 3, true);
 #undef NUM
-	/* 0 is a choice here (off), not "unset": absent would mean auto. */
-	if (json_get_u64(cfg, "poll_us", &v) == 0) {
-		snprintf(bufs[3], sizeof(bufs[3]), "%" PRIu64, v);
-		a->poll_us = bufs[3];
-	}
 	a->serial = json_get_str(cfg, "serial");
 	a->ring = json_get_str(cfg, "ring");
 	a->cpu_list = json_get_str(cfg, "cpu_list");
