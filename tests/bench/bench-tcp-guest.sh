@@ -1,7 +1,8 @@
 #!/bin/sh
 # Guest half of tests/bench/bench-tcp (run through vm-run --cmd; not a
-# test).  One boot, one nbdkit memory export (1 GiB) on 127.0.0.1:10809,
-# two NBD clients back to back on it:
+# test).  One boot, one nbdkit memory export (1 GiB) on 127.0.0.1:10809
+# (or, with BENCH_SERVER_HOST, the host's nbdkit at that address and
+# BENCH_PORT), two NBD clients back to back on it:
 #   ours    vdusectl --backend tcp (virtio_vdpa block device)
 #   kernel  the kernel's nbd driver, connected by nbd-client (netlink)
 # Each config is QxC: Q queues of C connections each for ours (Q*C
@@ -15,26 +16,34 @@ CONFIGS=${BENCH_CONFIGS:-"1x1 2x1"}
 ROUNDS=${BENCH_ROUNDS:-1}
 OURS_ARGS=${BENCH_OURS_ARGS:-}   # more vdusectl create options for ours
 SIZE_MB=1024
-PORT=10809
-URL="nbd://127.0.0.1:$PORT/"
+HOST=${BENCH_SERVER_HOST:-127.0.0.1}
+PORT=${BENCH_PORT:-10809}
+URL="nbd://$HOST:$PORT/"
 export PATH=$PATH:/usr/local/bin:/usr/sbin:/sbin
-need_cmd vdusectl nbdkit nbd-client fio ip
+need_cmd vdusectl nbd-client fio ip
 
 ip link set lo up || fail "cannot bring lo up"
-nbdkit -f -i 127.0.0.1 -p $PORT -P /tmp/nbdkit.pid memory ${SIZE_MB}M \
-    >/tmp/nbdkit.log 2>&1 &
-nbdkit_pid=$!
-on_exit "kill $nbdkit_pid 2>/dev/null"
-i=0
-while [ ! -s /tmp/nbdkit.pid ]; do
-    kill -0 $nbdkit_pid 2>/dev/null || { cat /tmp/nbdkit.log; fail "nbdkit did not start"; }
-    [ $i -lt 100 ] || fail "nbdkit did not start in 10 s"
-    sleep 0.1; i=$((i + 1))
-done
+if [ -z "${BENCH_SERVER_HOST:-}" ]; then
+    need_cmd nbdkit
+    nbdkit -f -i 127.0.0.1 -p $PORT -P /tmp/nbdkit.pid memory ${SIZE_MB}M \
+        >/tmp/nbdkit.log 2>&1 &
+    nbdkit_pid=$!
+    on_exit "kill $nbdkit_pid 2>/dev/null"
+    i=0
+    while [ ! -s /tmp/nbdkit.pid ]; do
+        kill -0 $nbdkit_pid 2>/dev/null || { cat /tmp/nbdkit.log; fail "nbdkit did not start"; }
+        [ $i -lt 100 ] || fail "nbdkit did not start in 10 s"
+        sleep 0.1; i=$((i + 1))
+    done
+fi
 [ -e /dev/nbd0 ] || fail "no /dev/nbd0 (nbd.ko not loaded?)"
 echo "# kernel $(uname -r), $(nproc) vCPUs, $(free -m | awk '/^Mem:/ {print $2}') MiB RAM"
 echo "# $(fio --version), $(nbdkit --version | head -n 1), $(nbd-client -V 2>&1 | head -n 1)"
-echo "# server: \`nbdkit -f -i 127.0.0.1 -p $PORT memory ${SIZE_MB}M\` (default 16 threads, parallel, advertises multi-conn)"
+if [ -z "${BENCH_SERVER_HOST:-}" ]; then
+    echo "# server: \`nbdkit -f -i 127.0.0.1 -p $PORT memory ${SIZE_MB}M\` in the guest (default 16 threads, parallel, advertises multi-conn)"
+else
+    echo "# server: the same nbdkit command on the host, reached at $HOST:$PORT through QEMU's user-mode network (virtio-net, slirp); guest CPU % is the clients' alone"
+fi
 
 # job NAME RW BS QD
 JOBS="randread-4k-qd32 randread 4k 32
@@ -85,7 +94,7 @@ k=0   # a fresh /dev/nbdK per connect: no waiting for the last one to let go
 run_kernel() {  # CFG Q C N ROUND
     nd=/dev/nbd$k
     [ -e $nd ] || fail "no $nd (nbd.ko has nbds_max=16: fewer rounds or configs)"
-    nbd-client 127.0.0.1 $PORT $nd -N '' -C $4 >/tmp/nbd-client.log 2>&1 ||
+    nbd-client $HOST $PORT $nd -N '' -C $4 >/tmp/nbd-client.log 2>&1 ||
         { cat /tmp/nbd-client.log; fail "nbd-client -C $4"; }
     on_exit "nbd-client -d $nd >/dev/null 2>&1"
     i=0
@@ -93,7 +102,7 @@ run_kernel() {  # CFG Q C N ROUND
         [ $i -lt 100 ] || fail "nbd$k has no size after 10 s"
         sleep 0.1; i=$((i + 1))
     done
-    [ "$5" = 1 ] && echo "# kernel $1: \`nbd-client 127.0.0.1 $PORT $nd -N '' -C $4\` -> $nd, $(qinfo $nd)"
+    [ "$5" = 1 ] && echo "# kernel $1: \`nbd-client $HOST $PORT $nd -N '' -C $4\` -> $nd, $(qinfo $nd)"
     runfio kernel $1 $4 $2 $nd $5
     nbd-client -d $nd >/dev/null 2>&1 || fail "nbd-client -d $nd"
     k=$((k + 1))
