@@ -245,7 +245,7 @@ struct vdu_queue {
 	struct event *poll_ev;
 	uint64_t poll_until;       /* busy-poll deadline, us */
 	uint64_t poll_from;        /* end of the last batch with work, us */
-	unsigned poll_win;         /* adaptive window, us (<= opts.poll_us) */
+	unsigned gap_avg;          /* us from a batch to the next request, avg */
 	bool irq_follow;           /* VDU_DEV_F_IRQ_FOLLOW, while it works */
 	int irq_cpu;               /* thread's CPU when last set, -1: unknown */
 	bool irq_spread;           /* set to all CPUs but irq_cpu */
@@ -295,22 +295,29 @@ VDU_HIDDEN void vdu_vring_free(struct vdu_vring *vr);
 VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
 
 /*
- * Adaptive busy-poll window (the shape of QEMU's iothread polling): after
- * a kick that came block_us after the last batch, the next window.  Grow
- * (x2 from VDU_POLL_WIN_START) while kicks come within max: polling would
- * have caught them; drop to 0 when one came later: polling burnt the CPU
- * for nothing.
+ * Adaptive busy-poll window, fed with each gap from the end of a batch to
+ * the next request (found by polling or by a kick): twice the recent gaps'
+ * moving average (weight 1/4), at least VDU_POLL_WIN_MIN, at most max.  A
+ * stream of requests is caught by polling, and a queue spins little longer
+ * than its stream needs (a deep queue's gaps are short, so is its window:
+ * the CPU stays with the submitter); a gap over max means the queue went
+ * idle: closed (kicks from then on) and the average forgotten.
  */
-#define VDU_POLL_WIN_START 4u
-static inline unsigned vdu_poll_adjust(unsigned win, unsigned max,
-				       uint64_t block_us)
+#define VDU_POLL_WIN_MIN 4u
+static inline unsigned vdu_poll_window(unsigned *gap_avg, unsigned max,
+				       uint64_t gap_us)
 {
-	if (block_us <= win)
-		return win;
-	if (block_us > max)
+	unsigned w;
+
+	if (gap_us > max) {
+		*gap_avg = 0;
 		return 0;
-	win = win ? win * 2 : VDU_POLL_WIN_START;
-	return win < max ? win : max;
+	}
+	*gap_avg = *gap_avg ? (*gap_avg * 3 + (unsigned)gap_us) / 4 :
+			      (unsigned)gap_us;
+	w = 2 * *gap_avg;
+	w = w > VDU_POLL_WIN_MIN ? w : VDU_POLL_WIN_MIN;
+	return w < max ? w : max;
 }
 
 /* Take the next available chain.  1: *out filled; 0: ring empty;

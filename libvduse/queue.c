@@ -148,9 +148,6 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (eventfd_read(fd, &v) == 0)
 		q->st.kicks++;
-	if (q->dev->opts.poll_us)
-		q->poll_win = vdu_poll_adjust(q->poll_win, q->dev->opts.poll_us,
-					      now_us() - q->poll_from);
 	vdu_queue_process(q);
 }
 
@@ -545,7 +542,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 	q->irq_cpu = -1;
 	q->irq_spread = false;
 	q->irq_avg_bytes = 0;
-	q->poll_win = 0;
+	q->gap_avg = 0;
 	q->poll_from = 0;
 	q->poll_until = 0;
 	/* Read once: glibc finds it by listing a sysfs directory. */
@@ -671,8 +668,10 @@ void vdu_queue_process(struct vdu_queue *q)
 			uint64_t now = now_us();
 
 			if (n) {
+				q->poll_until = now +
+					vdu_poll_window(&q->gap_avg, poll_us,
+							now - q->poll_from);
 				q->poll_from = now;
-				q->poll_until = now + q->poll_win;
 			} else if (now < q->poll_until)
 				/* Polling on: let the interrupt's completion
 				 * work run when it is queued on this CPU. */

@@ -31,26 +31,33 @@ static void name(const char *n, int valid, const char *desc)
 	   "name_valid: %s %s", desc, valid ? "accepted" : "rejected");
 }
 
-/* The adaptive poll window's rule: grow while kicks come within max. */
+/* The adaptive poll window's rule: twice the recent gaps, closed when idle. */
 static void poll_window(void)
 {
-	unsigned w = 0, steps = 0;
+	unsigned avg = 0, w = 0;
 
-	is_int(vdu_poll_adjust(0, 500, 1000), 0, "poll: kick after max: stays off");
-	is_int(vdu_poll_adjust(0, 500, 100), VDU_POLL_WIN_START,
-	       "poll: kick within max: starts at %u us", VDU_POLL_WIN_START);
-	is_int(vdu_poll_adjust(64, 500, 100), 128, "poll: grows x2");
-	is_int(vdu_poll_adjust(256, 500, 300), 500, "poll: clamped to max");
-	is_int(vdu_poll_adjust(500, 500, 400), 500,
-	       "poll: kick inside the window (a race): unchanged");
-	is_int(vdu_poll_adjust(500, 500, 501), 0, "poll: one late kick: off");
-	is_int(vdu_poll_adjust(8, 500, 8), 8, "poll: kick at the window's end: unchanged");
-	while (w < 500 && steps < 100) {
-		w = vdu_poll_adjust(w, 500, 450);
-		steps++;
-	}
-	ok(w == 500 && steps == 8, "poll: 450 us gaps reach the 500 us max in %u kicks", steps);
-	is_int(vdu_poll_adjust(0, 0, 0), 0, "poll: max 0: off");
+	is_int(vdu_poll_window(&avg, 500, 1000), 0, "poll: gap over max: stays closed");
+	is_int(vdu_poll_window(&avg, 500, 100), 200, "poll: first gap: twice it");
+	is_int(avg, 100, "poll: ... which starts the average");
+	is_int(vdu_poll_window(&avg, 500, 300), 300,
+	       "poll: a longer gap moves the average by a quarter (150): window 300");
+	is_int(vdu_poll_window(&avg, 500, 490), 470, "poll: 235 average: window 470");
+	is_int(vdu_poll_window(&avg, 500, 500), 500, "poll: clamped to max");
+	is_int(vdu_poll_window(&avg, 500, 501), 0, "poll: one gap over max: closed");
+	is_int(avg, 0, "poll: ... and the average forgotten");
+	is_int(vdu_poll_window(&avg, 500, 40), 80, "poll: after idle: the new gap alone");
+	is_int(vdu_poll_window(&avg, 500, 0), 60, "poll: back-to-back batches shrink it");
+	avg = 0;
+	is_int(vdu_poll_window(&avg, 500, 1), VDU_POLL_WIN_MIN,
+	       "poll: at least %u us", VDU_POLL_WIN_MIN);
+	/* A steady stream converges on twice its gap. */
+	avg = 0;
+	vdu_poll_window(&avg, 500, 400);
+	for (int i = 0; i < 40; i++)
+		w = vdu_poll_window(&avg, 500, 30);
+	ok(w >= 60 && w <= 66, "poll: 30 us gaps after 400: window %u, about 60", w);
+	avg = 0;
+	is_int(vdu_poll_window(&avg, 0, 0), 0, "poll: max 0: off");
 }
 
 int main(void)

@@ -1528,14 +1528,14 @@ static void test_poll_adaptive(void)
 	is_int(drain(&e, 0), 0, "poll: window closed at first: no kick, no service");
 	poll_kick(&e);
 	is_int(drain(&e, 0), 1, "poll: the kick serves it");
-	/* Kicks 1 ms apart open it (x2 each from 4 us) until it spans them. */
+	/* Kicks 1 ms apart open it to about twice their gap. */
 	for (int i = 0; i < 14; i++) {
 		usleep(1000);
 		post_reads(&e, 0, bs, 1, 2 + i);
 		poll_kick(&e);
 		drain(&e, 0);
 	}
-	/* Grown past 1 ms: still open 500 us after the last batch. */
+	/* Past 1 ms: still open 500 us after the last batch. */
 	usleep(500);
 	poll_turn(&e);
 	post_reads(&e, 0, bs, 1, 20);

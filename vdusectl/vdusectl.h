@@ -44,7 +44,7 @@ enum {
 /* --poll-us auto: this maximum while the queue threads leave at least
  * half of the CPUs to the submitters, else 0 (tests/bench/results-null.md:
  * one queue on 2 vCPUs gains); 0 for network backends. */
-#define VCTL_POLL_AUTO_US 100
+#define VCTL_POLL_AUTO_US 500
 
 /* ------------------------------------------------------------ main.c */
 

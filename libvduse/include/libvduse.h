@@ -175,9 +175,9 @@ struct vdu_dev_opts {
 	/* since 0.1: fields below are read only if struct_size covers them */
 	uint32_t flags;       /* VDU_DEV_F_* */
 	unsigned poll_us;     /* busy-poll the ring up to this long after a
-			       * batch: the window doubles (from 4 us) while
-			       * kicks come sooner than poll_us after one,
-			       * and closes after a later one; 0: off */
+			       * batch: the window is twice the recent gaps
+			       * between a batch and the next request, and
+			       * closes after a gap over poll_us; 0: off */
 	const int *queue_cpus;/* num_queues CPUs to pin queue threads to (-1:
 			       * no pinning); NULL: none pinned */
 	const char *state_path;/* inflight logs at STATE_PATH.qN.inflight,

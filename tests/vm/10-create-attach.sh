@@ -26,7 +26,7 @@ cat "$VDU_SCRATCH/list.txt"
 grep -Eq "^t10a .*virtio_vdpa +$node +running" "$VDU_SCRATCH/list.txt" ||
     fail "vdusectl list does not show t10a attached as $node"
 # --poll-us auto: one queue thread may poll when there are 2 CPUs or more
-want=0; [ "$(grep -c '^processor' /proc/cpuinfo)" -ge 2 ] && want=100
+want=0; [ "$(grep -c '^processor' /proc/cpuinfo)" -ge 2 ] && want=500
 vdusectl show t10a --json | grep -q "\"poll_us\":$want[,}]" ||
     fail "vdusectl show t10a: poll_us is not $want (auto, 1 queue): $(vdusectl show t10a --json)"
 

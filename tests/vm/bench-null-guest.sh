@@ -3,7 +3,7 @@
 # guest boot (not a test: vm-run only runs [0-9]*.sh).  Back to back on
 # the same guest: kernel null_blk; qemu-storage-daemon's vduse-blk export
 # of null-co; vdusectl's null backend (split and packed ring, the
-# defaults and --poll-us 0/100/500, interrupt placement, pinning).  fio libaio, 4k randread QD32 1 queue / 2 queues x 2
+# defaults (poll up to 500 us) and --poll-us 0/100, 2 queues with 500, interrupt placement, pinning).  fio libaio, 4k randread QD32 1 queue / 2 queues x 2
 # jobs, QD1 latency, 4k randwrite QD32, 128k sequential read QD32.
 # Prints raw result lines "R config workload iops mean_us p99_us" and
 # then a markdown table (median of RUNS for each cell) between
@@ -125,9 +125,9 @@ vd vduse-split-1q 1 --ring split
 vd vduse-split-nopoll-1q 1 --ring split --poll-us 0
 vd vduse-split-driver-1q 1 --ring split --irq-cpu-list driver
 vd vduse-packed-1q 1 --ring packed
-vd vduse-split-poll500-1q 1 --ring split --poll-us 500
+vd vduse-split-poll100-1q 1 --ring split --poll-us 100
 vd vduse-split-2q 2 --ring split
-vd vduse-split-poll-2q 2 --ring split --poll-us 100
+vd vduse-split-poll-2q 2 --ring split --poll-us 500
 vd vduse-split-follow-2q 2 --ring split --irq-cpu-list follow
 vd vduse-packed-2q 2 --ring packed
 vd vduse-split-2q-pin 2 --ring split --cpu-list 0,1
