@@ -307,17 +307,17 @@ VDU_HIDDEN int vdu_vring_map(struct vdu_vring *vr, struct vdu_iova *map);
 static inline unsigned vdu_poll_window(unsigned *gap_avg, unsigned max,
 				       uint64_t gap_us)
 {
-	unsigned w;
+	uint64_t w; /* 64-bit: max may be any unsigned */
 
 	if (gap_us > max) {
 		*gap_avg = 0;
 		return 0;
 	}
-	*gap_avg = *gap_avg ? (*gap_avg * 3 + (unsigned)gap_us) / 4 :
-			      (unsigned)gap_us;
-	w = 2 * *gap_avg;
+	*gap_avg = (unsigned)(*gap_avg ? ((uint64_t)*gap_avg * 3 + gap_us) / 4 :
+				       gap_us);
+	w = 2 * (uint64_t)*gap_avg;
 	w = w > VDU_POLL_WIN_MIN ? w : VDU_POLL_WIN_MIN;
-	return w < max ? w : max;
+	return (unsigned)(w < max ? w : max);
 }
 
 /* Take the next available chain.  1: *out filled; 0: ring empty;

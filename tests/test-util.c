@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* vdu_parse_size, vdu_name_valid, the iov helpers and the argument checks
  * of vdu_set_irq_affinity_by_name. */
+#include <limits.h>
 #include <errno.h>
 #include <string.h>
 
@@ -58,6 +59,10 @@ static void poll_window(void)
 	ok(w >= 60 && w <= 66, "poll: 30 us gaps after 400: window %u, about 60", w);
 	avg = 0;
 	is_int(vdu_poll_window(&avg, 0, 0), 0, "poll: max 0: off");
+	avg = 0;
+	vdu_poll_window(&avg, UINT_MAX, 4000000000u);
+	ok(vdu_poll_window(&avg, UINT_MAX, 4000000000u) == UINT_MAX && avg == 4000000000u,
+	   "poll: a huge max does not overflow");
 }
 
 int main(void)
