@@ -81,14 +81,9 @@ for q in $QUEUES; do
         [ -n "$drv" ] && echo qsd0 >/sys/bus/vdpa/drivers/$drv/unbind
         echo qsd0 >/sys/bus/vdpa/drivers/virtio_vdpa/bind || fail "bind qsd0"
     fi
-    i=0; qdev=""
-    while [ -z "$qdev" ] && [ $i -lt 100 ]; do
-        qdev=$(ls /sys/bus/vdpa/devices/qsd0/virtio*/block 2>/dev/null | head -n 1)
-        sleep 0.1; i=$((i + 1))
-    done
-    [ -n "$qdev" ] || { cat /tmp/qsd.log; fail "qsd0: no block device"; }
-    echo "# qsd q=$q: /dev/$qdev"
-    runfio qsd $q /dev/$qdev
+    qdev=$(wait_vdpa_block qsd0) || { cat /tmp/qsd.log; fail "qsd0: no block device"; }
+    echo "# qsd q=$q: $qdev"
+    runfio qsd $q $qdev
     vdpa dev del qsd0
     kill $qsd; wait $qsd 2>/dev/null
 

@@ -50,17 +50,6 @@ bench() {
     done
 }
 
-wait_block() { # VDPA_NAME: print /dev/vdX of a vdpa device bound to virtio_vdpa
-    _i=0
-    while [ $_i -lt 100 ]; do
-        for _b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
-            [ -e "$_b" ] && { echo "/dev/${_b##*/}"; return 0; }
-        done
-        sleep 0.1; _i=$((_i + 1))
-    done
-    return 1
-}
-
 : >"$VDU_SCRATCH/results"
 log "kernel $(uname -r), $(nproc) CPUs, runs $RUNS x ${SECS}s"
 
@@ -92,7 +81,7 @@ if command -v qemu-storage-daemon >/dev/null 2>&1; then
         vdpa dev add name qsd$nq mgmtdev vduse || fail "vdpa dev add qsd$nq"
         [ -e /sys/bus/vdpa/devices/qsd$nq/driver ] ||
             echo qsd$nq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
-        dev=$(wait_block qsd$nq) || fail "qsd$nq: no block device"
+        dev=$(wait_vdpa_block qsd$nq) || fail "qsd$nq: no block device"
         log "qsd $nq queue(s): $dev"
         if [ $nq = 1 ]; then
             bench qsd-1q "$dev" rr32 rr1 rw32 sr128

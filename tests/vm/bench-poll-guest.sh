@@ -42,14 +42,7 @@ vdpa dev add name bpq mgmtdev vduse || fail "vdpa dev add bpq"
 on_exit "vdpa dev del bpq 2>/dev/null"
 [ -e /sys/bus/vdpa/devices/bpq/driver ] ||
     echo bpq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
-i=0 dev_qsd=""
-while [ -z "$dev_qsd" ] && [ $i -lt 100 ]; do
-    for b in /sys/bus/vdpa/devices/bpq/virtio*/block/*; do
-        [ -e "$b" ] && dev_qsd=/dev/${b##*/}
-    done
-    [ -n "$dev_qsd" ] || { sleep 0.1; i=$((i + 1)); }
-done
-[ -n "$dev_qsd" ] || fail "qsd: no block device"
+dev_qsd=$(wait_vdpa_block bpq) || fail "qsd: no block device"
 for p in 0 100 500; do
     d=$(vdusectl create bp$p --backend null --size 1G -o read-zeroes=off \
         --queues 1 --poll-us $p --attach) || fail "vdusectl create bp$p"

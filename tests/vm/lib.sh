@@ -35,6 +35,18 @@ wait_for_path() {
         sleep 0.1; _w_i=$((_w_i + 1))
     done
 }
+# wait_vdpa_block NAME: print /dev/vdX of vdpa device NAME once its
+# virtio driver (virtio_vdpa) has made the disk; non-zero after 10 s
+wait_vdpa_block() {
+    _w_i=0
+    while [ $_w_i -lt 100 ]; do
+        for _w_b in /sys/bus/vdpa/devices/"$1"/virtio*/block/*; do
+            [ -e "$_w_b" ] && { echo "/dev/${_w_b##*/}"; return 0; }
+        done
+        sleep 0.1; _w_i=$((_w_i + 1))
+    done
+    return 1
+}
 # wait_for_gone PATH [SECS=10]
 wait_for_gone() {
     _w_i=0 _w_n=$(( ${2:-10} * 10 ))
