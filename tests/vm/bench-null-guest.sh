@@ -13,36 +13,13 @@ RUNS=${1:-1}
 SECS=${2:-5}
 need_cmd fio vdpa
 
-# fio_run DEV WORKLOAD: prints "iops mean_us p99_us" (terse v3, usec)
-fio_run() {
-    _dev=$1
-    case $2 in
-    rr32)  _a="--rw=randread --bs=4k --iodepth=32 --numjobs=1" ;;
-    rr32x2) _a="--rw=randread --bs=4k --iodepth=32 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split" ;;
-    rr1)   _a="--rw=randread --bs=4k --iodepth=1 --numjobs=1" ;;
-    rw32)  _a="--rw=randwrite --bs=4k --iodepth=32 --numjobs=1" ;;
-    sr128) _a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
-    esac
-    # shellcheck disable=SC2086
-    fio --name=b --filename="$_dev" --ioengine=libaio --direct=1 $_a \
-        --size=512m --runtime="$SECS" --time_based --group_reporting \
-        --lat_percentiles=1 \
-        --output-format=terse --terse-version=3 2>/dev/null |
-    awk -F';' -v w="$2" '{
-        # read: iops 8, lat mean 40, clat p99 30; write: +41
-        o = (w == "rw32") ? 41 : 0
-        p = $(30 + o); sub(/.*=/, "", p)
-        printf "%d %.1f %s\n", $(8 + o), $(40 + o), p
-    }'
-}
-
 # bench CONFIG DEV WORKLOAD...: RUNS runs of each workload
 bench() {
     _c=$1; _d=$2; shift 2
     for _w in "$@"; do
         _i=0
         while [ $_i -lt "$RUNS" ]; do
-            _r=$(fio_run "$_d" "$_w")
+            _r=$(bench_fio "$_d" "$_w" "$SECS")
             echo "R $_c $_w $_r"
             echo "R $_c $_w $_r" >>"$VDU_SCRATCH/results"
             _i=$((_i + 1))
@@ -67,29 +44,14 @@ fi
 # --- qemu-storage-daemon vduse-blk null-co (7.2: one iothread per export)
 if command -v qemu-storage-daemon >/dev/null 2>&1; then
     for nq in 1 2; do
-        qemu-storage-daemon --object iothread,id=t0 \
-            --blockdev driver=null-co,node-name=n,size=1073741824 \
-            --export type=vduse-blk,id=e,node-name=n,name=qsd$nq,writable=on,num-queues=$nq,queue-size=256,iothread=t0 \
-            >"$VDU_SCRATCH/qsd.log" 2>&1 &
-        qpid=$!
-        _i=0
-        while [ ! -e /dev/vduse/qsd$nq ] && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
-        if [ ! -e /dev/vduse/qsd$nq ]; then
-            cat "$VDU_SCRATCH/qsd.log"
-            fail "qemu-storage-daemon did not create /dev/vduse/qsd$nq"
-        fi
-        vdpa dev add name qsd$nq mgmtdev vduse || fail "vdpa dev add qsd$nq"
-        [ -e /sys/bus/vdpa/devices/qsd$nq/driver ] ||
-            echo qsd$nq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
-        dev=$(wait_vdpa_block qsd$nq) || fail "qsd$nq: no block device"
+        qsd_export qsd$nq $nq driver=null-co,node-name=n,size=1073741824
+        dev=$qsd_dev
         log "qsd $nq queue(s): $dev"
         if [ $nq = 1 ]; then
             bench qsd-1q "$dev" rr32 rr1 rw32 sr128
         else
             bench qsd-2q "$dev" rr32x2
         fi
-        vdpa dev del qsd$nq
-        kill $qpid; wait $qpid 2>/dev/null
     done
 else
     log "qemu-storage-daemon not in the guest (VDU_VM_EXTRA_BINS=qemu-storage-daemon)"

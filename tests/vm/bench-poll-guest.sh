@@ -15,34 +15,11 @@ need_cmd fio vdpa qemu-storage-daemon
 need_project
 
 fio_run() { # CONFIG DEV WORKLOAD ROUND
-    case $3 in
-    rr32) _a="--rw=randread --bs=4k --iodepth=32" ;;
-    rr1) _a="--rw=randread --bs=4k --iodepth=1" ;;
-    rw32) _a="--rw=randwrite --bs=4k --iodepth=32" ;;
-    sr128) _a="--rw=read --bs=128k --iodepth=32" ;;
-    esac
-    # shellcheck disable=SC2086
-    fio --name=b --filename="$2" --ioengine=libaio --direct=1 $_a --size=512m \
-        --runtime="$SECS" --time_based --lat_percentiles=1 \
-        --output-format=terse --terse-version=3 2>/dev/null |
-    awk -F';' -v c="$1" -v w="$3" -v r="$4" '{
-        o = (w == "rw32") ? 41 : 0      # write fields follow the read ones
-        p = $(30 + o); sub(/.*=/, "", p)
-        printf "R %s %s %d %.1f %s %s\n", c, w, $(8 + o), $(40 + o), p, r }'
+    bench_fio "$2" "$3" "$SECS" | sed "s/^/R $1 $3 /; s/\$/ $4/"
 }
 
-qemu-storage-daemon --object iothread,id=t0 \
-    --blockdev driver=null-co,node-name=n,size=1073741824 \
-    --export type=vduse-blk,id=e,node-name=n,name=bpq,writable=on,num-queues=1,queue-size=256,iothread=t0 \
-    >"$VDU_SCRATCH/qsd.log" 2>&1 &
-qpid=$!
-on_exit "kill $qpid 2>/dev/null"
-wait_for_path /dev/vduse/bpq 10
-vdpa dev add name bpq mgmtdev vduse || fail "vdpa dev add bpq"
-on_exit "vdpa dev del bpq 2>/dev/null"
-[ -e /sys/bus/vdpa/devices/bpq/driver ] ||
-    echo bpq >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
-dev_qsd=$(wait_vdpa_block bpq) || fail "qsd: no block device"
+qsd_export bpq 1 driver=null-co,node-name=n,size=1073741824
+dev_qsd=$qsd_dev
 for p in 0 100 500; do
     d=$(vdusectl create bp$p --backend null --size 1G -o read-zeroes=off \
         --queues 1 --poll-us $p --attach) || fail "vdusectl create bp$p"

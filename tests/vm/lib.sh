@@ -47,6 +47,49 @@ wait_vdpa_block() {
     done
     return 1
 }
+# bench_fio DEV WORKLOAD SECS: one fio run (libaio, direct, time based),
+# prints "IOPS MEAN_LAT_US P99_CLAT_US".  WORKLOAD: rr32 (4k randread
+# QD32), rr32x2 (the same, 2 jobs split over CPUs 0-1), rr1 (4k randread
+# QD1), rw32 (4k randwrite QD32), sr128 (128k read QD32).
+bench_fio() {
+    case $2 in
+    rr32)  _b_a="--rw=randread --bs=4k --iodepth=32 --numjobs=1" ;;
+    rr32x2) _b_a="--rw=randread --bs=4k --iodepth=32 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split" ;;
+    rr1)   _b_a="--rw=randread --bs=4k --iodepth=1 --numjobs=1" ;;
+    rw32)  _b_a="--rw=randwrite --bs=4k --iodepth=32 --numjobs=1" ;;
+    sr128) _b_a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
+    *) fail "bench_fio: unknown workload $2" ;;
+    esac
+    # shellcheck disable=SC2086
+    fio --name=b --filename="$1" --ioengine=libaio --direct=1 $_b_a \
+        --size=512m --runtime="$3" --time_based --group_reporting \
+        --lat_percentiles=1 --output-format=terse --terse-version=3 2>/dev/null |
+    awk -F';' -v w="$2" '{
+        # read: iops 8, lat mean 40, p99 30; write: the same + 41
+        o = (w == "rw32") ? 41 : 0
+        p = $(30 + o); sub(/.*=/, "", p)
+        printf "%d %.1f %s\n", $(8 + o), $(40 + o), p }'
+}
+# qsd_export NAME QUEUES BLOCKDEV: start qemu-storage-daemon exporting
+# --blockdev BLOCKDEV (whose node-name must be n) as vduse-blk NAME
+# (QUEUES queues of 256, one iothread), add and bind the vdpa device;
+# sets qsd_dev to its /dev/vdX.  The daemon and
+# the vdpa device are removed on exit, so call it in this shell, not in
+# $(...).  Used by the benchmarks' guest halves.
+qsd_export() {
+    qemu-storage-daemon --object iothread,id=t0 --blockdev "$3" \
+        --export type=vduse-blk,id=e,node-name=n,name="$1",writable=on,num-queues="$2",queue-size=256,iothread=t0 \
+        >"$VDU_SCRATCH/qsd-$1.log" 2>&1 &
+    on_exit "kill $! 2>/dev/null"
+    _q_i=0
+    while [ ! -e /dev/vduse/"$1" ] && [ $_q_i -lt 100 ]; do sleep 0.1; _q_i=$((_q_i + 1)); done
+    [ -e /dev/vduse/"$1" ] || { cat "$VDU_SCRATCH/qsd-$1.log"; fail "qemu-storage-daemon did not create /dev/vduse/$1"; }
+    vdpa dev add name "$1" mgmtdev vduse || fail "vdpa dev add $1"
+    on_exit "vdpa dev del $1 2>/dev/null"
+    [ -e /sys/bus/vdpa/devices/"$1"/driver ] ||
+        echo "$1" >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
+    qsd_dev=$(wait_vdpa_block "$1") || fail "qsd $1: no block device"
+}
 # wait_for_gone PATH [SECS=10]
 wait_for_gone() {
     _w_i=0 _w_n=$(( ${2:-10} * 10 ))

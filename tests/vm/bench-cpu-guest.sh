@@ -1,0 +1,105 @@
+#!/bin/sh
+# bench-cpu-guest.sh SECS [PARTS] -- run by tests/bench/bench-cpu inside
+# one guest boot (not a test: vm-run only runs [0-9]*.sh).  Where the
+# guest's CPU time goes per request.  PARTS (default "file tcp"):
+#   file  the file backend against the kernel loop device (direct I/O) and
+#         qemu-storage-daemon (aio=native, O_DIRECT) on the same image
+#         (ext4 on a memory-backed null_blk disk, as bench-file);
+#   tcp   the tcp backend against the kernel's nbd client with 1 and 2
+#         connections, all on one nbdkit file export in the guest;
+# for each,
+# while fio runs, perf samples every CPU (cpu-clock) and the samples are
+# summed by thread name.  Prints, per engine and job,
+#   "C ENGINE JOB IOPS THREAD US_PER_REQUEST" lines (THREAD "idle" is the
+# idle task; digits in thread names become N, so per-CPU kernel threads
+# add up).
+. "$VDU_TESTDIR/lib.sh"
+. "$VDU_TESTDIR/lib-file.sh"
+SECS=${1:-6}
+PARTS=${2:-file tcp}
+need_cmd fio perf vdpa
+need_project
+echo 0 >/proc/sys/kernel/kptr_restrict
+echo -1 >/proc/sys/kernel/perf_event_paranoid
+ncpu=$(nproc)
+
+# profile ENGINE DEV: each job under perf
+profile() {
+    for job in randread-4k-qd32 read-1m-qd8; do
+        case $job in
+        randread-4k-qd32) _a="--rw=randread --bs=4k --iodepth=32" ;;
+        read-1m-qd8) _a="--rw=read --bs=1m --iodepth=8" ;;
+        esac
+        # shellcheck disable=SC2086
+        fio --name=b --filename="$2" --ioengine=libaio --direct=1 $_a \
+            --size=490m --randrepeat=0 --norandommap --time_based \
+            --runtime=$((SECS + 3)) --output-format=terse --terse-version=3 \
+            >"$VDU_SCRATCH/fio.out" 2>&1 &
+        _f=$!
+        sleep 2
+        perf record -q -a -F 999 -e cpu-clock -o "$VDU_SCRATCH/perf.data" \
+            -- sleep "$SECS" >/dev/null 2>&1 || fail "perf record"
+        wait $_f
+        _iops=$(awk -F';' '{print $8}' "$VDU_SCRATCH/fio.out")
+        [ "${_iops:-0}" -gt 0 ] || fail "$1 $job: no fio result"
+        # share of all samples (all CPUs) by thread name -> CPU us per request
+        perf report -i "$VDU_SCRATCH/perf.data" --stdio --no-children \
+            --sort comm 2>/dev/null |
+        awk -v e="$1" -v j="$job" -v iops="$_iops" -v n="$ncpu" '
+            /^#/ || NF < 2 { next }
+            { p = $1; sub(/%/, "", p); c = $2
+              gsub(/[0-9]+/, "N", c); sub(/\+/, "-", c)
+              if (c ~ /^swapper/) c = "idle"
+              t[c] += p }
+            END { for (c in t) printf "C %s %s %d %s %.1f\n", e, j, iops, c, t[c] / 100 * n * 1e6 / iops }'
+    done
+}
+
+case " $PARTS " in *" file "*)
+need_cmd qemu-storage-daemon
+nullb_new nullb1 640 512
+ext4_on /dev/nullb1 /mnt/b
+img=/mnt/b/bench.img
+dd if=/dev/zero of=$img bs=1M count=512 oflag=direct 2>/dev/null || fail "dd image"
+sync
+
+dev=$(vdusectl create vb --backend file --path $img --attach) || fail "vdusectl create"
+on_exit "vdusectl destroy vb --force >/dev/null 2>&1"
+sleep 2
+profile ours "$dev"
+vdusectl destroy vb --force >/dev/null || fail "vdusectl destroy"
+
+ldev=$(losetup --direct-io=on -f --show $img) || fail losetup
+profile loop "$ldev"
+losetup -d "$ldev"
+
+qsd_export cq 1 driver=file,node-name=n,filename=$img,aio=native,cache.direct=on
+qdev=$qsd_dev
+profile qsd "$qdev"
+;; esac
+
+case " $PARTS " in *" tcp "*)
+. "$VDU_TESTDIR/lib-tcp.sh"
+need_cmd nbd-client
+# a 512 MiB image of real (not sparse) pages on the guest's tmpfs
+dd if=/dev/zero of="$NBD_IMG" bs=1M count=512 2>/dev/null || fail "dd $NBD_IMG"
+nbd_start
+dev=$(vdusectl create vt --backend tcp --url nbd://127.0.0.1:$NBD_PORT/ --attach) || fail "vdusectl create vt"
+on_exit "vdusectl destroy vt --force >/dev/null 2>&1"
+sleep 2
+profile ours-tcp "$dev"
+vdusectl destroy vt --force >/dev/null || fail "vdusectl destroy vt"
+for c in 1 2; do
+    nbd-client 127.0.0.1 $NBD_PORT /dev/nbd$c -N '' -C $c >"$VDU_SCRATCH/nbd-client.log" 2>&1 ||
+        { cat "$VDU_SCRATCH/nbd-client.log"; fail "nbd-client -C $c"; }
+    on_exit "nbd-client -d /dev/nbd$c >/dev/null 2>&1"
+    _i=0
+    while [ "$(cat /sys/block/nbd$c/size 2>/dev/null || echo 0)" = 0 ]; do
+        [ $_i -lt 100 ] || fail "nbd$c has no size after 10 s"
+        sleep 0.1; _i=$((_i + 1))
+    done
+    profile kernel-nbd-C$c /dev/nbd$c
+    nbd-client -d /dev/nbd$c >/dev/null 2>&1
+done
+;; esac
+echo "# done"

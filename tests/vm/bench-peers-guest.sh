@@ -1,0 +1,69 @@
+#!/bin/sh
+# bench-peers-guest.sh ROUNDS SECS -- run by tests/bench/bench-peers inside
+# one guest boot (not a test: vm-run only runs [0-9]*.sh).  The null
+# backend with its defaults against its peers, on equal terms: kernel
+# null_blk (irqmode=0, 2 submit queues), qemu-storage-daemon's vduse-blk
+# null-co with 1 and 2 queues, and vdusectl's null backend with 1 and 2
+# queues, all attached at once.  Every run first sets its device's I/O
+# scheduler, so that each comparison is made under the same one, for
+# "none" and for "mq-deadline" (a 1-queue virtio disk gets mq-deadline by
+# default, null_blk and 2-queue disks get none).  Each round runs every
+# workload on every device, the device order rotated each round, so a
+# guest whose speed drifts during the boot favours no device.
+# Prints "R SCHED DEVICE WORKLOAD IOPS MEAN_US P99_US ROUND" lines.
+. "$VDU_TESTDIR/lib.sh"
+ROUNDS=${1:-4}
+SECS=${2:-5}
+need_cmd fio vdpa qemu-storage-daemon
+need_project
+[ -e /lib/modules/null_blk.ko ] || skip "no null_blk module"
+
+grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
+insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
+    gb=1 irqmode=0 || fail "insmod null_blk"
+on_exit "rmmod null_blk 2>/dev/null"
+wait_for_path /dev/nullb0 5
+dev_nb=/dev/nullb0
+qsd_export pq1 1 driver=null-co,node-name=n,size=1073741824
+dev_qsd1=$qsd_dev
+qsd_export pq2 2 driver=null-co,node-name=n,size=1073741824
+dev_qsd2=$qsd_dev
+for nq in 1 2; do
+    d=$(vdusectl create pv$nq --backend null --size 1G -o read-zeroes=off \
+        --queues $nq --attach) || fail "vdusectl create pv$nq"
+    on_exit "vdusectl destroy pv$nq --force >/dev/null 2>&1"
+    eval "dev_ours$nq=$d"
+done
+log "null_blk $dev_nb, qsd $dev_qsd1 $dev_qsd2, ours $dev_ours1 $dev_ours2; $ROUNDS rounds of ${SECS}s"
+for d in $dev_nb $dev_qsd1 $dev_qsd2 $dev_ours1 $dev_ours2; do
+    echo "# $d: default scheduler $(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/${d#/dev/}/queue/scheduler), $(ls /sys/block/${d#/dev/}/mq | wc -l) hardware queue(s)"
+done
+# unrecorded runs to warm up the boot
+bench_fio "$dev_qsd1" rr32 "$SECS" >/dev/null
+bench_fio "$dev_ours1" rr32 "$SECS" >/dev/null
+
+# the devices each workload runs on
+one="nb qsd1 ours1"
+two="nb qsd2 ours2"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+    for s in none mq-deadline; do
+        for w in rr32 rr1 rr32x2; do
+            case $w in rr32x2) devs=$two ;; *) devs=$one ;; esac
+            # rotate: round r starts with the r-th device
+            i=1
+            while [ $i -lt $r ]; do devs="${devs#* } ${devs%% *}"; i=$((i + 1)); done
+            for c in $devs; do
+                eval "d=\$dev_$c"
+                echo "$s" >/sys/block/"${d#/dev/}"/queue/scheduler ||
+                    fail "cannot set scheduler $s on $d"
+                res=$(bench_fio "$d" "$w" "$SECS")
+                [ -n "$res" ] || fail "fio on $d ($w) gave no result"
+                echo "R $s $c $w $res $r"
+            done
+        done
+    done
+    r=$((r + 1))
+done
+for nq in 1 2; do vdusectl stats pv$nq | sed "s/^/# pv$nq stats: /"; done
+echo "# done"
