@@ -12,7 +12,8 @@
 # summed by thread name.  Prints, per engine and job,
 #   "C ENGINE JOB IOPS THREAD US_PER_REQUEST" lines (THREAD "idle" is the
 # idle task; digits in thread names become N, so per-CPU kernel threads
-# add up).
+# add up), and "S ENGINE JOB PERCENT THREAD FUNCTION" for the functions
+# with 2% or more of all samples.
 . "$VDU_TESTDIR/lib.sh"
 . "$VDU_TESTDIR/lib-file.sh"
 SECS=${1:-6}
@@ -52,6 +53,11 @@ profile() {
               if (c ~ /^swapper/) c = "idle"
               t[c] += p }
             END { for (c in t) printf "C %s %s %d %s %.1f\n", e, j, iops, c, t[c] / 100 * n * 1e6 / iops }'
+        # and the functions that took 2% of all samples or more
+        perf report -i "$VDU_SCRATCH/perf.data" --stdio --no-children \
+            --sort comm,sym --percent-limit 2 2>/dev/null |
+        awk -v e="$1" -v j="$job" '/^#/ || NF < 4 { next }
+            { sub(/\[[.k]\] /, ""); printf "S %s %s %s %s %s\n", e, j, $1, $2, $3 }'
     done
 }
 
