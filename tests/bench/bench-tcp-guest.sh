@@ -94,14 +94,7 @@ k=0   # a fresh /dev/nbdK per connect: no waiting for the last one to let go
 run_kernel() {  # CFG Q C N ROUND
     nd=/dev/nbd$k
     [ -e $nd ] || fail "no $nd (nbd.ko has nbds_max=16: fewer rounds or configs)"
-    nbd-client $HOST $PORT $nd -N '' -C $4 >/tmp/nbd-client.log 2>&1 ||
-        { cat /tmp/nbd-client.log; fail "nbd-client -C $4"; }
-    on_exit "nbd-client -d $nd >/dev/null 2>&1"
-    i=0
-    while [ "$(cat /sys/block/nbd$k/size 2>/dev/null || echo 0)" = 0 ]; do
-        [ $i -lt 100 ] || fail "nbd$k has no size after 10 s"
-        sleep 0.1; i=$((i + 1))
-    done
+    nbd_client_connect $HOST $PORT $nd $4
     [ "$5" = 1 ] && echo "# kernel $1: \`nbd-client $HOST $PORT $nd -N '' -C $4\` -> $nd, $(qinfo $nd)"
     runfio kernel $1 $4 $2 $nd $5
     nbd-client -d $nd >/dev/null 2>&1 || fail "nbd-client -d $nd"

@@ -96,14 +96,7 @@ sleep 2
 profile ours-tcp "$dev"
 vdusectl destroy vt --force >/dev/null || fail "vdusectl destroy vt"
 for c in 1 2; do
-    nbd-client 127.0.0.1 $NBD_PORT /dev/nbd$c -N '' -C $c >"$VDU_SCRATCH/nbd-client.log" 2>&1 ||
-        { cat "$VDU_SCRATCH/nbd-client.log"; fail "nbd-client -C $c"; }
-    on_exit "nbd-client -d /dev/nbd$c >/dev/null 2>&1"
-    _i=0
-    while [ "$(cat /sys/block/nbd$c/size 2>/dev/null || echo 0)" = 0 ]; do
-        [ $_i -lt 100 ] || fail "nbd$c has no size after 10 s"
-        sleep 0.1; _i=$((_i + 1))
-    done
+    nbd_client_connect 127.0.0.1 $NBD_PORT /dev/nbd$c $c
     profile kernel-nbd-C$c /dev/nbd$c
     nbd-client -d /dev/nbd$c >/dev/null 2>&1
 done

@@ -47,6 +47,19 @@ wait_vdpa_block() {
     done
     return 1
 }
+# nbd_client_connect HOST PORT NBDDEV CONNS: connect the kernel's NBD client
+# (nbd-client, netlink) on NBDDEV (/dev/nbdK) with CONNS connections to the
+# default export; waits up to 10 s for the disk's size; disconnected on exit.
+nbd_client_connect() {
+    nbd-client "$1" "$2" "$3" -N '' -C "$4" >"$VDU_SCRATCH/nbd-client.log" 2>&1 ||
+        { cat "$VDU_SCRATCH/nbd-client.log"; fail "nbd-client $1 $2 $3 -C $4"; }
+    on_exit "nbd-client -d $3 >/dev/null 2>&1"
+    _n_i=0
+    while [ "$(cat /sys/block/"${3#/dev/}"/size 2>/dev/null || echo 0)" = 0 ]; do
+        [ $_n_i -lt 100 ] || fail "$3 has no size after 10 s"
+        sleep 0.1; _n_i=$((_n_i + 1))
+    done
+}
 # bench_fio DEV WORKLOAD SECS: one fio run (libaio, direct, time based),
 # prints "IOPS MEAN_LAT_US P99_CLAT_US".  WORKLOAD: rr32 (4k randread
 # QD32), rr32x2 (the same, 2 jobs split over CPUs 0-1), rr1 (4k randread
