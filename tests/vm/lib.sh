@@ -86,9 +86,9 @@ bench_fio() {
 # qsd_export NAME QUEUES BLOCKDEV: start qemu-storage-daemon exporting
 # --blockdev BLOCKDEV (whose node-name must be n) as vduse-blk NAME
 # (QUEUES queues of 256, one iothread), add and bind the vdpa device;
-# sets qsd_dev to its /dev/vdX.  The daemon and
-# the vdpa device are removed on exit, so call it in this shell, not in
-# $(...).  Used by the benchmarks' guest halves.
+# sets qsd_dev to its /dev/vdX.  The daemon and the vdpa device are
+# removed on exit, so call it in this shell, not in $(...).  Used by the
+# benchmarks' guest halves.
 qsd_export() {
     qemu-storage-daemon --object iothread,id=t0 --blockdev "$3" \
         --export type=vduse-blk,id=e,node-name=n,name="$1",writable=on,num-queues="$2",queue-size=256,iothread=t0 \
