@@ -99,9 +99,13 @@ qsd_export() {
     [ -e /dev/vduse/"$1" ] || { cat "$VDU_SCRATCH/qsd-$1.log"; fail "qemu-storage-daemon did not create /dev/vduse/$1"; }
     vdpa dev add name "$1" mgmtdev vduse || fail "vdpa dev add $1"
     on_exit "vdpa dev del $1 2>/dev/null"
-    [ -e /sys/bus/vdpa/devices/"$1"/driver ] ||
-        echo "$1" >/sys/bus/vdpa/drivers/virtio_vdpa/bind 2>/dev/null
-    qsd_dev=$(wait_vdpa_block "$1") || fail "qsd $1: no block device"
+    # virtio_vdpa makes the disk; vhost_vdpa may have taken the device
+    _q_drv=$(basename "$(readlink /sys/bus/vdpa/devices/"$1"/driver 2>/dev/null)")
+    if [ "$_q_drv" != virtio_vdpa ]; then
+        [ -z "$_q_drv" ] || echo "$1" >/sys/bus/vdpa/drivers/"$_q_drv"/unbind
+        echo "$1" >/sys/bus/vdpa/drivers/virtio_vdpa/bind || fail "qsd $1: cannot bind virtio_vdpa"
+    fi
+    qsd_dev=$(wait_vdpa_block "$1") || { cat "$VDU_SCRATCH/qsd-$1.log"; fail "qsd $1: no block device"; }
 }
 # wait_for_gone PATH [SECS=10]
 wait_for_gone() {
