@@ -170,7 +170,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "poll-us", '\0', POPT_ARG_STRING, &a.poll_us, 0,
 		  "busy-poll the ring up to N us after a batch (the window "
 		  "adapts to the gaps between requests), 0-1000000; auto "
-		  "(default): 500 while the queues are at most half the CPUs, "
+		  "(default): " VCTL_STR(VCTL_POLL_AUTO_US) " while the queues "
+		  "are at most half the CPUs, "
 		  "else 0 (off), and 0 for tcp", "auto|N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",

@@ -47,6 +47,10 @@ enum {
  * network backends. */
 #define VCTL_POLL_AUTO_US 500
 
+/* A macro's value as a string literal, for help texts. */
+#define VCTL_STR_(x) #x
+#define VCTL_STR(x) VCTL_STR_(x)
+
 /* ------------------------------------------------------------ main.c */
 
 /* Print "vdusectl: <msg>\n" on stderr. */
