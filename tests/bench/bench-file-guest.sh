@@ -9,19 +9,15 @@
 # Prints one "BENCH engine=E q=Q job=J iops=N bw_kib=N lat_us=N" line
 # per run; the host half makes the table.
 . /tests/lib.sh
+. /tests/lib-file.sh
 RUNTIME=${BENCH_RUNTIME:-5}
 POLL_US=${BENCH_POLL_US:-}
 QUEUES=${BENCH_QUEUES:-"1 2"}
 IMG_MB=${BENCH_IMG_MB:-512}
 export PATH=$PATH:/usr/local/bin
 
-cfg=/sys/kernel/config/nullb/nullb1
-mkdir $cfg || fail "no null_blk configfs"
-echo $((IMG_MB + 128)) >$cfg/size; echo 1 >$cfg/memory_backed
-echo 512 >$cfg/blocksize; echo 1 >$cfg/power
-wait_for_path /dev/nullb1
-mkfs.ext4 -q -F /dev/nullb1 || fail mkfs
-mkdir -p /mnt/b && mount -t ext4 /dev/nullb1 /mnt/b || fail mount
+nullb_new nullb1 $((IMG_MB + 128)) 512
+ext4_on /dev/nullb1 /mnt/b
 img=/mnt/b/bench.img
 dd if=/dev/zero of=$img bs=1M count=$IMG_MB oflag=direct 2>/dev/null || fail "dd image"
 sync
