@@ -171,7 +171,7 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "busy-poll the ring up to N us after a batch (the window "
 		  "adapts to the gaps between requests), 0-1000000; auto "
 		  "(default): " VCTL_STR(VCTL_POLL_AUTO_US) " while the queues "
-		  "are at most half the CPUs, "
+		  "are at most the CPUs (2 or more), "
 		  "else 0 (off), and 0 for tcp", "auto|N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
@@ -179,8 +179,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "irq-cpu-list", '\0', POPT_ARG_STRING, &a.irq_cpu_list, 0,
 		  "where each queue's interrupt completion work runs: follow "
 		  "(the CPU of the queue's thread), driver (the guest driver's "
-		  "choice), auto (default: follow for one queue, driver for "
-		  "several) or one CPU per queue, applied on attach",
+		  "choice), auto (default: follow for one queue or polling "
+		  "queues, else driver) or one CPU per queue, applied on attach",
 		  "auto|follow|driver|LIST" },
 		{ "attach", '\0', POPT_ARG_NONE, &a.attach, 0,
 		  "attach to the vdpa bus and print the device node", NULL },

@@ -330,14 +330,22 @@ static unsigned usable_cpus(void)
 	return 1;
 }
 
-/* queues: how many queue threads would poll; 0: none should (auto = 0). */
+/*
+ * queues: how many queue threads would poll; 0: none should (auto = 0).
+ * auto polls with one thread per CPU at most, and never on a single CPU,
+ * where the spinning thread would only delay the submitter.  Two queues
+ * on two CPUs poll: with 2 jobs, 1 job and QD1 that measured better than
+ * kicks (tests/bench/results-peers.md).
+ */
 int vctl_check_poll_us(const char *s, unsigned queues, unsigned *out,
 		       char *err, size_t errlen)
 {
 	unsigned long long v;
 
 	if (strcmp(s, "auto") == 0) {
-		*out = queues && queues * 2 <= usable_cpus() ?
+		unsigned cpus = usable_cpus();
+
+		*out = queues && cpus >= 2 && queues <= cpus ?
 		       VCTL_POLL_AUTO_US : 0;
 		return 0;
 	}
@@ -566,12 +574,16 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 				    c->queues == 1 ? "" : "s");
 		c->cpu_list = a->cpu_list;
 	}
-	/* Default "auto": one queue follows its thread; with several the
-	 * driver already ties each queue's interrupt to the CPUs that submit
-	 * to it, which measured better (tests/bench/results-null.md). */
+	/* Default "auto": a polling thread is awake on its CPU, so the
+	 * completion work goes next to it (no cross-CPU wake-up, off the
+	 * submitters' CPUs), as for one queue.  Several queues that sleep
+	 * until kicked keep the driver's choice, each queue's interrupt on the
+	 * CPUs that submit to it, which measured better for them
+	 * (tests/bench/results-null.md, results-peers.md). */
 	c->irq_cpu_list = a->irq_cpu_list ? a->irq_cpu_list : "auto";
 	if (strcmp(c->irq_cpu_list, "auto") == 0) {
-		c->irq_mode = c->queues == 1 ? VCTL_IRQ_FOLLOW : VCTL_IRQ_DRIVER;
+		c->irq_mode = c->queues == 1 || c->poll_us ? VCTL_IRQ_FOLLOW :
+			      VCTL_IRQ_DRIVER;
 	} else if (strcmp(c->irq_cpu_list, "follow") == 0) {
 		c->irq_mode = VCTL_IRQ_FOLLOW;
 	} else if (strcmp(c->irq_cpu_list, "driver") == 0) {

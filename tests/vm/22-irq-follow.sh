@@ -2,7 +2,8 @@
 # Interrupt placement (--irq-cpu-list): "follow" sets each queue's interrupt
 # callback (/sys/class/vduse/NAME/vqN/irq_cb_affinity) to the CPU its queue
 # thread runs on; "driver" keeps the guest driver's choice; "auto" (the
-# default) is follow for one queue and driver for several; a CPU list is
+# default) is follow for one queue or polling queues and driver for
+# several that do not poll; a CPU list is
 # set at attach.  Checked with pinned threads, after I/O, and again after
 # the driver re-probed the device (detach + attach).
 . "$VDU_TESTDIR/cli-lib.sh"
@@ -40,9 +41,17 @@ assert_eq "$(mask_of t22 0)" 2 "vq0 irq mask after re-attach"
 assert_eq "$(mask_of t22 1)" 1 "vq1 irq mask after re-attach"
 vdusectl destroy t22 --force || fail "destroy t22"
 
-# auto, 2 queues: the driver's per-queue CPUs (queue N on CPU N here),
-# not the (crosswise) threads' CPUs
-vdev_create t22a --backend null --size 64M --queues 2 --cpu-list 1,0
+# auto, 2 polling queues: they follow their (crosswise) threads
+vdev_create t22p --backend null --size 64M --queues 2 --cpu-list 1,0 --poll-us 100
+node=$(vdev_attach t22p) || exit 1
+io "$node"
+assert_eq "$(mask_of t22p 0)" 2 "vq0 irq mask with auto, 2 polling queues (thread on CPU 1)"
+assert_eq "$(mask_of t22p 1)" 1 "vq1 irq mask with auto, 2 polling queues (thread on CPU 0)"
+vdusectl destroy t22p --force || fail "destroy t22p"
+
+# auto, 2 queues that do not poll: the driver's per-queue CPUs (queue N on
+# CPU N here), not the (crosswise) threads' CPUs
+vdev_create t22a --backend null --size 64M --queues 2 --cpu-list 1,0 --poll-us 0
 node=$(vdev_attach t22a) || exit 1
 vdusectl show t22a --json >"$VDU_SCRATCH/show.json" || fail "show"
 assert_eq "$(jqv "$VDU_SCRATCH/show.json" .irq_cpu_list)" auto "show .irq_cpu_list (default)"

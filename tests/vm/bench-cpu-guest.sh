@@ -2,6 +2,9 @@
 # bench-cpu-guest.sh SECS [PARTS] -- run by tests/bench/bench-cpu inside
 # one guest boot (not a test: vm-run only runs [0-9]*.sh).  Where the
 # guest's CPU time goes per request.  PARTS (default "file tcp"):
+#   null  the null backend against qemu-storage-daemon's null-co and the
+#         kernel's null_blk, 4k randread QD32 only, under the I/O
+#         scheduler none and under mq-deadline (ENGINE-SCHED);
 #   file  the file backend against the kernel loop device (direct I/O) and
 #         qemu-storage-daemon (aio=native, O_DIRECT) on the same image
 #         (ext4 on a memory-backed null_blk disk, as bench-file);
@@ -24,9 +27,9 @@ echo 0 >/proc/sys/kernel/kptr_restrict
 echo -1 >/proc/sys/kernel/perf_event_paranoid
 ncpu=$(nproc)
 
-# profile ENGINE DEV: each job under perf
+# profile ENGINE DEV [JOBS]: each job under perf
 profile() {
-    for job in randread-4k-qd32 read-1m-qd8; do
+    for job in ${3:-randread-4k-qd32 read-1m-qd8}; do
         case $job in
         randread-4k-qd32) _a="--rw=randread --bs=4k --iodepth=32" ;;
         read-1m-qd8) _a="--rw=read --bs=1m --iodepth=8" ;;
@@ -60,6 +63,29 @@ profile() {
             { sub(/\[[.k]\] /, ""); printf "S %s %s %s %s %s\n", e, j, $1, $2, $3 }'
     done
 }
+
+case " $PARTS " in *" null "*)
+need_cmd qemu-storage-daemon
+[ -e /lib/modules/null_blk.ko ] || fail "no null_blk module"
+grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
+insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
+    gb=1 irqmode=0 || fail "insmod null_blk"
+on_exit "rmmod null_blk 2>/dev/null"
+wait_for_path /dev/nullb0 5
+qsd_export cn 1 driver=null-co,node-name=n,size=1073741824
+ndev=$(vdusectl create vn --backend null --size 1G -o read-zeroes=off --attach) ||
+    fail "vdusectl create vn"
+on_exit "vdusectl destroy vn --force >/dev/null 2>&1"
+sleep 2
+for s in none mq-deadline; do
+    for e in ours:$ndev qsd:$qsd_dev null_blk:/dev/nullb0; do
+        d=${e#*:}
+        echo "$s" >/sys/block/"${d#/dev/}"/queue/scheduler || fail "scheduler $s on $d"
+        profile "${e%%:*}-$s" "$d" randread-4k-qd32
+    done
+done
+vdusectl stats vn | sed 's/^/# /'
+;; esac
 
 case " $PARTS " in *" file "*)
 need_cmd qemu-storage-daemon
