@@ -1,6 +1,7 @@
 #!/bin/sh
 # --queues 2: two blk-mq hardware queues, both carry I/O, and `vdusectl
-# stats` counts requests on both.
+# stats` counts requests on both; --poll-us auto polls with at most one
+# queue per CPU and never on one CPU.
 . "$VDU_TESTDIR/cli-lib.sh"
 need_cmd fio jq
 
@@ -18,6 +19,16 @@ assert_eq "$(jqv "$VDU_SCRATCH/show.json" .vdpa.max_vqs)" 2 "show .vdpa.max_vqs"
 # --poll-us auto: one polling queue thread per CPU at most
 want=0; [ "$ncpu" -ge 2 ] && want=500
 assert_eq "$(jqv "$VDU_SCRATCH/show.json" .poll_us)" "$want" "show .poll_us (auto, $ncpu CPUs)"
+# ... and none with more queues than CPUs, or with one CPU to run on
+vdev_create t15m --backend null --size 64M --queues $((ncpu + 1))
+vdusectl show t15m --json >"$VDU_SCRATCH/show-m.json" || fail "show t15m failed"
+assert_eq "$(jqv "$VDU_SCRATCH/show-m.json" .poll_us)" 0 "show .poll_us (auto, $((ncpu + 1)) queues, $ncpu CPUs)"
+vdusectl destroy t15m || fail "destroy t15m"
+vdev_cleanup t15s
+run taskset -c 0 vdusectl create t15s --backend null --size 64M
+vdusectl show t15s --json >"$VDU_SCRATCH/show-s.json" || fail "show t15s failed"
+assert_eq "$(jqv "$VDU_SCRATCH/show-s.json" .poll_us)" 0 "show .poll_us (auto, 1 queue, run on 1 CPU)"
+vdusectl destroy t15s || fail "destroy t15s"
 
 # one job pinned to each CPU: blk-mq maps CPU n to hardware queue n
 fio --name=mq --filename="$node" --direct=1 --ioengine=libaio --rw=randrw \

@@ -66,12 +66,7 @@ profile() {
 
 case " $PARTS " in *" null "*)
 need_cmd qemu-storage-daemon
-[ -e /lib/modules/null_blk.ko ] || fail "no null_blk module"
-grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
-insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
-    gb=1 irqmode=0 || fail "insmod null_blk"
-on_exit "rmmod null_blk 2>/dev/null"
-wait_for_path /dev/nullb0 5
+nullb_ceiling || fail "the null part needs kernel null_blk"
 qsd_export cn 1 driver=null-co,node-name=n,size=1073741824
 ndev=$(vdusectl create vn --backend null --size 1G -o read-zeroes=off --attach) ||
     fail "vdusectl create vn"

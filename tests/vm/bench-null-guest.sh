@@ -31,14 +31,8 @@ bench() {
 log "kernel $(uname -r), $(nproc) CPUs, runs $RUNS x ${SECS}s"
 
 # --- kernel null_blk (the ceiling: no userspace crossing)
-# irqmode=0: completed in the submitting context (no timer, no softirq)
-grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
-if [ -e /lib/modules/null_blk.ko ] &&
-   insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
-       gb=1 irqmode=0 2>/dev/null && wait_for_path /dev/nullb0 5; then
+if nullb_ceiling; then
     bench null_blk /dev/nullb0 rr32 rr32x2 rr1 rw32 sr128
-else
-    log "null_blk not available"
 fi
 
 # --- qemu-storage-daemon vduse-blk null-co (7.2: one iothread per export)

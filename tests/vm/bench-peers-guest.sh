@@ -20,13 +20,7 @@ ROUNDS=${1:-4}
 SECS=${2:-5}
 need_cmd fio vdpa qemu-storage-daemon
 need_project
-[ -e /lib/modules/null_blk.ko ] || skip "no null_blk module"
-
-grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
-insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 submit_queues=2 \
-    gb=1 irqmode=0 || fail "insmod null_blk"
-on_exit "rmmod null_blk 2>/dev/null"
-wait_for_path /dev/nullb0 5
+nullb_ceiling || fail "bench-peers needs kernel null_blk"
 dev_nb=/dev/nullb0
 qsd_export pq1 1 driver=null-co,node-name=n,size=1073741824
 dev_qsd1=$qsd_dev

@@ -83,6 +83,22 @@ bench_fio() {
         p = $(30 + o); sub(/.*=/, "", p)
         printf "%d %.1f %s\n", $(8 + o), $(40 + o), p }'
 }
+# nullb_ceiling: load kernel null_blk as the benchmarks' ceiling, 1 GiB
+# /dev/nullb0 with 2 submit queues, completed in the submitting context
+# (irqmode=0: no timer, no softirq); unloaded on exit.  Returns 1 (after a
+# log line) when the module is missing or does not load.
+nullb_ceiling() {
+    grep -q '^null_blk ' /proc/modules && rmmod null_blk 2>/dev/null
+    if [ -e /lib/modules/null_blk.ko ] &&
+       insmod /lib/modules/null_blk.ko nr_devices=1 queue_mode=2 \
+           submit_queues=2 gb=1 irqmode=0 2>/dev/null; then
+        on_exit "rmmod null_blk 2>/dev/null"
+        wait_for_path /dev/nullb0 5
+        return 0
+    fi
+    log "null_blk not available"
+    return 1
+}
 # qsd_export NAME QUEUES BLOCKDEV: start qemu-storage-daemon exporting
 # --blockdev BLOCKDEV (whose node-name must be n) as vduse-blk NAME
 # (QUEUES queues of 256, one iothread), add and bind the vdpa device;
