@@ -236,7 +236,7 @@ expect_out 0 '"devices":[]' list --json
 
 # --- a device whose daemon died: saved config plus a stale pid file
 cat >"$state/dead0.json" <<'EOF'
-{"version":1,"name":"dead0","backend":"null","params":{"size":"1G","x":"a\"b\\c"},"size":1073741824,"queues":2,"queue_size":256,"block_size":512,"serial":null,"read_only":false,"created":0}
+{"version":1,"name":"dead0","backend":"null","params":{"size":"1G","x":"a\"b\\c"},"size":1073741824,"queues":2,"queue_size":256,"block_size":512,"serial":null,"read_only":false,"irq_cpu_list":"auto","irq_mode":"driver","created":0}
 EOF
 echo 999999999 >"$state/dead0.pid"
 chmod 0600 "$state/dead0.json" "$state/dead0.pid"
@@ -247,6 +247,8 @@ expect_out 0 '"daemon":false' list --json
 expect_out 0 '"backend":"null"' show dead0 --json
 json_ok "show --json is valid JSON"
 expect_out 0 "not running" show dead0
+expect_out 0 "auto (driver)" show dead0
+expect_out 0 '"irq_cpu_list":"auto","irq_mode":"driver"' show dead0 --json
 expect 1 "daemon not running" stats dead0
 expect 1 "device dead0 has no running daemon: start a new one (vdusectl recover dead0)" attach dead0
 expect 0 "" destroy dead0

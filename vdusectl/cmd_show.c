@@ -57,7 +57,7 @@ static void print_json(const struct show *s)
 		"backend", "size", "block_size", "queues", "queue_size",
 		"serial", "read_only", "features", "negotiated", "status",
 		"broken", "kernel_broken", "inflight", "params", "ring", "poll_us", "cpu_list",
-		"bounce_size", "irq_cpu_list",
+		"bounce_size", "irq_cpu_list", "irq_mode",
 	};
 	struct vctl_jbuf b;
 
@@ -113,6 +113,7 @@ static void print_text(const struct show *s)
 {
 	const struct vctl_json *params = pick(s->info, s->cfg, "params");
 	const struct vctl_json *v;
+	const char *t;
 	char b1[64], b2[64], size[32];
 	uint64_t bytes;
 
@@ -157,7 +158,12 @@ static void print_text(const struct show *s)
 	F("queue CPUs");
 	printf("%s\n", text(pick(s->info, s->cfg, "cpu_list"), b1, sizeof(b1)));
 	F("irq CPUs");
-	printf("%s\n", text(pick(s->info, s->cfg, "irq_cpu_list"), b1, sizeof(b1)));
+	t = text(pick(s->info, s->cfg, "irq_cpu_list"), b1, sizeof(b1));
+	v = json_get(s->cfg, "irq_mode");
+	if (v && v->type == J_STR && strcmp(t, "auto") == 0)
+		printf("auto (%s)\n", v->s);
+	else
+		printf("%s\n", t);
 	F("poll");
 	if (json_get_u64(s->cfg, "poll_us", &bytes) == 0 && bytes)
 		printf("%" PRIu64 " us\n", bytes);

@@ -213,6 +213,9 @@ static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 	jb_kstr(&b, "cpu_list", c->cpu_list);
 	jb_ku64(&b, "bounce_size", c->bounce_size);
 	jb_kstr(&b, "irq_cpu_list", c->irq_cpu_list);
+	/* What "auto" resolved to, for show (recover resolves it again). */
+	jb_kstr(&b, "irq_mode", c->irq_mode == VCTL_IRQ_FOLLOW ? "follow" :
+		c->irq_mode == VCTL_IRQ_DRIVER ? "driver" : "list");
 	jb_kbool(&b, "auto_recover", c->auto_recover);
 	jb_ku64(&b, "created", (uint64_t)time(NULL));
 	jb_raw(&b, "}\n");

@@ -44,6 +44,8 @@ vdusectl destroy t22 --force || fail "destroy t22"
 # auto, 2 polling queues: they follow their (crosswise) threads
 vdev_create t22p --backend null --size 64M --queues 2 --cpu-list 1,0 --poll-us 100
 node=$(vdev_attach t22p) || exit 1
+vdusectl show t22p --json >"$VDU_SCRATCH/show.json" || fail "show"
+assert_eq "$(jqv "$VDU_SCRATCH/show.json" .irq_mode)" follow "show .irq_mode (auto, 2 polling queues)"
 io "$node"
 assert_eq "$(mask_of t22p 0)" 2 "vq0 irq mask with auto, 2 polling queues (thread on CPU 1)"
 assert_eq "$(mask_of t22p 1)" 1 "vq1 irq mask with auto, 2 polling queues (thread on CPU 0)"
@@ -55,6 +57,7 @@ vdev_create t22a --backend null --size 64M --queues 2 --cpu-list 1,0 --poll-us 0
 node=$(vdev_attach t22a) || exit 1
 vdusectl show t22a --json >"$VDU_SCRATCH/show.json" || fail "show"
 assert_eq "$(jqv "$VDU_SCRATCH/show.json" .irq_cpu_list)" auto "show .irq_cpu_list (default)"
+assert_eq "$(jqv "$VDU_SCRATCH/show.json" .irq_mode)" driver "show .irq_mode (auto, 2 queues, no polling)"
 io "$node"
 if [ "$ncpu" = 2 ]; then
     assert_eq "$(mask_of t22a 0)" 1 "vq0 irq mask with auto, 2 queues"
