@@ -80,6 +80,9 @@ for s in none mq-deadline; do
     done
 done
 vdusectl stats vn | sed 's/^/# /'
+# the next parts measure a guest without these
+vdusectl destroy vn --force >/dev/null || fail "vdusectl destroy vn"
+qsd_unexport cn
 ;; esac
 
 case " $PARTS " in *" file "*)
@@ -103,6 +106,7 @@ losetup -d "$ldev"
 qsd_export cq 1 driver=file,node-name=n,filename=$img,aio=native,cache.direct=on
 qdev=$qsd_dev
 profile qsd "$qdev"
+qsd_unexport cq
 ;; esac
 
 case " $PARTS " in *" tcp "*)

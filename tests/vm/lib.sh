@@ -103,12 +103,14 @@ nullb_ceiling() {
 # --blockdev BLOCKDEV (whose node-name must be n) as vduse-blk NAME
 # (QUEUES queues of 256, one iothread), add and bind the vdpa device;
 # sets qsd_dev to its /dev/vdX.  The daemon and the vdpa device are
-# removed on exit, so call it in this shell, not in $(...).  Used by the
+# removed on exit (or by qsd_unexport NAME), so call it in this shell, not
+# in $(...).  NAME must be usable in a variable name.  Used by the
 # benchmarks' guest halves.
 qsd_export() {
     qemu-storage-daemon --object iothread,id=t0 --blockdev "$3" \
         --export type=vduse-blk,id=e,node-name=n,name="$1",writable=on,num-queues="$2",queue-size=256,iothread=t0 \
         >"$VDU_SCRATCH/qsd-$1.log" 2>&1 &
+    eval "qsd_pid_$1=$!"
     on_exit "kill $! 2>/dev/null"
     _q_i=0
     while [ ! -e /dev/vduse/"$1" ] && [ $_q_i -lt 100 ]; do sleep 0.1; _q_i=$((_q_i + 1)); done
@@ -122,6 +124,12 @@ qsd_export() {
         echo "$1" >/sys/bus/vdpa/drivers/virtio_vdpa/bind || fail "qsd $1: cannot bind virtio_vdpa"
     fi
     qsd_dev=$(wait_vdpa_block "$1") || { cat "$VDU_SCRATCH/qsd-$1.log"; fail "qsd $1: no block device"; }
+}
+# qsd_unexport NAME: remove qsd_export's vdpa device and stop its daemon
+# now, so that it does not share the guest with what is measured next.
+qsd_unexport() {
+    vdpa dev del "$1" || fail "vdpa dev del $1"
+    eval "kill \$qsd_pid_$1 && wait \$qsd_pid_$1" 2>/dev/null || :
 }
 # wait_for_gone PATH [SECS=10]
 wait_for_gone() {
