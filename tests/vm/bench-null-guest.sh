@@ -46,6 +46,7 @@ if command -v qemu-storage-daemon >/dev/null 2>&1; then
         else
             bench qsd-2q "$dev" rr32x2
         fi
+        qsd_unexport qsd$nq
     done
 else
     log "qemu-storage-daemon not in the guest (VDU_VM_EXTRA_BINS=qemu-storage-daemon)"
