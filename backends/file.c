@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libaio.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,10 @@ struct file_dev {
 	/* learnt at run time, shared by the queues' threads; they only
 	 * ever flip from true to false */
 	_Atomic bool zero_range_ok, aio_fdsync_ok;
+	/* ... and this one only from false to true: the kernel refused to
+	 * pin the driver's buffers for direct I/O (EFAULT), so every read
+	 * and write goes through an aligned copy of ours */
+	_Atomic bool copy_all;
 };
 
 struct file_q {
@@ -338,7 +343,7 @@ static int file_get_info(void *handle, struct vdu_backend_info *info)
 	info->size = d->size;
 	info->logical_block_size = d->lbs;
 	info->physical_block_size = d->pbs;
-	info->caps = VDU_CAP_FLUSH;
+	info->caps = VDU_CAP_FLUSH | (d->direct ? VDU_CAP_DIRECT_IO : 0);
 	if (d->read_only)
 		info->caps |= VDU_CAP_READ_ONLY;
 	else
@@ -463,6 +468,39 @@ static void finish(struct file_io *fio, int result)
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg);
+static void add_to_batch(struct file_q *fq, struct file_io *fio);
+static void prep_rw(struct file_io *fio);
+static int setup_bounce(struct file_io *fio);
+
+/*
+ * Direct I/O into the driver's buffers failed with EFAULT: the kernel
+ * would not pin them (the kernel's own bounce pages on Linux 6.12.118+,
+ * when the device could not register memory of its own).  The request
+ * is done again, whole, through our aligned copy, and so is every one
+ * after it: no error reaches the driver for a page the kernel would not
+ * pin.  Must be followed by flush_batch().
+ */
+static void redo_through_copy(struct file_q *fq, struct file_io *fio)
+{
+	struct file_dev *d = fq->d;
+	int r;
+
+	if (!atomic_exchange(&d->copy_all, true))
+		vdu_log(VDU_LOG_WARNING, "file: %s: the kernel refused direct I/O "
+			"into the driver's buffers (EFAULT): copying through our "
+			"own buffers from now on", d->path);
+	free(fio->rest);
+	fio->rest = NULL;
+	fio->done = 0;
+	r = setup_bounce(fio);
+	if (r < 0) {
+		finish(fio, r);
+		return;
+	}
+	vdu_io_copied(fio->io);
+	prep_rw(fio);
+	add_to_batch(fq, fio);
+}
 
 /* Submit what is pending.  On EAGAIN (context full) the rest waits for
  * the next completion, or for a short timer when nothing is in flight. */
@@ -493,7 +531,11 @@ static void flush_batch(struct file_q *fq)
 					"here; flushing on a helper thread");
 				fq->d->aio_fdsync_ok = false;
 				queue_blocking(fio);
-			} else
+			} else if (r == -EFAULT && fq->d->direct &&
+				   fio->io->op != VDU_IO_FLUSH &&
+				   !fio->bounce.iov_base)
+				redo_through_copy(fq, fio);
+			else
 				finish(fio, r);
 			continue;
 		}
@@ -553,6 +595,8 @@ static bool needs_bounce(const struct file_dev *d, const struct vdu_io *io)
 
 	if (!d->direct)
 		return false;
+	if (d->copy_all)
+		return true;
 	for (int i = 0; i < io->iovcnt; i++)
 		m |= ((uintptr_t)io->iov[i].iov_base & (d->mem_align - 1)) |
 		     (io->iov[i].iov_len & (d->dio_align - 1));
@@ -618,6 +662,11 @@ static void aio_done(struct file_q *fq, struct file_io *fio, long res)
 {
 	struct vdu_io *io = fio->io;
 
+	if (res == -EFAULT && fq->d->direct && io->op != VDU_IO_FLUSH &&
+	    !fio->bounce.iov_base) {
+		redo_through_copy(fq, fio); /* the caller flushes the batch */
+		return;
+	}
 	if (res < 0) {
 		if (res == -EINVAL && fq->d->direct)
 			vdu_log(VDU_LOG_ERR, "file: %s: O_DIRECT refused the "
@@ -782,6 +831,8 @@ static void file_submit(void *qctx, struct vdu_io *io)
 				vdu_io_complete(io, r);
 				return;
 			}
+			if (fq->d->copy_all)
+				vdu_io_copied(io);
 		}
 		prep_rw(fio);
 		add_to_batch(fq, fio);

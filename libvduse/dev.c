@@ -56,6 +56,7 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 	dev->opts.struct_size = sizeof(dev->opts);
 	snprintf(dev->name, sizeof(dev->name), "%s", opts->name);
 	dev->opts.name = dev->name;
+	vdu_bounce_init(dev);
 	dev->be = be;
 	dev->be_handle = handle;
 	dev->base = base;
@@ -74,6 +75,10 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 			dev->name, VDU_QUEUE_SIZE_MAX);
 		goto fail;
 	}
+	if (dev->opts.bounce > VDU_BOUNCE_KERNEL) {
+		vdu_err("%s: unknown bounce mode %u", dev->name, dev->opts.bounce);
+		goto fail;
+	}
 	serial = opts->serial ? opts->serial : dev->name;
 	if (opts->serial && strlen(opts->serial) > VDU_SERIAL_MAX) {
 		vdu_err("%s: serial is longer than %d bytes", dev->name,
@@ -84,6 +89,7 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 	r = be->get_info(handle, &dev->be_info);
 	if (r < 0)
 		goto fail;
+	vdu_bounce_choose(dev);
 	r = vdu_blk_build_config(dev);
 	if (r < 0) {
 		vdu_err("%s: invalid geometry (size %llu, block size %u)",
@@ -248,6 +254,9 @@ static void dev_reset(struct vdu_dev *dev)
 		for (int ms = 0; ms < RESET_DRAIN_MS && vdu_dev_inflight(dev); ms++)
 			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	}
+	/* Before the kernel drops its bounce mapping (right after our
+	 * answer): it copies the pages still in use back to its own. */
+	vdu_bounce_reset(dev);
 }
 
 int vdu_dev_stop(struct vdu_dev *dev)
@@ -283,6 +292,7 @@ void vdu_dev_free(struct vdu_dev *dev)
 		for (unsigned i = 0; i < dev->num_queues; i++)
 			vdu_queue_fini(&dev->queues[i]);
 	free(dev->queues);
+	vdu_bounce_fini(dev);
 	free(dev);
 }
 

@@ -157,6 +157,12 @@ struct vdu_transport {
 	int (*set_irq_affinity)(struct vdu_dev *dev, unsigned idx,
 				const int *cpus, unsigned n);
 	vdu_iova_fault_fn iova_fault;
+	/* Optional, our memory under the bounce buffer (bounce.c).
+	 * bounce_info: 1 and *size when iova lies in the bounce buffer and
+	 * it takes our memory, 0 when not, -ENOTTY when the kernel cannot. */
+	int (*bounce_info)(struct vdu_dev *dev, uint64_t iova, uint64_t *size);
+	int (*reg_umem)(struct vdu_dev *dev, void *addr, uint64_t size);
+	int (*dereg_umem)(struct vdu_dev *dev, uint64_t size);
 };
 
 /* ------------------------------------------------------------- vrings */
@@ -357,6 +363,21 @@ VDU_HIDDEN size_t vdu_iov_to_buf(const struct iovec *iov, int cnt,
 VDU_HIDDEN size_t vdu_iov_from_buf(const struct iovec *iov, int cnt,
 				   size_t off, const void *buf, size_t len);
 
+/* ------------------------------------------------------------- bounce */
+
+/* Our memory under the kernel's bounce buffer (bounce.c). */
+struct vdu_bounce {
+	pthread_mutex_t lock;      /* queue threads fault concurrently */
+	bool want;                 /* register ours (opts.bounce, backend) */
+	bool registered;
+	int fallback_err;          /* registering failed in this cycle */
+	void *map;                 /* mmap()ed, with alignment slack */
+	size_t map_len;
+	uint8_t *buf;              /* 2 MiB aligned, size bytes */
+	uint64_t size;
+	uint64_t copied;           /* atomic: vdu_io_copied() calls */
+};
+
 /* ------------------------------------------------------------- device */
 
 struct vdu_dev {
@@ -390,7 +411,20 @@ struct vdu_dev {
 	bool created;
 	bool reconnecting;         /* queues recover from their logs */
 	bool kernel_broken;        /* the kernel gave up on us (timeout) */
+	struct vdu_bounce bounce;
 };
+
+/* bounce.c */
+VDU_HIDDEN void vdu_bounce_init(struct vdu_dev *dev);
+/* Whether to register ours: opts.bounce and the backend's caps. */
+VDU_HIDDEN void vdu_bounce_choose(struct vdu_dev *dev);
+/* The queues' IOVA fault handler: the bounce buffer from our memory
+ * where it is registered, the rest through the transport. */
+VDU_HIDDEN int vdu_bounce_fault(void *dev, uint64_t iova,
+				struct vdu_region *out);
+/* Deregister (device reset); the next data mapping registers again. */
+VDU_HIDDEN void vdu_bounce_reset(struct vdu_dev *dev);
+VDU_HIDDEN void vdu_bounce_fini(struct vdu_dev *dev);
 
 /* blk.c */
 VDU_HIDDEN int vdu_blk_build_config(struct vdu_dev *dev);

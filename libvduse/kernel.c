@@ -150,6 +150,51 @@ static int k_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 	return 0;
 }
 
+/* VDUSE_IOTLB_GET_INFO: the IOTLB entry at iova takes user memory only
+ * when it is the whole bounce buffer (the kernel sets CAP_UMEM then). */
+static int k_bounce_info(struct vdu_dev *dev, uint64_t iova, uint64_t *size)
+{
+#ifdef VDUSE_IOTLB_GET_INFO
+	struct vduse_iova_info info = { .start = iova, .last = iova };
+
+	if (ioctl(dev->dev_fd, VDUSE_IOTLB_GET_INFO, &info) < 0)
+		return -errno;
+	if (!(info.capability & VDUSE_IOVA_CAP_UMEM) || info.start != 0 ||
+	    info.last < info.start)
+		return 0;
+	*size = info.last + 1;
+	return 1;
+#else
+	return -ENOTTY;
+#endif
+}
+
+static int k_reg_umem(struct vdu_dev *dev, void *addr, uint64_t size)
+{
+#ifdef VDUSE_IOTLB_REG_UMEM
+	struct vduse_iova_umem u = {
+		.uaddr = (uintptr_t)addr, .iova = 0, .size = size,
+	};
+
+	return ioctl(dev->dev_fd, VDUSE_IOTLB_REG_UMEM, &u) < 0 ? -errno : 0;
+#else
+	return -ENOTTY;
+#endif
+}
+
+static int k_dereg_umem(struct vdu_dev *dev, uint64_t size)
+{
+#ifdef VDUSE_IOTLB_DEREG_UMEM
+	struct vduse_iova_umem u = { .iova = 0, .size = size };
+
+	if (dev->dev_fd < 0)
+		return -EBADF;
+	return ioctl(dev->dev_fd, VDUSE_IOTLB_DEREG_UMEM, &u) < 0 ? -errno : 0;
+#else
+	return -ENOTTY;
+#endif
+}
+
 const struct vdu_transport vdu_kernel_transport = {
 	.get_features = k_get_features,
 	.get_vq_info = k_get_vq_info,
@@ -157,6 +202,9 @@ const struct vdu_transport vdu_kernel_transport = {
 	.inject_irq = k_inject_irq,
 	.set_irq_affinity = k_set_irq_affinity,
 	.iova_fault = k_iova_fault,
+	.bounce_info = k_bounce_info,
+	.reg_umem = k_reg_umem,
+	.dereg_umem = k_dereg_umem,
 };
 
 /*

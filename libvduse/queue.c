@@ -278,7 +278,7 @@ int vdu_queue_start(struct vdu_queue *q, int cpu)
 {
 	int r;
 
-	q->iova = vdu_iova_new(q->dev->tp->iova_fault, q->dev);
+	q->iova = vdu_iova_new(vdu_bounce_fault, q->dev);
 	if (!q->iova)
 		return -ENOMEM;
 	r = open_log(q);

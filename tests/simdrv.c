@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <time.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <event2/event.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -105,6 +107,60 @@ static int tp_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 	return 0;
 }
 
+static struct sim_region *bounce_region(struct sim *s)
+{
+	for (unsigned i = 0; i < s->nreg; i++)
+		if (s->reg[i].bounce)
+			return &s->reg[i];
+	return NULL;
+}
+
+static int tp_bounce_info(struct vdu_dev *dev, uint64_t iova, uint64_t *size)
+{
+	struct sim *s = sim_of(dev);
+	struct sim_region *r = bounce_region(s);
+
+	__atomic_add_fetch(&s->umem_info_calls, 1, __ATOMIC_RELAXED);
+	if (s->umem_err == -ENOTTY)
+		return -ENOTTY;
+	if (!r || iova >= r->len)
+		return 0;
+	*size = r->len;
+	return 1;
+}
+
+static int tp_reg_umem(struct vdu_dev *dev, void *addr, uint64_t size)
+{
+	struct sim *s = sim_of(dev);
+	struct sim_region *r = bounce_region(s);
+
+	if (s->umem_err)
+		return s->umem_err;
+	if (!r || size != r->len || ((uintptr_t)addr & 4095))
+		return -EINVAL;
+	if (r->host != r->own)
+		return -EEXIST;
+	memcpy(addr, r->own, size);
+	r->host = addr;
+	s->umem_regs++;
+	return 0;
+}
+
+static int tp_dereg_umem(struct vdu_dev *dev, uint64_t size)
+{
+	struct sim *s = sim_of(dev);
+	struct sim_region *r = bounce_region(s);
+
+	if (!r || r->host == r->own)
+		return -ENOENT;
+	if (size != r->len)
+		return -EINVAL;
+	memcpy(r->own, r->host, size);
+	r->host = r->own;
+	s->umem_deregs++;
+	return 0;
+}
+
 static const struct vdu_transport sim_transport = {
 	.get_features = tp_get_features,
 	.get_vq_info = tp_get_vq_info,
@@ -112,6 +168,9 @@ static const struct vdu_transport sim_transport = {
 	.inject_irq = tp_inject_irq,
 	.set_irq_affinity = tp_set_irq_affinity,
 	.iova_fault = tp_iova_fault,
+	.bounce_info = tp_bounce_info,
+	.reg_umem = tp_reg_umem,
+	.dereg_umem = tp_dereg_umem,
 };
 
 /* --------------------------------------------------------------- memory */
@@ -143,8 +202,12 @@ void sim_free(struct sim *s)
 {
 	if (!s)
 		return;
-	for (unsigned i = 0; i < s->nreg; i++)
-		free(s->reg[i].host);
+	for (unsigned i = 0; i < s->nreg; i++) {
+		if (s->reg[i].secret)
+			munmap(s->reg[i].own, s->reg[i].len);
+		else
+			free(s->reg[i].own);
+	}
 	for (unsigned i = 0; i < SIM_MAX_VQ; i++)
 		vq_free_book(&s->vq[i]);
 	free(s);
@@ -158,17 +221,54 @@ uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
 	if (s->nreg == SIM_MAX_REGIONS || !len)
 		return NULL;
 	r = &s->reg[s->nreg];
-	/* Exactly len bytes, so ASan flags any access past the region;
-	 * page aligned like the kernel's bounce pages (O_DIRECT backends). */
-	if (posix_memalign((void **)&r->host, 4096, len))
+	memset(r, 0, sizeof(*r));
+	if (s->secret_mem) {
+		int fd = (int)syscall(SYS_memfd_secret, 0);
+		void *p = MAP_FAILED;
+
+		if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+			p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (fd >= 0)
+			close(fd);
+		if (p == MAP_FAILED)
+			return NULL;
+		r->own = p;
+		r->secret = true;
+	} else if (posix_memalign((void **)&r->own, 4096, len)) {
+		/* Exactly len bytes, so ASan flags any access past the
+		 * region; page aligned like the kernel's bounce pages. */
 		return NULL;
-	memset(r->host, 0, len);
+	}
+	memset(r->own, 0, len);
+	r->host = r->own;
 	r->iova = iova;
 	r->len = len;
 	r->perm = perm;
 	r->faults = 0;
 	s->nreg++;
 	return r->host;
+}
+
+uint8_t *sim_add_bounce(struct sim *s, uint64_t len)
+{
+	uint8_t *p;
+
+	if (len > SIM_RING_IOVA)
+		return NULL;
+	p = sim_add_region(s, 0, len, VDU_PERM_READ | VDU_PERM_WRITE);
+	if (p)
+		s->reg[s->nreg - 1].bounce = true;
+	return p;
+}
+
+int sim_secret_mem_ok(void)
+{
+	int fd = (int)syscall(SYS_memfd_secret, 0);
+
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
 }
 
 int sim_default_layout(struct sim *s)

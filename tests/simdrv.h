@@ -36,8 +36,13 @@
 
 struct sim_region {
 	uint64_t iova, len;
-	uint8_t *host;          /* malloc()ed exactly len bytes */
+	uint8_t *host;          /* where the data is now: own, or the
+				 * device's memory registered over it */
+	uint8_t *own;           /* malloc()ed exactly len bytes (or mmap()ed
+				 * secret memory, see sim.secret_mem) */
 	uint8_t perm;           /* VDU_PERM_* */
+	bool bounce;            /* the bounce buffer (sim_add_bounce) */
+	bool secret;            /* own is memfd_secret memory */
 	unsigned faults;        /* times the library faulted it in */
 };
 
@@ -92,6 +97,17 @@ struct sim {
 	unsigned nvq;
 	uint32_t request_id;
 	unsigned bad_used;           /* used ids we never posted */
+	/* The kernel side of VDUSE_IOTLB_{GET_INFO,REG_UMEM,DEREG_UMEM}
+	 * over the bounce region: registering copies its pages into the
+	 * device's memory, which then holds the data (region host),
+	 * deregistering copies them back. */
+	int umem_err;                /* REG_UMEM fails with this (-ENOTTY: the
+				      * kernel has no such ioctls) */
+	unsigned umem_regs, umem_deregs, umem_info_calls;
+	/* Regions added from now on are memfd_secret memory, which the
+	 * kernel refuses to pin (O_DIRECT into it fails with EFAULT, like
+	 * VDUSE's own bounce pages on Linux 6.12.118+). */
+	bool secret_mem;
 	/* With VDU_DEV_F_QUEUE_THREADS the transport callbacks run on queue
 	 * threads: vq[].irqs/kicks, faults and fault_misses are then updated
 	 * atomically (read them with sim_load()). */
@@ -111,6 +127,10 @@ void sim_free(struct sim *s);
 /* Map len bytes of fresh zeroed memory at iova; returns the host pointer. */
 uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
 			uint8_t perm);
+/* The bounce buffer at IOVA 0 (len <= SIM_RING_IOVA), RW. */
+uint8_t *sim_add_bounce(struct sim *s, uint64_t len);
+/* memfd_secret works here (else: -errno). */
+int sim_secret_mem_ok(void);
 /* The layout described above; data allocation in the data space. */
 int sim_default_layout(struct sim *s);
 /* Install the transport and vdu_dev_start() the device. */

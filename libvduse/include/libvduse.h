@@ -33,7 +33,7 @@ struct event_base;
 /* Version and logging                                                 */
 
 #define VDU_VERSION_MAJOR 0
-#define VDU_VERSION_MINOR 1
+#define VDU_VERSION_MINOR 2
 
 /* Library version string, e.g. "0.1.0". */
 VDU_API const char *vdu_version(void);
@@ -98,6 +98,11 @@ struct vdu_io {
 #define VDU_CAP_DISCARD (1u << 1)
 #define VDU_CAP_WRITE_ZEROES (1u << 2)
 #define VDU_CAP_READ_ONLY (1u << 3)
+/* The backend does direct I/O (O_DIRECT, registered buffers) straight into
+ * the request's buffers, so the kernel must be able to pin them: under
+ * VDU_BOUNCE_AUTO the device then backs the bounce buffer with its own
+ * memory (see vdu_dev_opts.bounce). */
+#define VDU_CAP_DIRECT_IO (1u << 4)
 
 struct vdu_backend_info {
 	uint64_t size;               /* bytes; rounded down to 512 */
@@ -148,6 +153,14 @@ struct vdu_backend {
 /* Complete an I/O: result 0 or -errno (-EOPNOTSUPP gives UNSUPP). */
 VDU_API void vdu_io_complete(struct vdu_io *io, int result);
 
+/*
+ * The backend could not do direct I/O into the request's buffers (the
+ * kernel refused to pin them: -EFAULT) and went through a copy of its own
+ * instead.  Only counted, for vdu_dev_get_bounce(); call it once per
+ * request so copied, from the queue's thread.
+ */
+VDU_API void vdu_io_copied(struct vdu_io *io);
+
 /* Parse "123", "4K", "1M", "2G", "1T" (powers of 1024) into bytes. */
 VDU_API int vdu_parse_size(const char *s, uint64_t *out);
 
@@ -182,7 +195,51 @@ struct vdu_dev_opts {
 			       * no pinning); NULL: none pinned */
 	const char *state_path;/* inflight logs at STATE_PATH.qN.inflight,
 				* needed for vdu_dev_reconnect(); NULL: none */
+	/* since 0.2 */
+	unsigned bounce;      /* VDU_BOUNCE_*: whose memory is under the
+			       * kernel's bounce buffer */
 };
+
+/*
+ * The kernel copies the data of a virtio_vdpa driver (a container's
+ * /dev/vdX) through a bounce buffer that the device maps, at IOVA 0 up
+ * to /sys/class/vduse/NAME/bounce_size.  Its pages are the kernel's
+ * unless the device registers memory of its own (VDUSE_IOTLB_REG_UMEM,
+ * Linux 6.0+): then the buffers backends see are ordinary pinnable
+ * process memory, which direct I/O needs (newer kernels refuse to pin
+ * the kernel's pages: O_DIRECT into them fails with EFAULT).  The memory
+ * is allocated (2 MiB aligned, transparent huge pages where allowed) and
+ * registered when the driver first maps data, deregistered at every
+ * reset (the kernel copies back pages still in use), and registered
+ * again after it.  Registering pins the whole buffer: RLIMIT_MEMLOCK is
+ * raised by its size when the kernel asks (root may); where registering
+ * fails the device goes on with the kernel's pages and logs one line.
+ * A VM's memory (vhost_vdpa) never goes through the bounce buffer.
+ */
+enum vdu_bounce_mode {
+	VDU_BOUNCE_AUTO = 0,   /* our memory iff the backend has
+				* VDU_CAP_DIRECT_IO, else the kernel's */
+	VDU_BOUNCE_USER = 1,   /* our memory (falls back as said above) */
+	VDU_BOUNCE_KERNEL = 2, /* the kernel's pages, mapped */
+};
+
+struct vdu_bounce_info {
+	uint32_t struct_size;  /* sizeof(struct vdu_bounce_info) */
+	unsigned mode;         /* VDU_BOUNCE_USER or _KERNEL: in use now;
+				* VDU_BOUNCE_AUTO: no data mapped yet */
+	int fallback_err;      /* why our memory was wanted but not used
+				* (-ENOTTY: kernel without REG_UMEM, -ENOMEM:
+				* memlock limit...), else 0 */
+	uint64_t size;         /* bounce buffer bytes (0: not known yet) */
+	uint64_t pinned;       /* of our memory, pinned by the kernel */
+	uint64_t resident;     /* of our memory, resident now */
+	uint64_t huge;         /* of that, in 2 MiB pages */
+	uint64_t copied;       /* requests a backend copied (vdu_io_copied) */
+};
+
+/* The bounce buffer as it is now.  -EINVAL: struct_size too small. */
+VDU_API int vdu_dev_get_bounce(const struct vdu_dev *dev,
+			       struct vdu_bounce_info *info);
 
 /* One thread with its own event loop per queue (else all on base). */
 #define VDU_DEV_F_QUEUE_THREADS (1u << 0)
