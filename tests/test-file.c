@@ -35,13 +35,18 @@
 #define WAIT_MS 5000
 
 static char tmpdir[256];
-static unsigned lib_errors;
+static unsigned lib_errors, copy_warnings;
+/* env_open gives the simulated driver memfd_secret data memory, which
+ * the kernel refuses to pin for direct I/O. */
+static bool env_secret;
 static const struct vdu_backend *be = &vdu_backend_file;
 
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	if (level <= VDU_LOG_ERR)
 		lib_errors++;
+	if (strstr(msg, "refused direct I/O"))
+		copy_warnings++;
 	if (getenv("VDU_TEST_VERBOSE"))
 		printf("# lib[%d]: %s\n", level, msg);
 }
@@ -158,7 +163,13 @@ static int env_open(struct env *e, const char *kv[], unsigned nq, unsigned qsize
 	r = vdu_dev_new(&o, be, e->h, e->base, &e->dev);
 	if (r < 0)
 		return r;
-	r = sim_open_default(e->base, e->dev, &e->sim);
+	e->sim = sim_new(e->base);
+	if (!e->sim)
+		return -ENOMEM;
+	e->sim->secret_mem = env_secret;
+	if (sim_default_layout(e->sim) < 0)
+		return -ENOMEM;
+	r = sim_attach(e->sim, e->dev);
 	if (r < 0)
 		return r;
 	vdu_dev_get_info(e->dev, &e->info);
@@ -777,6 +788,63 @@ out_file:
 	unlink(p);
 }
 
+/*
+ * The kernel will not pin the driver's buffers for direct I/O (VDUSE's
+ * own bounce pages on Linux 6.12.118+; memfd_secret memory here, for
+ * which the kernel answers the same EFAULT): the first request that
+ * meets it is redone through the backend's aligned copy, and so is
+ * every one after it.  No request fails.  read_first: the first EFAULT
+ * comes from a read (else from a write).
+ */
+static void test_efault_copy(bool read_first)
+{
+	const char *what = read_first ? "read first" : "write first";
+	char p[300], kv_path[320];
+	const char *kv[] = { kv_path, "cache=none", NULL };
+	struct vdu_bounce_info bi = { .struct_size = sizeof(bi) };
+	struct vdu_queue_stats st;
+	uint8_t *buf = malloc(65536);
+	struct env e = { 0 };
+	int r = sim_secret_mem_ok();
+
+	if (r < 0 || !tmpdir_direct_ok()) {
+		ok(1, "# SKIP efault(%s): %s", what, r < 0 ? "no memfd_secret here" :
+		   "no O_DIRECT in the temp directory");
+		free(buf);
+		return;
+	}
+	path_of(p, sizeof(p), "efault.img");
+	snprintf(kv_path, sizeof(kv_path), "path=%s", p);
+	make_file(p, 4 << 20, 0x5a); /* written extents: reads pin too */
+	copy_warnings = 0;
+	env_secret = true;
+	r = env_open(&e, kv, 1, 256);
+	env_secret = false;
+	if (!ok(r == 0, "efault(%s): device on memfd_secret memory", what))
+		goto out;
+	ok(e.info.features_offered, "efault(%s): features offered", what);
+	if (read_first) {
+		memset(buf, 0, 65536);
+		is_int(dev_read(&e, 16, buf, 65536), ST_OK, "efault(%s): read OK", what);
+		ok(all_byte(buf, 65536, 0x5a), "efault(%s): read the file's data", what);
+	}
+	ok_null(write_read(&e, p, 0, 64, 65536, 4096, LAY_PLAIN),
+		"efault(%s): 16 x 4 KiB written and read back", what);
+	ok_null(write_read(&e, p, 0, 2048, 1 << 20, 128 << 10, LAY_PLAIN),
+		"efault(%s): 1 MiB written and read back", what);
+	vdu_dev_queue_stats(e.dev, 0, &st);
+	is_int((int)st.errors, 0, "efault(%s): no request failed", what);
+	is_int(vdu_dev_get_bounce(e.dev, &bi), 0, "efault(%s): bounce info", what);
+	ok(bi.copied >= (read_first ? 5u : 4u),
+	   "efault(%s): every read and write copied (%llu)", what,
+	   (unsigned long long)bi.copied);
+	is_int(copy_warnings, 1, "efault(%s): one warning line", what);
+out:
+	env_close(&e);
+	unlink(p);
+	free(buf);
+}
+
 static void pick_tmpdir(void)
 {
 	const char *cand[] = { getenv("TMPDIR"), "/var/tmp", "/tmp" };
@@ -817,6 +885,8 @@ int main(void)
 	test_errors();
 	test_stop_inflight();
 	test_blockdev();
+	test_efault_copy(false);
+	test_efault_copy(true);
 
 	rmdir(tmpdir);
 	return tap_done();
