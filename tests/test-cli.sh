@@ -193,11 +193,17 @@ for b in 0 4K 1023K 2G 1048577 x; do
 	expect 2 "--bounce-size must be from 1M to 1G in 4K pages (got '$b')" \
 		create d0 --backend null --size 1M --bounce-size "$b"
 done
+for b in '' users Kernel 1; do
+	expect 2 "--bounce must be auto, user or kernel (got '$b')" \
+		create d0 --backend null --size 1M --bounce "$b"
+done
 if [ ! -e /dev/vduse/control ]; then
 	# Valid values get past validation to the runtime check.
 	expect 1 "/dev/vduse/control not found" create d0 --backend null \
 		--size 1M --queues 2 --cpu-list 0,0 --irq-cpu-list 0-0,0 \
-		--ring packed --poll-us 50 --bounce-size 4M
+		--ring packed --poll-us 50 --bounce-size 4M --bounce user
+	expect 1 "/dev/vduse/control not found" create d0 --backend null \
+		--size 1M --bounce kernel
 	expect 1 "/dev/vduse/control not found" create d0 --backend null \
 		--size 1M --poll-us auto
 else
@@ -206,6 +212,7 @@ fi
 expect_out 0 "--ring" create --help
 expect_out 0 "--cpu-list" create --help
 expect_out 0 "--bounce-size" create --help
+expect_out 0 "--bounce=auto|user|kernel" create --help
 
 # --- option syntax (popt)
 expect 2 "unknown option" create d0 --backend null --size 1M --bogus

@@ -176,6 +176,11 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
 		  "SIZE" },
+		{ "bounce", '\0', POPT_ARG_STRING, &a.bounce, 0,
+		  "whose memory backs the bounce buffer: user (ours, pinned: "
+		  "direct I/O works on every kernel), kernel (the kernel's "
+		  "pages), auto (default: user when the backend does direct "
+		  "I/O, i.e. file with cache=none)", "auto|user|kernel" },
 		{ "irq-cpu-list", '\0', POPT_ARG_STRING, &a.irq_cpu_list, 0,
 		  "where each queue's interrupt completion work runs: follow "
 		  "(the CPU of the queue's thread), driver (the guest driver's "
@@ -263,6 +268,7 @@ out:
 	free((void *)a.serial);
 	free((void *)a.driver);
 	free((void *)a.ring);
+	free((void *)a.bounce);
 	free((void *)a.cpu_list);
 	free((void *)a.poll_us);
 	free((void *)a.bounce_size);

@@ -49,6 +49,7 @@ static int args_from_config(const struct vctl_json *cfg,
 #undef NUM
 	a->serial = json_get_str(cfg, "serial");
 	a->ring = json_get_str(cfg, "ring");
+	a->bounce = json_get_str(cfg, "bounce_mode");
 	a->cpu_list = json_get_str(cfg, "cpu_list");
 	a->irq_cpu_list = json_get_str(cfg, "irq_cpu_list");
 	if (json_get_bool(cfg, "read_only", &b) == 0)

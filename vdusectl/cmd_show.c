@@ -57,7 +57,8 @@ static void print_json(const struct show *s)
 		"backend", "size", "block_size", "queues", "queue_size",
 		"serial", "read_only", "features", "negotiated", "status",
 		"broken", "kernel_broken", "inflight", "params", "ring", "poll_us", "cpu_list",
-		"bounce_size", "irq_cpu_list", "irq_mode",
+		"bounce_size", "bounce_mode", "bounce", "memory",
+		"irq_cpu_list", "irq_mode",
 	};
 	struct vctl_jbuf b;
 
@@ -107,6 +108,74 @@ static const char *text(const struct vctl_json *v, char *buf, size_t len)
 		return v->s;
 	snprintf(buf, len, "?");
 	return buf;
+}
+
+static void print_size(uint64_t bytes)
+{
+	if (bytes >= (1u << 20))
+		printf("%.1f MiB", bytes / 1048576.0);
+	else
+		printf("%" PRIu64 " KiB", bytes >> 10);
+}
+
+/*
+ * "user memory, 64 MiB, 2 MiB pages" / "kernel pages, copy for direct
+ * I/O (N requests)" / "not mapped yet (auto)": whose pages are under the
+ * bounce buffer now, from the daemon; the setting alone when it is not
+ * running.
+ */
+static void print_bounce(const struct show *s)
+{
+	const struct vctl_json *bi = json_get(s->info, "bounce");
+	const char *setting = json_get_str(s->info, "bounce_mode");
+	const char *mode, *fb;
+	uint64_t size = 0, huge = 0, copied = 0;
+
+	if (!setting)
+		setting = json_get_str(s->cfg, "bounce_mode");
+	if (!bi || bi->type != J_OBJ || !(mode = json_get_str(bi, "mode"))) {
+		printf("%s\n", setting ? setting : "-");
+		return;
+	}
+	json_get_u64(bi, "size", &size);
+	json_get_u64(bi, "huge", &huge);
+	json_get_u64(bi, "copied", &copied);
+	fb = json_get_str(bi, "fallback");
+	if (!strcmp(mode, "user")) {
+		printf("user memory, ");
+		print_size(size);
+		printf(", %s pages", huge ? "2 MiB" : "4 KiB");
+	} else if (!strcmp(mode, "kernel")) {
+		printf("kernel pages");
+	} else {
+		printf("not mapped yet");
+	}
+	if (copied)
+		printf(", copy for direct I/O (%" PRIu64 " requests)", copied);
+	if (fb)
+		printf(" (our memory refused: %s)", fb);
+	printf(" [--bounce %s]\n", setting ? setting : "?");
+}
+
+static void print_memory(const struct show *s)
+{
+	const struct vctl_json *m = json_get(s->info, "memory");
+	const struct vctl_json *bi = json_get(s->info, "bounce");
+	uint64_t pss = 0, rss = 0, pinned = 0;
+
+	if (!m || m->type != J_OBJ || json_get_u64(m, "pss", &pss) < 0) {
+		printf("-\n");
+		return;
+	}
+	json_get_u64(m, "rss", &rss);
+	if (bi && bi->type == J_OBJ)
+		json_get_u64(bi, "pinned", &pinned);
+	print_size(pss);
+	printf(" PSS, ");
+	print_size(rss);
+	printf(" RSS, ");
+	print_size(pinned);
+	printf(" pinned\n");
 }
 
 static void print_text(const struct show *s)
@@ -175,6 +244,10 @@ static void print_text(const struct show *s)
 		printf("%s\n", size);
 	} else
 		printf("%s\n", json_get(s->cfg, "bounce_size") ? "kernel default" : "-");
+	F("bounce");
+	print_bounce(s);
+	F("memory");
+	print_memory(s);
 	F("features");
 	printf("%s (negotiated %s)\n", text(json_get(s->info, "features"), b1, sizeof(b1)),
 	       text(json_get(s->info, "negotiated"), b2, sizeof(b2)));

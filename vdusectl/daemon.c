@@ -120,6 +120,55 @@ static void write_params(struct daemon *d, struct vctl_jbuf *b)
 	jb_raw(b, "}");
 }
 
+/* "bounce": whose memory serves the bounce buffer now, and its cost. */
+static void write_bounce(struct daemon *d, struct vctl_jbuf *b)
+{
+	struct vdu_bounce_info bi = { .struct_size = sizeof(bi) };
+
+	jb_key(b, "bounce");
+	if (vdu_dev_get_bounce(d->dev, &bi) < 0) {
+		jb_raw(b, "null");
+		return;
+	}
+	jb_raw(b, "{");
+	jb_kstr(b, "mode", bi.mode == VDU_BOUNCE_USER ? "user" :
+		bi.mode == VDU_BOUNCE_KERNEL ? "kernel" : "unmapped");
+	jb_ku64(b, "size", bi.size);
+	jb_ku64(b, "pinned", bi.pinned);
+	jb_ku64(b, "resident", bi.resident);
+	jb_ku64(b, "huge", bi.huge);
+	jb_ku64(b, "copied", bi.copied);
+	jb_kstr(b, "fallback", bi.fallback_err ? strerror(-bi.fallback_err) : NULL);
+	jb_raw(b, "}");
+}
+
+/* "memory": what this daemon (one device) keeps resident, from
+ * /proc/self/smaps_rollup: Rss, and Pss (shared libraries divided among
+ * the processes that map them). */
+static void write_memory(struct vctl_jbuf *b)
+{
+	unsigned long long rss = 0, pss = 0, kb;
+	char line[128];
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+
+	jb_key(b, "memory");
+	if (!f) {
+		jb_raw(b, "null");
+		return;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Rss: %llu kB", &kb) == 1)
+			rss = kb << 10;
+		else if (sscanf(line, "Pss: %llu kB", &kb) == 1)
+			pss = kb << 10;
+	}
+	fclose(f);
+	jb_raw(b, "{");
+	jb_ku64(b, "rss", rss);
+	jb_ku64(b, "pss", pss);
+	jb_raw(b, "}");
+}
+
 static void info_cb(void *opaque, struct vctl_jbuf *b)
 {
 	struct daemon *d = opaque;
@@ -151,6 +200,9 @@ static void info_cb(void *opaque, struct vctl_jbuf *b)
 	jb_ku64(b, "pid", (uint64_t)getpid());
 	jb_ku64(b, "inflight", vdu_dev_inflight(d->dev));
 	jb_kbool(b, "stopping", d->stopping);
+	jb_kstr(b, "bounce_mode", vctl_bounce_name(d->c->bounce_mode));
+	write_bounce(d, b);
+	write_memory(b);
 	write_params(d, b);
 	jb_raw(b, "}");
 }
@@ -212,6 +264,7 @@ static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 	jb_ku64(&b, "poll_us", c->poll_us);
 	jb_kstr(&b, "cpu_list", c->cpu_list);
 	jb_ku64(&b, "bounce_size", c->bounce_size);
+	jb_kstr(&b, "bounce_mode", vctl_bounce_name(c->bounce_mode));
 	jb_kstr(&b, "irq_cpu_list", c->irq_cpu_list);
 	/* What "auto" resolved to, for show (recover resolves it again). */
 	jb_kstr(&b, "irq_mode", c->irq_mode == VCTL_IRQ_FOLLOW ? "follow" :
@@ -670,6 +723,7 @@ static int setup(struct daemon *d)
 	if (c->irq_mode == VCTL_IRQ_FOLLOW)
 		opts.flags |= VDU_DEV_F_IRQ_FOLLOW;
 	opts.poll_us = c->poll_us;
+	opts.bounce = c->bounce_mode;
 	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
 	/* Inflight logs next to the other state files, for recovery. */
 	if (snprintf(d->state_prefix, PATH_LEN, "%s/%s", c->state_dir, c->name) >=

@@ -373,6 +373,29 @@ int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
 	return 0;
 }
 
+static const char *const bounce_names[] = {
+	[VDU_BOUNCE_AUTO] = "auto",
+	[VDU_BOUNCE_USER] = "user",
+	[VDU_BOUNCE_KERNEL] = "kernel",
+};
+
+int vctl_check_bounce(const char *s, unsigned *mode, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < sizeof(bounce_names) / sizeof(bounce_names[0]); i++)
+		if (!strcmp(s, bounce_names[i])) {
+			*mode = i;
+			return 0;
+		}
+	return fail(err, errlen,
+		    "--bounce must be auto, user or kernel (got '%s')", s);
+}
+
+const char *vctl_bounce_name(unsigned mode)
+{
+	return mode < sizeof(bounce_names) / sizeof(bounce_names[0]) ?
+	       bounce_names[mode] : "?";
+}
+
 int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen)
 {
 	if (!strcmp(s, "split"))
@@ -610,6 +633,10 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	if (a->bounce_size &&
 	    vctl_check_bounce_size(a->bounce_size, &c->bounce_size, err,
 				   errlen) < 0)
+		return -1;
+	c->bounce_mode = VDU_BOUNCE_AUTO;
+	if (a->bounce && vctl_check_bounce(a->bounce, &c->bounce_mode, err,
+					   errlen) < 0)
 		return -1;
 	c->attach = a->attach;
 	c->driver = a->driver ? a->driver : "virtio_vdpa";

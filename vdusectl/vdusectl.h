@@ -114,6 +114,9 @@ int vctl_check_poll_us(const char *s, unsigned queues, unsigned *out,
 		       char *err, size_t errlen);
 int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
 			   size_t errlen);
+/* --bounce auto|user|kernel -> VDU_BOUNCE_*; the name of a mode. */
+int vctl_check_bounce(const char *s, unsigned *mode, char *err, size_t errlen);
+const char *vctl_bounce_name(unsigned mode);
 int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen);
 /* Strict decimal unsigned (no sign, no spaces, no trailing junk). */
 int vctl_parse_ull(const char *s, unsigned long long *out);
@@ -138,6 +141,7 @@ struct vctl_create {
 	const char *cpu_list;     /* as given, NULL: threads not pinned */
 	int cpus[VDU_QUEUES_MAX]; /* one per queue when cpu_list */
 	uint32_t bounce_size;     /* bytes, 0: the kernel's default */
+	unsigned bounce_mode;     /* VDU_BOUNCE_*: whose memory backs it */
 	const char *irq_cpu_list; /* as given: auto, follow, driver or a list */
 	enum { VCTL_IRQ_FOLLOW, VCTL_IRQ_DRIVER, VCTL_IRQ_LIST } irq_mode;
 	int irq_cpus[VDU_QUEUES_MAX]; /* one per queue when VCTL_IRQ_LIST */
@@ -158,7 +162,7 @@ struct vctl_create {
 struct vctl_create_args {
 	const char *backend, *size, *path, *url, *queues, *queue_size,
 		*block_size, *serial, *driver, *ring, *cpu_list, *poll_us,
-		*bounce_size, *irq_cpu_list;
+		*bounce_size, *irq_cpu_list, *bounce;
 	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
 	int read_only, attach, foreground, auto_recover;
 };
