@@ -11,6 +11,6 @@ need_cmd fio od mkfs.ext4
 # O_DIRECT on a slow-ish disk, so that requests are in flight at the kill
 . "$VDU_TESTDIR/lib-file.sh"
 direct_img img 32
-recover_matrix rp1 1 packed 5 --backend file --path "$IMG"
-recover_matrix rp2 2 packed 5 --backend file --path "$IMG"
+EXPECT_BOUNCE=user recover_matrix rp1 1 packed 5 --backend file --path "$IMG"
+EXPECT_BOUNCE=user recover_matrix rp2 2 packed 5 --backend file --path "$IMG"
 log "packed ring: all rounds verified across 10 kills"

@@ -119,7 +119,8 @@ resubmitted() {
 
 # recover_matrix NAME QUEUES RING KILLS ARGS...: create (ARGS: backend
 # options) with QUEUES and RING, attach, kill_loop, check the log and the
-# counters, destroy.
+# counters, destroy.  EXPECT_BOUNCE=user: also check that the bounce
+# buffer is our memory, registered again by the recovered daemons.
 recover_matrix() {
     _mn=$1 _mq=$2 _mr=$3 _mk=$4; shift 4
     vdev_create "$_mn" "$@" --queues "$_mq" --ring "$_mr"
@@ -130,6 +131,18 @@ recover_matrix() {
     nq=$(ls -d /sys/block/${_mnode#/dev/}/mq/* | wc -l)
     assert_eq "$nq" "$_mq" "$_mnode hardware queues"
     kill_loop "$_mn" "$_mnode" "$_mk" "${RECOVER:-recover}"
+    if [ -n "${EXPECT_BOUNCE:-}" ]; then
+        # The bounce buffer: our memory (REG_UMEM) was registered while
+        # every kill hit, and each recovered daemon registered again.
+        run dd if="$_mnode" of=/dev/null bs=4k count=16 iflag=direct
+        vdusectl show "$_mn" --json >"$VDU_SCRATCH/rb.json" || fail "show $_mn --json failed"
+        assert_eq "$(jqv "$VDU_SCRATCH/rb.json" .bounce.mode)" "$EXPECT_BOUNCE" \
+            "$_mn: bounce buffer after $_mk recoveries"
+        _regs=$(grep -c 'of our memory registered' "$VCTL_STATE/$_mn.log")
+        [ "$_regs" -ge "$_mk" ] ||
+            fail "$_mn: our memory registered $_regs times over $_mk recoveries"
+        log "$_mn: bounce buffer registered $_regs times"
+    fi
     _nrec=$(grep -c 'reconnected' "$VCTL_STATE/$_mn.log")
     assert_eq "$_nrec" "$_mk" "$_mn: reconnects logged"
     log "$_mn ($_mq queue(s), $_mr ring): $_mk kills over $ROUNDS fio round(s), $(resubmitted "$_mn") request(s) resubmitted in all"
