@@ -59,15 +59,20 @@ run mkfs.ext4 -q -F "$VDEV"
 run fsck.ext4 -f -n "$VDEV"
 assert_eq "$(stats_errors bu1)" 0 "bu1: request errors"
 
-# Detach/attach cycles: deregistered while detached, registered again.
+# Detach/attach cycles: deregistered while detached, registered again;
+# data written before a detach reads back after the attach.
+run dd if=/dev/urandom of=/scratch/pat bs=1M count=4
+sum=$(sha256sum </scratch/pat)
 for i in 1 2 3; do
+    run dd if=/scratch/pat of="$VDEV" bs=1M seek=40 oflag=direct conv=fsync
     run vdusectl detach bu1
     bounce bu1
     assert_eq "$BPIN" 0 "bu1: pinned while detached (cycle $i)"
     assert_ne "$BMODE" user "bu1: mode while detached (cycle $i)"
     VDEV=$(vdev_attach bu1) || exit 1
-    run fsck.ext4 -f -n "$VDEV"
-    fio_ok "$VDEV" "c$i"
+    assert_eq "$(dd if="$VDEV" bs=1M skip=40 count=4 iflag=direct 2>/dev/null | sha256sum)" \
+        "$sum" "bu1: data after attach $i"
+    fio_ok "$VDEV" "c$i"   # 0-16 MiB
     bounce bu1
     assert_eq "$BMODE" user "bu1: mode after attach $i"
     assert_eq "$BPIN" "$bounce_size" "bu1: pinned after attach $i"

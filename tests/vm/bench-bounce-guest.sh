@@ -38,10 +38,7 @@ bench_fio "$dev_kernel" rr32 "$SECS" >/dev/null
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for w in rr32 rr1 rw32 sr128; do
-        devs="user kernel loop"
-        i=1
-        while [ $i -lt $r ]; do devs="${devs#* } ${devs%% *}"; i=$((i + 1)); done
-        for c in $devs; do
+        for c in $(rotated "$r" user kernel loop); do
             eval "d=\$dev_$c"
             res=$(bench_fio "$d" "$w" "$SECS")
             [ -n "$res" ] || fail "fio on $d ($w) gave no result"

@@ -51,10 +51,8 @@ while [ $r -le "$ROUNDS" ]; do
     for s in none mq-deadline; do
         for w in rr32 rr1 rr32x2 rr32q2 rr1q2; do
             case $w in rr32x2) devs=$two ;; *q2) devs=$twoone ;; *) devs=$one ;; esac
-            # rotate: round r starts with the r-th device
-            i=1
-            while [ $i -lt $r ]; do devs="${devs#* } ${devs%% *}"; i=$((i + 1)); done
-            for c in $devs; do
+            # shellcheck disable=SC2086
+            for c in $(rotated "$r" $devs); do
                 eval "d=\$dev_$c"
                 echo "$s" >/sys/block/"${d#/dev/}"/queue/scheduler ||
                     fail "cannot set scheduler $s on $d"

@@ -60,6 +60,14 @@ nbd_client_connect() {
         sleep 0.1; _n_i=$((_n_i + 1))
     done
 }
+# rotated N WORDS...: the words with the first N-1 moved to the end, so that
+# round N of a benchmark starts with its N-th device (modulo their count)
+rotated() {
+    _r_n=$1; shift
+    _r_i=1
+    while [ "$_r_i" -lt "$_r_n" ]; do set -- "$@" "$1"; shift; _r_i=$((_r_i + 1)); done
+    echo "$@"
+}
 # bench_fio DEV WORKLOAD SECS: one fio run (libaio, direct, time based),
 # prints "IOPS MEAN_LAT_US P99_CLAT_US".  WORKLOAD: rr32 (4k randread
 # QD32), rr32x2 (the same, 2 jobs split over CPUs 0-1), rr1 (4k randread
