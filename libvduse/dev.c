@@ -79,6 +79,13 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 		vdu_err("%s: unknown bounce mode %u", dev->name, dev->opts.bounce);
 		goto fail;
 	}
+	if (dev->opts.bounce_size &&
+	    (dev->opts.bounce_size < (1u << 20) || dev->opts.bounce_size > (1u << 30) ||
+	     dev->opts.bounce_size % 4096)) {
+		vdu_err("%s: bounce buffer size must be 1 MiB to 1 GiB in 4 KiB pages",
+			dev->name);
+		goto fail;
+	}
 	serial = opts->serial ? opts->serial : dev->name;
 	if (opts->serial && strlen(opts->serial) > VDU_SERIAL_MAX) {
 		vdu_err("%s: serial is longer than %d bytes", dev->name,

@@ -281,6 +281,51 @@ static int add_msg_event(struct vdu_dev *dev)
 	return 0;
 }
 
+/*
+ * /sys/class/vduse/NAME/bounce_size, only writable before the device is
+ * attached: right after its creation.  Our memory is pinned whole, so it
+ * gets a smaller default than the kernel's pages, which are allocated as
+ * they are used.
+ */
+static int set_bounce_size(struct vdu_dev *dev)
+{
+	uint32_t size = dev->opts.bounce_size;
+	char path[sizeof("/sys/class/vduse//bounce_size") + VDU_NAME_MAX];
+	char val[16];
+	ssize_t n;
+	int fd, r = 0;
+
+	if (!size && !dev->bounce.want)
+		return 0; /* the kernel's default */
+	if (!size)
+		size = VDU_BOUNCE_SIZE_USER;
+	snprintf(path, sizeof(path), "/sys/class/vduse/%s/bounce_size", dev->name);
+	snprintf(val, sizeof(val), "%u", size);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		r = -errno;
+	else {
+		n = write(fd, val, strlen(val));
+		r = n < 0 ? -errno : (size_t)n == strlen(val) ? 0 : -EIO;
+		close(fd);
+	}
+	if (r == 0)
+		vdu_info("%s: bounce buffer %u KiB", dev->name, size >> 10);
+	else if (!dev->opts.bounce_size)
+		vdu_info("%s: the bounce buffer keeps the kernel's size (%s: %s)",
+			 dev->name, path, strerror(-r));
+	else if (r == -ENOENT) {
+		vdu_err("%s: this kernel cannot size the bounce buffer (no %s)",
+			dev->name, path);
+		return -EOPNOTSUPP;
+	} else {
+		vdu_err("%s: cannot set the bounce buffer size: %s: %s", dev->name,
+			path, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 int vdu_kernel_reconnect(struct vdu_dev *dev)
 {
 	char path[sizeof("/dev/vduse/") + VDU_NAME_MAX];
@@ -348,6 +393,9 @@ int vdu_kernel_create(struct vdu_dev *dev)
 			goto destroy;
 		}
 	}
+	r = set_bounce_size(dev);
+	if (r < 0)
+		goto destroy;
 	r = add_msg_event(dev);
 	if (r < 0)
 		goto destroy;

@@ -326,6 +326,18 @@ static void test_info_api(void)
 
 		is_int(vdu_dev_new(&o, &ram_backend, &e.ram, e.base, &d), -EINVAL,
 		       "info: unknown bounce mode refused");
+		o.bounce = VDU_BOUNCE_USER;
+		for (unsigned i = 0; i < 3; i++) {
+			static const uint32_t bad[] = { 4096, (3u << 20) + 512, 2u << 30 };
+
+			o.bounce_size = bad[i];
+			is_int(vdu_dev_new(&o, &ram_backend, &e.ram, e.base, &d), -EINVAL,
+			       "info: bounce size %u refused", bad[i]);
+		}
+		o.bounce_size = 4u << 20;
+		is_int(vdu_dev_new(&o, &ram_backend, &e.ram, e.base, &d), 0,
+		       "info: bounce size 4 MiB taken");
+		vdu_dev_free(d);
 		lib_errors = before;
 	}
 	bi = bounce_info(&e);

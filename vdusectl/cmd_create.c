@@ -174,7 +174,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "are at most the CPUs (2 or more), "
 		  "else 0 (off), and 0 for tcp", "auto|N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
-		  "kernel bounce buffer size, 1M-1G (default: the kernel's, 64M)",
+		  "kernel bounce buffer size, 1M-1G (default: 16M when our "
+		  "memory backs it, see --bounce, else the kernel's, 64M)",
 		  "SIZE" },
 		{ "bounce", '\0', POPT_ARG_STRING, &a.bounce, 0,
 		  "whose memory backs the bounce buffer: user (ours, pinned: "

@@ -472,44 +472,6 @@ static int start_attach(struct daemon *d)
 
 /* -------------------------------------------------------- kernel knobs */
 
-static int write_sysfs(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-	int e;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, val, strlen(val));
-	e = errno;
-	close(fd);
-	if (n < 0)
-		return -e;
-	return (size_t)n == strlen(val) ? 0 : -EIO;
-}
-
-static int write_bounce_size(const char *name, uint32_t bytes, char *err,
-			     size_t errlen)
-{
-	char path[320], val[32];
-	int rc;
-
-	snprintf(path, sizeof(path), "/sys/class/vduse/%s/bounce_size", name);
-	snprintf(val, sizeof(val), "%" PRIu32, bytes);
-	rc = write_sysfs(path, val);
-	if (rc == -ENOENT)
-		snprintf(err, errlen,
-			 "this kernel has no %.320s (an older kernel): remove --bounce-size",
-			 path);
-	else if (rc < 0)
-		snprintf(err, errlen, "cannot set the bounce buffer size: %.320s: %s",
-			 path, strerror(-rc));
-	else
-		vdu_log(VDU_LOG_INFO, "device %s: bounce buffer %" PRIu32 " bytes",
-			name, bytes);
-	return rc;
-}
-
 int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
 			    char *err, size_t errlen)
 {
@@ -724,6 +686,7 @@ static int setup(struct daemon *d)
 		opts.flags |= VDU_DEV_F_IRQ_FOLLOW;
 	opts.poll_us = c->poll_us;
 	opts.bounce = c->bounce_mode;
+	opts.bounce_size = c->bounce_size;
 	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
 	/* Inflight logs next to the other state files, for recovery. */
 	if (snprintf(d->state_prefix, PATH_LEN, "%s/%s", c->state_dir, c->name) >=
@@ -755,16 +718,6 @@ static int setup(struct daemon *d)
 		rc = vdu_dev_start(d->dev);
 		if (rc < 0) {
 			vctl_msg_dev_start(err, sizeof(err), c->name, rc);
-			report_err(d, "%s", err);
-			return rc;
-		}
-	}
-
-	if (c->bounce_size && !c->recover) {
-		/* Only before the device is attached (the kernel says EPERM
-		 * afterwards): now is the one moment. */
-		rc = write_bounce_size(c->name, c->bounce_size, err, sizeof(err));
-		if (rc < 0) {
 			report_err(d, "%s", err);
 			return rc;
 		}

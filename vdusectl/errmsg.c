@@ -44,8 +44,13 @@ void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc)
 		return;
 	case -EINVAL:
 		snprintf(buf, len,
-			 "the kernel rejected the configuration of device %s (Invalid argument): check --queues, --queue-size, --block-size and dmesg",
+			 "the kernel rejected the configuration of device %s (Invalid argument): check --queues, --queue-size, --block-size, --bounce-size and dmesg",
 			 name);
+		return;
+	case -EOPNOTSUPP:
+		snprintf(buf, len,
+			 "this kernel cannot size the bounce buffer of device %s (no /sys/class/vduse/%s/bounce_size): remove --bounce-size",
+			 name, name);
 		return;
 	case -ELOOP:
 		snprintf(buf, len,

@@ -198,7 +198,15 @@ struct vdu_dev_opts {
 	/* since 0.2 */
 	unsigned bounce;      /* VDU_BOUNCE_*: whose memory is under the
 			       * kernel's bounce buffer */
+	uint32_t bounce_size; /* its bytes: 1 MiB to 1 GiB in 4 KiB pages,
+			       * set at creation (Linux 6.1+); 0: default,
+			       * VDU_BOUNCE_SIZE_USER where our memory backs
+			       * it, else the kernel's (64 MiB) */
 };
+
+/* The default bounce buffer when our memory (pinned) backs it: enough for
+ * 4 MiB in flight four times over (tests/bench/bench-bounce). */
+#define VDU_BOUNCE_SIZE_USER (16u << 20)
 
 /*
  * The kernel copies the data of a virtio_vdpa driver (a container's

@@ -88,6 +88,8 @@ vdu_create bu2 --backend file --path /dev/nbb --queues 2
 fio_ok "$VDEV" b
 bounce bu2
 assert_eq "$BMODE" user "bu2: bounce buffer mode"
+assert_eq "$BPIN" $((16 << 20)) "bu2: pinned bytes (the default for our memory)"
+assert_eq "$(cat /sys/class/vduse/bu2/bounce_size)" $((16 << 20)) "bu2: kernel's bounce_size"
 assert_eq "$BCOPY" 0 "bu2: requests copied"
 assert_eq "$(stats_errors bu2)" 0 "bu2: request errors"
 vdu_destroy bu2
@@ -100,6 +102,7 @@ run mkfs.ext4 -q -F "$VDEV"
 bounce bk1
 assert_eq "$BMODE" kernel "bk1: bounce buffer mode"
 assert_eq "$BPIN" 0 "bk1: pinned bytes"
+assert_eq "$(cat /sys/class/vduse/bk1/bounce_size)" $((64 << 20)) "bk1: the kernel's default bounce_size"
 assert_eq "$(stats_errors bk1)" 0 "bk1: request errors"
 if [ "$BCOPY" -gt 0 ]; then
     log "kernel $VDU_KVER refuses to pin its bounce pages: $BCOPY requests copied"

@@ -71,7 +71,8 @@ rotated() {
 # bench_fio DEV WORKLOAD SECS: one fio run (libaio, direct, time based),
 # prints "IOPS MEAN_LAT_US P99_CLAT_US".  WORKLOAD: rr32 (4k randread
 # QD32), rr32x2 (the same, 2 jobs split over CPUs 0-1), rr1 (4k randread
-# QD1), rw32 (4k randwrite QD32), sr128 (128k read QD32).
+# QD1), rw32 (4k randwrite QD32), sr128 (128k read QD32), sr1m (1 MiB
+# read QD32).
 bench_fio() {
     case $2 in
     rr32)  _b_a="--rw=randread --bs=4k --iodepth=32 --numjobs=1" ;;
@@ -79,6 +80,7 @@ bench_fio() {
     rr1)   _b_a="--rw=randread --bs=4k --iodepth=1 --numjobs=1" ;;
     rw32)  _b_a="--rw=randwrite --bs=4k --iodepth=32 --numjobs=1" ;;
     sr128) _b_a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
+    sr1m)  _b_a="--rw=read --bs=1m --iodepth=32 --numjobs=1" ;;
     *) fail "bench_fio: unknown workload $2" ;;
     esac
     # shellcheck disable=SC2086
