@@ -189,14 +189,18 @@ void vdu_bounce_reset(struct vdu_dev *dev)
 	if (b->registered) {
 		int r = dev->tp->dereg_umem(dev, b->size);
 
-		if (r < 0)
+		if (r == 0 || r == -ENOENT) {
+			b->registered = false;
+			/* Unpinned: give the pages back until the next
+			 * registration (a request the reset abandoned may
+			 * still write here: it stays mapped). */
+			madvise(b->buf, b->size, MADV_DONTNEED);
+		} else {
+			/* The kernel may still use our pages: keep serving
+			 * the bounce buffer from them. */
 			vdu_warn("%s: deregistering the bounce buffer: %s",
 				 dev->name, strerror(-r));
-		b->registered = false;
-		/* Unpinned: give the pages back until the next registration
-		 * (a request the reset abandoned may still write here: it
-		 * stays mapped). */
-		madvise(b->buf, b->size, MADV_DONTNEED);
+		}
 	}
 	b->fallback_err = 0; /* the next cycle tries again */
 	pthread_mutex_unlock(&b->lock);

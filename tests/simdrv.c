@@ -153,6 +153,8 @@ static int tp_dereg_umem(struct vdu_dev *dev, uint64_t size)
 
 	if (!r || r->host == r->own)
 		return -ENOENT;
+	if (s->umem_dereg_err)
+		return s->umem_dereg_err;
 	if (size != r->len)
 		return -EINVAL;
 	memcpy(r->own, r->host, size);

@@ -103,6 +103,7 @@ struct sim {
 	 * deregistering copies them back. */
 	int umem_err;                /* REG_UMEM fails with this (-ENOTTY: the
 				      * kernel has no such ioctls) */
+	int umem_dereg_err;          /* DEREG_UMEM fails with this */
 	unsigned umem_regs, umem_deregs, umem_info_calls;
 	/* Regions added from now on are memfd_secret memory, which the
 	 * kernel refuses to pin (O_DIRECT into it fails with EFAULT, like

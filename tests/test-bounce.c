@@ -167,6 +167,34 @@ out:
 	free(got);
 }
 
+/* Deregistering fails: the kernel may still use our pages, so the device
+ * keeps serving the bounce buffer from them, and no data goes astray. */
+static void test_dereg_fails(void)
+{
+	uint8_t pat[4096], got[4096];
+	struct benv e;
+
+	if (!ok(benv_open(&e, VDU_CAP_DIRECT_IO, VDU_BOUNCE_AUTO, 1, 0, 0, true) == 0,
+		"dereg fails: device up"))
+		goto out;
+	pattern(pat, sizeof(pat), 77);
+	sim_write(e.sim, 4096, pat, sizeof(pat));
+	is_int(rw(&e, 0, VIRTIO_BLK_T_OUT, 0, 4096, sizeof(pat)), ST_OK, "dereg fails: write OK");
+	e.sim->umem_dereg_err = -EINVAL;
+	is_int(sim_init(e.sim, e.offered, 1, 256, 0), RES_OK, "dereg fails: reset, driver back");
+	ok(bounce_reg(&e)->host != bounce_reg(&e)->own, "dereg fails: the kernel kept our pages");
+	memset(got, 0, sizeof(got));
+	sim_write(e.sim, 8192, got, sizeof(got));
+	is_int(rw(&e, 0, VIRTIO_BLK_T_IN, 0, 8192, sizeof(got)), ST_OK, "dereg fails: read OK");
+	sim_read(e.sim, 8192, got, sizeof(got));
+	ok(memcmp(got, pat, sizeof(got)) == 0 && e.sim->umem_regs == 1,
+	   "dereg fails: served from our pages, not registered twice");
+	is_int(bounce_info(&e).mode, VDU_BOUNCE_USER, "dereg fails: info says user memory");
+	e.sim->umem_dereg_err = 0;
+out:
+	benv_close(&e);
+}
+
 /* Whose memory, by mode and backend. */
 static void test_modes(void)
 {
@@ -350,6 +378,7 @@ int main(void)
 {
 	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
 	test_auto_direct();
+	test_dereg_fails();
 	test_modes();
 	test_refused();
 	test_no_bounce();
