@@ -1252,8 +1252,8 @@ static void test_iotlb(void)
 
 		memcpy(nh, ring->host, ring->len);
 		delta = nh - ring->host;
-		free(ring->host);
-		ring->host = nh;
+		free(ring->own);
+		ring->own = ring->host = nh;
 		vq->desc = (void *)((uint8_t *)vq->desc + delta);
 		vq->avail = (void *)((uint8_t *)vq->avail + delta);
 		vq->used = (void *)((uint8_t *)vq->used + delta);
