@@ -61,7 +61,6 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 	dev->be_handle = handle;
 	dev->base = base;
 	dev->tp = &vdu_kernel_transport;
-	dev->dev_fd = -1;
 	dev->num_queues = opts->num_queues ? opts->num_queues : 1;
 	dev->queue_size = opts->queue_size ? opts->queue_size : 256;
 	r = -EINVAL;
@@ -182,8 +181,8 @@ int vdu_dev_start(struct vdu_dev *dev)
 
 		r = vdu_queue_start(&dev->queues[i], cpus ? cpus[i] : -1);
 	}
-	if (r == 0 && dev->tp == &vdu_kernel_transport)
-		r = vdu_kernel_create(dev);
+	if (r == 0)
+		r = dev->tp->create(dev);
 	if (r < 0) {
 		stop_queues(dev);
 		return r;
@@ -199,7 +198,7 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 
 	if (dev->created)
 		return -EALREADY;
-	if (dev->tp != &vdu_kernel_transport)
+	if (!dev->tp->reconnect)
 		return -EOPNOTSUPP;
 	dev->reconnecting = true;
 	r = open_backend_queues(dev);
@@ -209,7 +208,7 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 		r = vdu_queue_start(&dev->queues[i], cpus ? cpus[i] : -1);
 	}
 	if (r == 0)
-		r = vdu_kernel_reconnect(dev);
+		r = dev->tp->reconnect(dev);
 	if (r < 0)
 		goto fail;
 	/* The kernel kept the negotiation; messages it could not deliver
@@ -218,14 +217,14 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 	if (r == 0 && f) {
 		r = check_features(dev, f);
 		if (r < 0)
-			goto fail_kernel;
+			goto fail;
 		dev->negotiated = f;
 		dev->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 			      VIRTIO_CONFIG_S_FEATURES_OK;
 		for (unsigned i = 0; i < dev->num_queues; i++) {
 			r = vdu_queue_enable_sync(&dev->queues[i]);
 			if (r < 0)
-				goto fail_kernel;
+				goto fail;
 			if (dev->queues[i].vr)
 				dev->status |= VIRTIO_CONFIG_S_DRIVER_OK;
 		}
@@ -235,12 +234,13 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 	vdu_info("%s: reconnected (features 0x%llx)", dev->name,
 		 (unsigned long long)f);
 	return 0;
-fail_kernel:
-	vdu_kernel_close(dev);
 fail:
+	/* Queues first: their threads use the transport. */
 	dev->reconnecting = false;
 	dev_reset(dev);
 	stop_queues(dev);
+	if (dev->tp->close)
+		dev->tp->close(dev);
 	return r;
 }
 
@@ -268,21 +268,17 @@ static void dev_reset(struct vdu_dev *dev)
 
 int vdu_dev_stop(struct vdu_dev *dev)
 {
-	bool kernel = dev->tp == &vdu_kernel_transport;
-
 	if (!dev->created)
 		return 0;
 	/* The kernel refuses to destroy an attached device; keep serving
 	 * it rather than leave it without a daemon. */
-	if (kernel && vdu_kernel_attached(dev->name))
+	if (dev->tp->attached && dev->tp->attached(dev))
 		return -EBUSY;
 	/* Queues first: their threads use the device fd. */
 	dev_reset(dev);
 	stop_queues(dev);
 	dev->created = false;
-	if (kernel)
-		return vdu_kernel_destroy(dev);
-	return 0;
+	return dev->tp->destroy(dev);
 }
 
 void vdu_dev_free(struct vdu_dev *dev)
@@ -293,7 +289,8 @@ void vdu_dev_free(struct vdu_dev *dev)
 		/* Still attached: leave the kernel device, drop our side. */
 		dev_reset(dev);
 		stop_queues(dev);
-		vdu_kernel_close(dev);
+		if (dev->tp->close)
+			dev->tp->close(dev);
 	}
 	if (dev->queues)
 		for (unsigned i = 0; i < dev->num_queues; i++)
@@ -431,7 +428,7 @@ int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 		vdu_queue_get_stats(&dev->queues[i], &st, NULL);
 		info->broken |= st.broken;
 	}
-	info->kernel_broken = dev->kernel_broken;
+	info->kernel_broken = dev->tp->broken && dev->tp->broken(dev);
 	return 0;
 }
 

@@ -157,6 +157,18 @@ struct vdu_transport {
 	int (*set_irq_affinity)(struct vdu_dev *dev, unsigned idx,
 				const int *cpus, unsigned n);
 	vdu_iova_fault_fn iova_fault;
+	/* Device life cycle.  create: make the device and serve its
+	 * messages on dev->base (vdu_dev_handle_request); reconnect: take
+	 * over one whose server died (NULL: cannot); destroy: stop serving
+	 * and remove it; close: stop serving, leave it; attached: a driver
+	 * uses it, so it cannot be destroyed; broken: the other side gave
+	 * up on us for good.  All but create and destroy may be NULL. */
+	int (*create)(struct vdu_dev *dev);
+	int (*reconnect)(struct vdu_dev *dev);
+	int (*destroy)(struct vdu_dev *dev);
+	void (*close)(struct vdu_dev *dev);
+	bool (*attached)(struct vdu_dev *dev);
+	bool (*broken)(const struct vdu_dev *dev);
 	/* Optional, our memory under the bounce buffer (bounce.c).
 	 * bounce_info: 1 and *size when iova lies in the bounce buffer and
 	 * it takes our memory, 0 when not, -ENOTTY when the kernel cannot. */
@@ -185,6 +197,12 @@ struct vdu_vring;
 
 /* What differs between the split and the packed layout. */
 struct vdu_vring_ops {
+	const char *name;          /* "split", "packed" */
+	bool packed;               /* recorded in the inflight log */
+	/* The ring position for GET_VQ_STATE. */
+	void (*get_state)(const struct vdu_vring *vr, struct vduse_vq_state *st);
+	/* Has the driver ever put a buffer on this ring? */
+	bool (*in_use)(struct vdu_vring *vr);
 	/* Resolve the ring addresses in map; -EFAULT if unmapped. */
 	int (*map)(struct vdu_vring *vr, struct vdu_iova *map);
 	int (*pop)(struct vdu_vring *vr, struct vdu_iova *map,
@@ -390,7 +408,7 @@ struct vdu_dev {
 	struct vdu_backend_info be_info;
 	struct event_base *base;
 	const struct vdu_transport *tp;
-	void *tp_opaque;           /* transport private data (tests) */
+	void *tp_opaque;           /* the transport's own state */
 
 	uint64_t features;         /* offered */
 	uint64_t negotiated;
@@ -405,12 +423,8 @@ struct vdu_dev {
 	uint32_t seg_max;
 	struct vdu_queue *queues;
 
-	/* kernel transport */
-	int dev_fd;
-	struct event *msg_ev;
 	bool created;
 	bool reconnecting;         /* queues recover from their logs */
-	bool kernel_broken;        /* the kernel gave up on us (timeout) */
 	struct vdu_bounce bounce;
 };
 
@@ -469,14 +483,7 @@ VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
 				      const struct vdu_transport *tp,
 				      void *opaque);
 
-/* kernel.c */
+/* kernel.c: VDUSE, the transport devices get unless a test sets another */
 VDU_HIDDEN extern const struct vdu_transport vdu_kernel_transport;
-VDU_HIDDEN int vdu_kernel_create(struct vdu_dev *dev);
-VDU_HIDDEN int vdu_kernel_reconnect(struct vdu_dev *dev);
-/* Close the device fd and DESTROY_DEV (queues must be stopped). */
-VDU_HIDDEN int vdu_kernel_destroy(struct vdu_dev *dev);
-/* The vdpa device NAME exists (the kernel would refuse DESTROY_DEV). */
-VDU_HIDDEN bool vdu_kernel_attached(const char *name);
-VDU_HIDDEN void vdu_kernel_close(struct vdu_dev *dev);
 
 #endif

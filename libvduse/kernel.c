@@ -22,6 +22,21 @@
 
 #define CONTROL_PATH "/dev/vduse/control"
 
+/* The transport's state (dev->tp_opaque) while it serves a device. */
+struct kdev {
+	int fd;                    /* /dev/vduse/NAME */
+	struct event *msg_ev;
+	bool broken;               /* the kernel gave up on us (timeout) */
+};
+
+/* The device fd, -1 when not serving. */
+static int kfd(const struct vdu_dev *dev)
+{
+	const struct kdev *k = dev->tp_opaque;
+
+	return k ? k->fd : -1;
+}
+
 static int open_control(void)
 {
 	uint64_t ver;
@@ -46,28 +61,28 @@ static int open_control(void)
 
 static int k_get_features(struct vdu_dev *dev, uint64_t *f)
 {
-	return ioctl(dev->dev_fd, VDUSE_DEV_GET_FEATURES, f) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_DEV_GET_FEATURES, f) < 0 ? -errno : 0;
 }
 
 static int k_get_vq_info(struct vdu_dev *dev, struct vduse_vq_info *info)
 {
-	return ioctl(dev->dev_fd, VDUSE_VQ_GET_INFO, info) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_VQ_GET_INFO, info) < 0 ? -errno : 0;
 }
 
 static int k_set_vq_kickfd(struct vdu_dev *dev, unsigned idx, int fd)
 {
 	struct vduse_vq_eventfd e = { .index = idx, .fd = fd };
 
-	if (dev->dev_fd < 0)
+	if (kfd(dev) < 0)
 		return -EBADF;
-	return ioctl(dev->dev_fd, VDUSE_VQ_SETUP_KICKFD, &e) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_VQ_SETUP_KICKFD, &e) < 0 ? -errno : 0;
 }
 
 static int k_inject_irq(struct vdu_dev *dev, unsigned idx)
 {
 	uint32_t i = idx;
 
-	return ioctl(dev->dev_fd, VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_VQ_INJECT_IRQ, &i) < 0 ? -errno : 0;
 }
 
 int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
@@ -119,7 +134,7 @@ static int k_iova_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 	int prot = 0, fd;
 	void *p;
 
-	fd = ioctl(dev->dev_fd, VDUSE_IOTLB_GET_FD, &e);
+	fd = ioctl(kfd(dev), VDUSE_IOTLB_GET_FD, &e);
 	if (fd < 0)
 		return -errno;
 	len = e.last - e.start + 1;
@@ -157,7 +172,7 @@ static int k_bounce_info(struct vdu_dev *dev, uint64_t iova, uint64_t *size)
 #ifdef VDUSE_IOTLB_GET_INFO
 	struct vduse_iova_info info = { .start = iova, .last = iova };
 
-	if (ioctl(dev->dev_fd, VDUSE_IOTLB_GET_INFO, &info) < 0)
+	if (ioctl(kfd(dev), VDUSE_IOTLB_GET_INFO, &info) < 0)
 		return -errno;
 	if (!(info.capability & VDUSE_IOVA_CAP_UMEM) || info.start != 0 ||
 	    info.last < info.start)
@@ -176,7 +191,7 @@ static int k_reg_umem(struct vdu_dev *dev, void *addr, uint64_t size)
 		.uaddr = (uintptr_t)addr, .iova = 0, .size = size,
 	};
 
-	return ioctl(dev->dev_fd, VDUSE_IOTLB_REG_UMEM, &u) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_IOTLB_REG_UMEM, &u) < 0 ? -errno : 0;
 #else
 	return -ENOTTY;
 #endif
@@ -187,25 +202,14 @@ static int k_dereg_umem(struct vdu_dev *dev, uint64_t size)
 #ifdef VDUSE_IOTLB_DEREG_UMEM
 	struct vduse_iova_umem u = { .iova = 0, .size = size };
 
-	if (dev->dev_fd < 0)
+	if (kfd(dev) < 0)
 		return -EBADF;
-	return ioctl(dev->dev_fd, VDUSE_IOTLB_DEREG_UMEM, &u) < 0 ? -errno : 0;
+	return ioctl(kfd(dev), VDUSE_IOTLB_DEREG_UMEM, &u) < 0 ? -errno : 0;
 #else
 	return -ENOTTY;
 #endif
 }
 
-const struct vdu_transport vdu_kernel_transport = {
-	.get_features = k_get_features,
-	.get_vq_info = k_get_vq_info,
-	.set_vq_kickfd = k_set_vq_kickfd,
-	.inject_irq = k_inject_irq,
-	.set_irq_affinity = k_set_irq_affinity,
-	.iova_fault = k_iova_fault,
-	.bounce_info = k_bounce_info,
-	.reg_umem = k_reg_umem,
-	.dereg_umem = k_dereg_umem,
-};
 
 /*
  * After a message timed out the kernel marks the device broken for good
@@ -214,15 +218,16 @@ const struct vdu_transport vdu_kernel_transport = {
  */
 static void check_broken(struct vdu_dev *dev)
 {
-	struct pollfd p = { .fd = dev->dev_fd, .events = POLLIN };
+	struct kdev *k = dev->tp_opaque;
+	struct pollfd p = { .fd = k->fd, .events = POLLIN };
 
 	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
 		return;
-	dev->kernel_broken = true;
+	k->broken = true;
 	vdu_err("%s: the kernel marked the device broken (a reply came too "
 		"late, see /sys/class/vduse/%s/msg_timeout); destroy and "
 		"re-create it", dev->name, dev->name);
-	event_del(dev->msg_ev);
+	event_del(k->msg_ev);
 }
 
 /* Serve every pending message: exactly one response per request. */
@@ -272,15 +277,6 @@ static int open_dev_node(const char *name)
 	return -ENOENT;
 }
 
-static int add_msg_event(struct vdu_dev *dev)
-{
-	dev->msg_ev = event_new(dev->base, dev->dev_fd, EV_READ | EV_PERSIST,
-				msg_cb, dev);
-	if (!dev->msg_ev || event_add(dev->msg_ev, NULL) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
 /*
  * /sys/class/vduse/NAME/bounce_size, only writable before the device is
  * attached: right after its creation.  Our memory is pinned whole, so it
@@ -326,29 +322,48 @@ static int set_bounce_size(struct vdu_dev *dev)
 	return 0;
 }
 
-int vdu_kernel_reconnect(struct vdu_dev *dev)
+static void k_close(struct vdu_dev *dev);
+
+/* Serve the messages of the device open at fd (taken over, closed by
+ * k_close). */
+static int serve(struct vdu_dev *dev, int fd)
+{
+	struct kdev *k = calloc(1, sizeof(*k));
+
+	if (!k) {
+		close(fd);
+		return -ENOMEM;
+	}
+	k->fd = fd;
+	dev->tp_opaque = k;
+	k->msg_ev = event_new(dev->base, fd, EV_READ | EV_PERSIST, msg_cb, dev);
+	if (!k->msg_ev || event_add(k->msg_ev, NULL) < 0) {
+		k_close(dev);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int k_reconnect(struct vdu_dev *dev)
 {
 	char path[sizeof("/dev/vduse/") + VDU_NAME_MAX];
-	int r;
+	int fd, r;
 
 	snprintf(path, sizeof(path), "/dev/vduse/%s", dev->name);
-	dev->dev_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (dev->dev_fd < 0) {
+	fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		r = errno == ENOENT ? -ENODEV : -errno;
 		vdu_err("%s: cannot open %s: %s", dev->name, path,
 			r == -EBUSY ? "another process serves it" : strerror(-r));
 		return r;
 	}
-	r = add_msg_event(dev);
-	if (r < 0)
-		vdu_kernel_close(dev);
-	return r;
+	return serve(dev, fd);
 }
 
-int vdu_kernel_create(struct vdu_dev *dev)
+static int k_create(struct vdu_dev *dev)
 {
 	struct vduse_dev_config *cfg;
-	int ctl, r;
+	int ctl, fd, r;
 
 	ctl = open_control();
 	if (ctl < 0) {
@@ -375,18 +390,23 @@ int vdu_kernel_create(struct vdu_dev *dev)
 		close(ctl);
 		return r;
 	}
-	dev->dev_fd = open_dev_node(dev->name);
-	if (dev->dev_fd < 0) {
-		r = dev->dev_fd;
+	fd = open_dev_node(dev->name);
+	if (fd < 0) {
+		r = fd;
 		vdu_err("%s: cannot open /dev/vduse/%s: %s", dev->name, dev->name,
 			strerror(-r));
 		goto destroy;
 	}
+	/* Messages come once the device is attached, and the loop runs
+	 * them: serving from now on is safe. */
+	r = serve(dev, fd);
+	if (r < 0)
+		goto destroy;
 	/* Every queue must be set up before the device meets the vdpa bus. */
 	for (unsigned i = 0; i < dev->num_queues; i++) {
 		struct vduse_vq_config vq = { .index = i, .max_size = dev->queue_size };
 
-		if (ioctl(dev->dev_fd, VDUSE_VQ_SETUP, &vq) < 0) {
+		if (ioctl(fd, VDUSE_VQ_SETUP, &vq) < 0) {
 			r = -errno;
 			vdu_err("%s: VDUSE_VQ_SETUP %u failed: %s", dev->name, i,
 				strerror(-r));
@@ -396,40 +416,51 @@ int vdu_kernel_create(struct vdu_dev *dev)
 	r = set_bounce_size(dev);
 	if (r < 0)
 		goto destroy;
-	r = add_msg_event(dev);
-	if (r < 0)
-		goto destroy;
 	close(ctl);
 	vdu_info("%s: created (%llu bytes, %u queue(s) of %u)", dev->name,
 		 (unsigned long long)dev->capacity_sectors * 512,
 		 dev->num_queues, dev->queue_size);
 	return 0;
 destroy:
-	vdu_kernel_close(dev);
+	k_close(dev);
 	ioctl(ctl, VDUSE_DESTROY_DEV, dev->name);
 	close(ctl);
 	return r;
 }
 
-void vdu_kernel_close(struct vdu_dev *dev)
+static void k_close(struct vdu_dev *dev)
 {
-	if (dev->msg_ev) {
-		event_free(dev->msg_ev);
-		dev->msg_ev = NULL;
-	}
-	if (dev->dev_fd >= 0) {
-		close(dev->dev_fd);
-		dev->dev_fd = -1;
-	}
+	struct kdev *k = dev->tp_opaque;
+
+	if (!k)
+		return;
+	if (k->msg_ev)
+		event_free(k->msg_ev);
+	close(k->fd);
+	free(k);
+	dev->tp_opaque = NULL;
 }
 
-bool vdu_kernel_attached(const char *name)
+/* The vdpa device NAME exists (the kernel would refuse DESTROY_DEV). */
+static bool attached_by_name(const char *name)
 {
 	char path[sizeof("/sys/bus/vdpa/devices/") + VDU_NAME_MAX];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "/sys/bus/vdpa/devices/%s", name);
 	return lstat(path, &st) == 0;
+}
+
+static bool k_attached(struct vdu_dev *dev)
+{
+	return attached_by_name(dev->name);
+}
+
+static bool k_broken(const struct vdu_dev *dev)
+{
+	const struct kdev *k = dev->tp_opaque;
+
+	return k && k->broken;
 }
 
 static int destroy_name(const char *name)
@@ -446,11 +477,12 @@ static int destroy_name(const char *name)
 	return r;
 }
 
-int vdu_kernel_destroy(struct vdu_dev *dev)
+/* Close the device fd and DESTROY_DEV (queues must be stopped). */
+static int k_destroy(struct vdu_dev *dev)
 {
 	int r;
 
-	vdu_kernel_close(dev);
+	k_close(dev);
 	r = destroy_name(dev->name);
 	if (r < 0)
 		vdu_err("%s: VDUSE_DESTROY_DEV failed: %s", dev->name, strerror(-r));
@@ -463,7 +495,25 @@ int vdu_destroy_by_name(const char *name)
 {
 	if (vdu_name_valid(name) < 0)
 		return -EINVAL;
-	if (vdu_kernel_attached(name))
+	if (attached_by_name(name))
 		return -EBUSY;
 	return destroy_name(name);
 }
+
+const struct vdu_transport vdu_kernel_transport = {
+	.get_features = k_get_features,
+	.get_vq_info = k_get_vq_info,
+	.set_vq_kickfd = k_set_vq_kickfd,
+	.inject_irq = k_inject_irq,
+	.set_irq_affinity = k_set_irq_affinity,
+	.iova_fault = k_iova_fault,
+	.create = k_create,
+	.reconnect = k_reconnect,
+	.destroy = k_destroy,
+	.close = k_close,
+	.attached = k_attached,
+	.broken = k_broken,
+	.bounce_info = k_bounce_info,
+	.reg_umem = k_reg_umem,
+	.dereg_umem = k_dereg_umem,
+};

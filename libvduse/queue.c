@@ -379,15 +379,8 @@ static void state_fn(struct vdu_queue *q, void *arg)
 	struct vduse_vq_state *st = arg;
 	struct vdu_vring *vr = q->vr;
 
-	if (!vr)
-		return;
-	if (vr->ops == &vdu_vring_packed_ops) {
-		st->packed.last_avail_idx = vr->last_avail;
-		st->packed.last_avail_counter = vr->avail_wrap;
-		st->packed.last_used_idx = vr->used_idx;
-		st->packed.last_used_counter = vr->used_wrap;
-	} else
-		st->split.avail_index = vr->last_avail;
+	if (vr)
+		vr->ops->get_state(vr, st);
 }
 
 void vdu_queue_get_state(struct vdu_queue *q, struct vduse_vq_state *st)
@@ -441,15 +434,6 @@ void vdu_queue_disable_sync(struct vdu_queue *q)
 
 /* --------------------------------------------- on the queue thread */
 
-/* Has the driver ever put a buffer on this ring? */
-static bool ring_in_use(struct vdu_vring *vr)
-{
-	if (vr->ops == &vdu_vring_packed_ops)
-		return __atomic_load_n(&vr->pdesc[0].flags, __ATOMIC_ACQUIRE) != 0;
-	return vr->used_idx != 0 ||
-	       __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != 0;
-}
-
 /*
  * Start logging, or -- when taking over from a dead daemon whose log
  * matches this ring -- rebuild the ring position from the log and
@@ -458,14 +442,14 @@ static bool ring_in_use(struct vdu_vring *vr)
 static int log_attach(struct vdu_queue *q)
 {
 	struct vdu_vring *vr = q->vr;
-	bool packed = vr->ops == &vdu_vring_packed_ops;
+	bool packed = vr->ops->packed;
 	uint16_t *slots;
 	unsigned n;
 	int r;
 
 	vr->log = q->log;
 	if (q->dev->reconnecting && !vdu_inflight_matches(q->log, vr, packed) &&
-	    ring_in_use(vr)) {
+	    vr->ops->in_use(vr)) {
 		/* The old daemon had no live log for a ring the driver has
 		 * used: it died handling a reset.  Its position is unknown;
 		 * starting at 0 could replay old requests.  Wait for the
@@ -578,8 +562,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 		return r;
 	}
 	vdu_dbg("%s: queue %u enabled: %s ring of %u, avail %u used %u",
-		dev->name, q->idx, q->vr->ops == &vdu_vring_packed_ops ?
-		"packed" : "split", info.num, q->vr->last_avail, q->vr->used_idx);
+		dev->name, q->idx, q->vr->ops->name, info.num, q->vr->last_avail, q->vr->used_idx);
 	/* The driver may have posted buffers before the kickfd existed. */
 	vdu_queue_process(q);
 	return 0;

@@ -344,7 +344,24 @@ static int packed_resubmit(struct vdu_vring *vr, struct vdu_iova *map,
 	return 0;
 }
 
+static void packed_get_state(const struct vdu_vring *vr, struct vduse_vq_state *st)
+{
+	st->packed.last_avail_idx = vr->last_avail;
+	st->packed.last_avail_counter = vr->avail_wrap;
+	st->packed.last_used_idx = vr->used_idx;
+	st->packed.last_used_counter = vr->used_wrap;
+}
+
+static bool packed_in_use(struct vdu_vring *vr)
+{
+	return __atomic_load_n(&vr->pdesc[0].flags, __ATOMIC_ACQUIRE) != 0;
+}
+
 const struct vdu_vring_ops vdu_vring_packed_ops = {
+	.name = "packed",
+	.packed = true,
+	.get_state = packed_get_state,
+	.in_use = packed_in_use,
 	.recover = packed_recover,
 	.resubmit = packed_resubmit,
 	.map = packed_map,

@@ -246,7 +246,22 @@ static int split_resubmit(struct vdu_vring *vr, struct vdu_iova *map,
 	return 0;
 }
 
+static void split_get_state(const struct vdu_vring *vr, struct vduse_vq_state *st)
+{
+	st->split.avail_index = vr->last_avail;
+}
+
+static bool split_in_use(struct vdu_vring *vr)
+{
+	return vr->used_idx != 0 ||
+	       __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != 0;
+}
+
 const struct vdu_vring_ops vdu_vring_split_ops = {
+	.name = "split",
+	.packed = false,
+	.get_state = split_get_state,
+	.in_use = split_in_use,
 	.recover = split_recover,
 	.resubmit = split_resubmit,
 	.map = split_map,

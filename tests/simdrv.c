@@ -163,6 +163,17 @@ static int tp_dereg_umem(struct vdu_dev *dev, uint64_t size)
 	return 0;
 }
 
+/* The device lives as long as the sim: nothing to create or remove. */
+static int tp_create(struct vdu_dev *dev)
+{
+	return 0;
+}
+
+static int tp_destroy(struct vdu_dev *dev)
+{
+	return 0;
+}
+
 static const struct vdu_transport sim_transport = {
 	.get_features = tp_get_features,
 	.get_vq_info = tp_get_vq_info,
@@ -170,6 +181,8 @@ static const struct vdu_transport sim_transport = {
 	.inject_irq = tp_inject_irq,
 	.set_irq_affinity = tp_set_irq_affinity,
 	.iova_fault = tp_iova_fault,
+	.create = tp_create,
+	.destroy = tp_destroy,
 	.bounce_info = tp_bounce_info,
 	.reg_umem = tp_reg_umem,
 	.dereg_umem = tp_dereg_umem,
