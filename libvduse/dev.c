@@ -300,6 +300,24 @@ void vdu_dev_free(struct vdu_dev *dev)
 	free(dev);
 }
 
+void vdu_dev_abandon(struct vdu_dev *dev)
+{
+	for (unsigned i = 0; i < dev->num_queues; i++)
+		vdu_queue_abandon(&dev->queues[i]);
+	close_backend_queues(dev);
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		vdu_queue_release(&dev->queues[i]);
+		vdu_queue_fini(&dev->queues[i]);
+	}
+	if (dev->tp->close)
+		dev->tp->close(dev);
+	free(dev->queues);
+	dev->queues = NULL;
+	dev->created = false;
+	vdu_bounce_fini(dev);
+	free(dev);
+}
+
 unsigned vdu_dev_inflight(const struct vdu_dev *cdev)
 {
 	/* Asking the queue threads changes no state the caller can see. */

@@ -449,6 +449,9 @@ VDU_HIDDEN int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q,
 			      unsigned idx, bool threaded);
 VDU_HIDDEN int vdu_queue_start(struct vdu_queue *q, int cpu);
 VDU_HIDDEN void vdu_queue_stop(struct vdu_queue *q);
+/* Tests: stop as a killed daemon would (no reset, no log write, nothing
+ * answered); the backend must have dropped its requests. */
+VDU_HIDDEN void vdu_queue_abandon(struct vdu_queue *q);
 /* After the backend queues are closed: unmap the driver memory. */
 VDU_HIDDEN void vdu_queue_release(struct vdu_queue *q);
 VDU_HIDDEN void vdu_queue_fini(struct vdu_queue *q);
@@ -478,6 +481,10 @@ VDU_HIDDEN void vdu_req_finish(struct vdu_req *req, uint8_t status);
 VDU_HIDDEN void vdu_dev_handle_request(struct vdu_dev *dev,
 				       const struct vduse_dev_request *req,
 				       struct vduse_dev_response *resp);
+/* Tests: drop the object as if its process had been killed: no reset,
+ * no completion, the inflight logs left as they are (then reconnect a
+ * new object).  The backend must have dropped its pending requests. */
+VDU_HIDDEN void vdu_dev_abandon(struct vdu_dev *dev);
 /* Test seam: use another transport instead of the kernel. */
 VDU_HIDDEN void vdu_dev_set_transport(struct vdu_dev *dev,
 				      const struct vdu_transport *tp,

@@ -326,6 +326,32 @@ void vdu_queue_stop(struct vdu_queue *q)
 	}
 }
 
+static void abandon_fn(struct vdu_queue *q, void *arg)
+{
+	struct vdu_vring *vr = q->vr;
+
+	if (q->threaded)
+		event_base_loopbreak(q->base);
+	if (!vr)
+		return;
+	/* As a killed process leaves it: the log stays valid, the requests
+	 * taken are in it, not answered. */
+	vr->log = NULL;
+	vdu_queue_disable(q);
+	q->retired -= vr->inflight;
+	if (vr->inflight)
+		vdu_vring_free(vr);
+}
+
+void vdu_queue_abandon(struct vdu_queue *q)
+{
+	vdu_queue_call(q, abandon_fn, NULL);
+	if (q->running) {
+		pthread_join(q->thread, NULL);
+		q->running = false;
+	}
+}
+
 void vdu_queue_release(struct vdu_queue *q)
 {
 	vdu_iova_free(q->iova);

@@ -174,6 +174,13 @@ static int tp_destroy(struct vdu_dev *dev)
 	return 0;
 }
 
+/* The rings, the negotiation and the memory stay: a new device object
+ * takes them over as a new daemon takes over the kernel's device. */
+static int tp_reconnect(struct vdu_dev *dev)
+{
+	return 0;
+}
+
 static const struct vdu_transport sim_transport = {
 	.get_features = tp_get_features,
 	.get_vq_info = tp_get_vq_info,
@@ -182,6 +189,7 @@ static const struct vdu_transport sim_transport = {
 	.set_irq_affinity = tp_set_irq_affinity,
 	.iova_fault = tp_iova_fault,
 	.create = tp_create,
+	.reconnect = tp_reconnect,
 	.destroy = tp_destroy,
 	.bounce_info = tp_bounce_info,
 	.reg_umem = tp_reg_umem,
@@ -308,6 +316,13 @@ int sim_attach(struct sim *s, struct vdu_dev *dev)
 	s->dev = dev;
 	vdu_dev_set_transport(dev, &sim_transport, s);
 	return vdu_dev_start(dev);
+}
+
+int sim_reattach(struct sim *s, struct vdu_dev *dev)
+{
+	s->dev = dev;
+	vdu_dev_set_transport(dev, &sim_transport, s);
+	return vdu_dev_reconnect(dev);
 }
 
 int sim_open_default(struct event_base *base, struct vdu_dev *dev,

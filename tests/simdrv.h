@@ -136,6 +136,9 @@ int sim_secret_mem_ok(void);
 int sim_default_layout(struct sim *s);
 /* Install the transport and vdu_dev_start() the device. */
 int sim_attach(struct sim *s, struct vdu_dev *dev);
+/* A new device object takes over from one that was abandoned
+ * (vdu_dev_abandon): vdu_dev_reconnect through the sim. */
+int sim_reattach(struct sim *s, struct vdu_dev *dev);
 /* sim_new + sim_default_layout + sim_attach; *out is set even on failure
  * (NULL only when sim_new failed), for the caller to sim_free. */
 int sim_open_default(struct event_base *base, struct vdu_dev *dev,
