@@ -329,6 +329,7 @@ void vdu_queue_stop(struct vdu_queue *q)
 static void abandon_fn(struct vdu_queue *q, void *arg)
 {
 	struct vdu_vring *vr = q->vr;
+	unsigned inflight;
 
 	if (q->threaded)
 		event_base_loopbreak(q->base);
@@ -336,11 +337,13 @@ static void abandon_fn(struct vdu_queue *q, void *arg)
 		return;
 	/* As a killed process leaves it: the log stays valid, the requests
 	 * taken are in it, not answered. */
+	inflight = vr->inflight;
 	vr->log = NULL;
-	vdu_queue_disable(q);
-	q->retired -= vr->inflight;
-	if (vr->inflight)
+	vdu_queue_disable(q); /* frees vr when nothing is in flight */
+	if (inflight) {
+		q->retired -= inflight;
 		vdu_vring_free(vr);
+	}
 }
 
 void vdu_queue_abandon(struct vdu_queue *q)

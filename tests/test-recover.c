@@ -15,6 +15,7 @@
 #define BLKTEST_DEV_FLAGS 0
 #include "blktest.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -262,6 +263,55 @@ out:
 	lib_errors = 0;
 }
 
+/* A log that is not this device's (truncated, another magic) is refused
+ * with -ESTALE before anything is served. */
+static void stale_logs(void)
+{
+	static const struct scen sc = { "stale", false, false, 1, 32, 0, false, 1 };
+
+	for (int how = 0; how < 2; how++) {
+		struct run *t = calloc(1, sizeof(*t));
+		char p[330];
+		int fd, r = -1;
+
+		t->sc = &sc;
+		t->base = event_base_new();
+		t->ram.size = MAXREQ * 4096;
+		t->ram.data = calloc(1, t->ram.size);
+		t->ram.caps = ALL_CAPS;
+		t->ram.mode = RAM_DEFER;
+		snprintf(t->state, sizeof(t->state), "%s/stale", tmpdir);
+		snprintf(p, sizeof(p), "%s.q0.inflight", t->state);
+		t->sim = sim_new(t->base);
+		if (sim_default_layout(t->sim) == 0 && dev_open(t, false) == 0) {
+			if (sim_init(t->sim, F(VIRTIO_F_VERSION_1), 1, 32, 0) == RES_OK) {
+				work_then_crash(t, 1);
+				fd = open(p, O_RDWR | O_CLOEXEC);
+				if (how == 0)
+					r = ftruncate(fd, 100);
+				else
+					r = pwrite(fd, "junk", 4, 0) == 4 ? 0 : -1;
+				close(fd);
+				if (r == 0) {
+					unsigned before = lib_errors;
+
+					r = dev_open(t, true);
+					lib_errors = before;
+				}
+			}
+		}
+		is_int(r, -ESTALE, "a %s log: reconnect says -ESTALE",
+		       how ? "corrupted" : "truncated");
+		t->ram.npending = 0;
+		vdu_dev_free(t->dev);
+		sim_free(t->sim);
+		event_base_free(t->base);
+		free(t->ram.data);
+		unlink(p);
+		free(t);
+	}
+}
+
 int main(void)
 {
 	static const struct scen sc[] = {
@@ -284,6 +334,7 @@ int main(void)
 	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
 	for (unsigned i = 0; i < VDU_ARRAY_SIZE(sc); i++)
 		scenario(&sc[i]);
+	stale_logs();
 	rmdir(tmpdir);
 	return tap_done();
 }
