@@ -67,13 +67,13 @@ struct file_q {
 	struct file_io *pending, *pending_tail; /* not yet io_submit()ed */
 	uint64_t pending_bytes; /* their data */
 	unsigned inflight;      /* iocbs io_submit()ed, not yet reaped */
-	struct vdu_worker *wk;
+	struct vbe_worker *wk;
 };
 
 /* Per-request state, in the library's vdu_io.priv scratch area. */
 struct file_io {
 	struct iocb cb;
-	struct vdu_work work;
+	struct vbe_work work;
 	struct file_q *fq;
 	struct vdu_io *io;
 	struct file_io *next; /* in file_q.pending */
@@ -407,7 +407,7 @@ static int do_write_zeroes(struct file_dev *d, const struct vdu_io *io)
 	return write_zero_buffers(d, io->offset, io->len);
 }
 
-static int run_blocking(struct vdu_work *w)
+static int run_blocking(struct vbe_work *w)
 {
 	struct file_io *fio = (struct file_io *)((char *)w - offsetof(struct file_io, work));
 	struct file_dev *d = fio->fq->d;
@@ -430,7 +430,7 @@ static int run_blocking(struct vdu_work *w)
 	}
 }
 
-static void blocking_done(struct vdu_work *w)
+static void blocking_done(struct vbe_work *w)
 {
 	struct file_io *fio = (struct file_io *)((char *)w - offsetof(struct file_io, work));
 
@@ -441,7 +441,7 @@ static void queue_blocking(struct file_io *fio)
 {
 	fio->work.fn = run_blocking;
 	fio->work.done = blocking_done;
-	vdu_worker_queue(fio->fq->wk, &fio->work);
+	vbe_worker_queue(fio->fq->wk, &fio->work);
 }
 
 /* ------------------------------------------------------------- AIO */
@@ -754,7 +754,7 @@ static int file_queue_open(void *handle, unsigned qidx, struct event_base *base,
 	fq->retry = evtimer_new(base, retry_cb, fq);
 	if (!fq->retry)
 		goto fail;
-	r = vdu_worker_new(base, &fq->wk);
+	r = vbe_worker_new(base, &fq->wk);
 	if (r < 0)
 		goto fail;
 	*qctx = fq;
@@ -783,7 +783,7 @@ static void file_queue_close(void *qctx)
 	struct file_q *fq = qctx;
 	struct io_event ev[MAX_EVENTS];
 
-	vdu_worker_free(fq->wk);
+	vbe_worker_free(fq->wk);
 	while (fq->pending) {
 		struct file_io *fio = fq->pending;
 
@@ -874,7 +874,7 @@ static void file_unplug(void *qctx)
 	}
 }
 
-const struct vdu_backend vdu_backend_file = {
+const struct vdu_backend vbe_file = {
 	.struct_size = sizeof(struct vdu_backend),
 	.api_version = VDU_BACKEND_API_VERSION,
 	.name = "file",

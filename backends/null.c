@@ -85,7 +85,7 @@ static void null_submit(void *qctx, struct vdu_io *io)
 	vdu_io_complete(io, 0);
 }
 
-const struct vdu_backend vdu_backend_null = {
+const struct vdu_backend vbe_null = {
 	.struct_size = sizeof(struct vdu_backend),
 	.api_version = VDU_BACKEND_API_VERSION,
 	.name = "null",

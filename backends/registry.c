@@ -4,17 +4,17 @@
 
 #include "backends.h"
 
-const struct vdu_backend *const vdu_backends[] = {
-	&vdu_backend_null,
-	&vdu_backend_file,
-	&vdu_backend_tcp,
+const struct vdu_backend *const vbe_backends[] = {
+	&vbe_null,
+	&vbe_file,
+	&vbe_tcp,
 	NULL,
 };
 
-const struct vdu_backend *vdu_backend_lookup(const char *name)
+const struct vdu_backend *vbe_lookup(const char *name)
 {
-	for (size_t i = 0; vdu_backends[i]; i++)
-		if (strcmp(vdu_backends[i]->name, name) == 0)
-			return vdu_backends[i];
+	for (size_t i = 0; vbe_backends[i]; i++)
+		if (strcmp(vbe_backends[i]->name, name) == 0)
+			return vbe_backends[i];
 	return NULL;
 }

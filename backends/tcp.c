@@ -53,7 +53,7 @@
 #define RECV_IOV 64
 #define TRIM_LIMIT (1u << 30)    /* per NBD trim/zero command */
 
-void (*vdu_tcp_complete_hook)(struct vdu_io *io, int result) = vdu_io_complete;
+void (*vbe_tcp_complete_hook)(struct vdu_io *io, int result) = vdu_io_complete;
 
 struct tcp_addr {
 	struct sockaddr_storage ss;
@@ -208,7 +208,7 @@ static void part_done(struct tcp_cmd *c, int err)
 		err = tio->err;
 		free(tio->many);
 		tio->many = NULL;
-		vdu_tcp_complete_hook(io, err);
+		vbe_tcp_complete_hook(io, err);
 	}
 }
 
@@ -1212,7 +1212,7 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 		goto unsupp;
 	}
 	if (q->failfast && !q_any_ready(q)) {
-		vdu_tcp_complete_hook(io, -EIO);
+		vbe_tcp_complete_hook(io, -EIO);
 		return;
 	}
 	if (type != NBD_CMD_FLUSH && io->len > limit)
@@ -1224,7 +1224,7 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 	if (n > 1) {
 		tio->many = calloc(n, sizeof(*tio->many));
 		if (!tio->many) {
-			vdu_tcp_complete_hook(io, -ENOMEM);
+			vbe_tcp_complete_hook(io, -ENOMEM);
 			return;
 		}
 	}
@@ -1251,10 +1251,10 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 		q_dispatch(q, &cmds[i]);
 	return;
 rofs:
-	vdu_tcp_complete_hook(io, -EROFS);
+	vbe_tcp_complete_hook(io, -EROFS);
 	return;
 unsupp:
-	vdu_tcp_complete_hook(io, -EOPNOTSUPP);
+	vbe_tcp_complete_hook(io, -EOPNOTSUPP);
 }
 
 static void tcp_unplug(void *qctx)
@@ -1262,7 +1262,7 @@ static void tcp_unplug(void *qctx)
 	q_flush_all(qctx);
 }
 
-const struct vdu_backend vdu_backend_tcp = {
+const struct vdu_backend vbe_tcp = {
 	.struct_size = sizeof(struct vdu_backend),
 	.api_version = VDU_BACKEND_API_VERSION,
 	.name = "tcp",

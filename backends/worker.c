@@ -10,12 +10,12 @@
 
 #include "worker.h"
 
-struct vdu_worker {
+struct vbe_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct vdu_work *todo, **todo_tail;
-	struct vdu_work *done;       /* LIFO; reversed when delivered */
+	struct vbe_work *todo, **todo_tail;
+	struct vbe_work *done;       /* LIFO; reversed when delivered */
 	bool stop;
 	int efd;
 	struct event *ev;
@@ -23,11 +23,11 @@ struct vdu_worker {
 
 static void *worker_main(void *arg)
 {
-	struct vdu_worker *wk = arg;
+	struct vbe_worker *wk = arg;
 
 	pthread_mutex_lock(&wk->lock);
 	for (;;) {
-		struct vdu_work *w = wk->todo;
+		struct vbe_work *w = wk->todo;
 
 		if (!w) {
 			if (wk->stop)
@@ -49,22 +49,22 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void deliver(struct vdu_worker *wk)
+static void deliver(struct vbe_worker *wk)
 {
-	struct vdu_work *list, *prev = NULL;
+	struct vbe_work *list, *prev = NULL;
 
 	pthread_mutex_lock(&wk->lock);
 	list = wk->done;
 	wk->done = NULL;
 	pthread_mutex_unlock(&wk->lock);
 	while (list) { /* restore submission order */
-		struct vdu_work *n = list->next;
+		struct vbe_work *n = list->next;
 		list->next = prev;
 		prev = list;
 		list = n;
 	}
 	while (prev) {
-		struct vdu_work *n = prev->next;
+		struct vbe_work *n = prev->next;
 		prev->done(prev);
 		prev = n;
 	}
@@ -78,9 +78,9 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 	deliver(arg);
 }
 
-int vdu_worker_new(struct event_base *base, struct vdu_worker **out)
+int vbe_worker_new(struct event_base *base, struct vbe_worker **out)
 {
-	struct vdu_worker *wk = calloc(1, sizeof(*wk));
+	struct vbe_worker *wk = calloc(1, sizeof(*wk));
 	int r;
 
 	if (!wk)
@@ -112,7 +112,7 @@ fail:
 	return r;
 }
 
-void vdu_worker_queue(struct vdu_worker *wk, struct vdu_work *w)
+void vbe_worker_queue(struct vbe_worker *wk, struct vbe_work *w)
 {
 	w->next = NULL;
 	pthread_mutex_lock(&wk->lock);
@@ -122,7 +122,7 @@ void vdu_worker_queue(struct vdu_worker *wk, struct vdu_work *w)
 	pthread_mutex_unlock(&wk->lock);
 }
 
-void vdu_worker_free(struct vdu_worker *wk)
+void vbe_worker_free(struct vbe_worker *wk)
 {
 	if (!wk)
 		return;

@@ -9,19 +9,19 @@
 #define VDU_WORKER_H
 
 struct event_base;
-struct vdu_worker;
+struct vbe_worker;
 
-struct vdu_work {
-	struct vdu_work *next;
-	int (*fn)(struct vdu_work *w);    /* runs on the worker thread */
-	void (*done)(struct vdu_work *w); /* runs on the event loop */
+struct vbe_work {
+	struct vbe_work *next;
+	int (*fn)(struct vbe_work *w);    /* runs on the worker thread */
+	void (*done)(struct vbe_work *w); /* runs on the event loop */
 	int result;                       /* fn's return value */
 };
 
-int vdu_worker_new(struct event_base *base, struct vdu_worker **out);
+int vbe_worker_new(struct event_base *base, struct vbe_worker **out);
 /* Jobs run one at a time, in order. */
-void vdu_worker_queue(struct vdu_worker *wk, struct vdu_work *w);
+void vbe_worker_queue(struct vbe_worker *wk, struct vbe_work *w);
 /* Waits for queued jobs, then stops the thread; their done() still runs. */
-void vdu_worker_free(struct vdu_worker *wk);
+void vbe_worker_free(struct vbe_worker *wk);
 
 #endif

@@ -68,10 +68,10 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 		vdu_err("%s: at most %d queues", dev->name, VDU_QUEUES_MAX);
 		goto fail;
 	}
-	if (dev->queue_size < 4 || dev->queue_size > VDU_QUEUE_SIZE_MAX ||
+	if (dev->queue_size < VDU_QUEUE_SIZE_MIN || dev->queue_size > VDU_QUEUE_SIZE_MAX ||
 	    (dev->queue_size & (dev->queue_size - 1))) {
-		vdu_err("%s: queue size must be a power of two in 4..%d",
-			dev->name, VDU_QUEUE_SIZE_MAX);
+		vdu_err("%s: queue size must be a power of two in %d..%d",
+			dev->name, VDU_QUEUE_SIZE_MIN, VDU_QUEUE_SIZE_MAX);
 		goto fail;
 	}
 	if (dev->opts.bounce > VDU_BOUNCE_KERNEL) {

@@ -126,16 +126,16 @@ vdu_inflight_ent(const struct vdu_inflight *lg, unsigned slot)
 }
 
 /* The compiler must not move log stores across ring stores. */
-#define vdu_log_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+#define vdu_inflight_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
 static inline void vdu_inflight_take(struct vdu_inflight *lg, unsigned slot)
 {
 	struct vdu_inflight_ent *e = vdu_inflight_ent(lg, slot);
 
 	e->counter = ++lg->hdr->counter;
-	vdu_log_barrier();
+	vdu_inflight_barrier();
 	e->inflight = 1;
-	vdu_log_barrier();
+	vdu_inflight_barrier();
 }
 
 /* ----------------------------------------------------------- transport */
@@ -211,7 +211,7 @@ struct vdu_vring_ops {
 	bool (*publish)(struct vdu_vring *vr);
 	bool (*enable_notify)(struct vdu_vring *vr);
 	void (*disable_notify)(struct vdu_vring *vr);
-	/* Crash recovery: restore the ring position from vr->log (finishing
+	/* Crash recovery: restore the ring position from vr->ilog (finishing
 	 * a publish the old daemon was in the middle of), then rebuild the
 	 * request of an in-flight slot. */
 	int (*recover)(struct vdu_vring *vr);
@@ -249,7 +249,7 @@ struct vdu_vring {
 	bool signalled_valid;
 	uint16_t pending_used;     /* entries filled but not yet published */
 	unsigned inflight;
-	struct vdu_inflight *log;  /* NULL: not logging */
+	struct vdu_inflight *ilog; /* inflight log, NULL: none */
 	struct vring_packed_desc *chain; /* packed: the chain being taken */
 	unsigned chain_cap;
 	int iov_max;
@@ -285,7 +285,7 @@ struct vdu_queue {
 	uint64_t unpublished_bytes;/* data of the completions not yet published */
 	unsigned retired;          /* requests of vrings detached by reset */
 	struct vdu_queue_stats st;
-	struct vdu_inflight *log;  /* NULL without a state path */
+	struct vdu_inflight *ilog; /* inflight log, NULL without a state path */
 	/* queue thread and calls into it (vdu_queue_call) */
 	bool threaded, running;
 	pthread_t thread;
@@ -373,6 +373,10 @@ static inline void vdu_vring_disable_notify(struct vdu_vring *vr)
 {
 	vr->ops->disable_notify(vr);
 }
+
+/* Write a whole string to a sysfs attribute in one write(): 0 or -errno
+ * (-EIO for a short write). */
+VDU_HIDDEN int vdu_sysfs_write(const char *path, const char *val);
 
 /* iov helpers */
 VDU_HIDDEN size_t vdu_iov_size(const struct iovec *iov, int cnt);

@@ -92,8 +92,7 @@ int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
 	char path[320], mask[WORDS * 9 + 1];
 	uint32_t words[WORDS] = { 0 };
 	size_t len = 0;
-	int top = -1, fd, e;
-	ssize_t w;
+	int top = -1;
 
 	if (vdu_name_valid(name) < 0 || !n)
 		return -EINVAL;
@@ -109,15 +108,7 @@ int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
 					i == top / 32 ? "%x" : ",%08x", words[i]);
 	snprintf(path, sizeof(path), "/sys/class/vduse/%s/vq%u/irq_cb_affinity",
 		 name, qidx);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	w = write(fd, mask, len);
-	e = errno;
-	close(fd);
-	if (w < 0)
-		return -e;
-	return (size_t)w == len ? 0 : -EIO;
+	return vdu_sysfs_write(path, mask);
 }
 
 static int k_set_irq_affinity(struct vdu_dev *dev, unsigned idx,
@@ -288,8 +279,7 @@ static int set_bounce_size(struct vdu_dev *dev)
 	uint32_t size = dev->opts.bounce_size;
 	char path[sizeof("/sys/class/vduse//bounce_size") + VDU_NAME_MAX];
 	char val[16];
-	ssize_t n;
-	int fd, r = 0;
+	int r;
 
 	if (!size && !dev->bounce.want)
 		return 0; /* the kernel's default */
@@ -297,14 +287,7 @@ static int set_bounce_size(struct vdu_dev *dev)
 		size = VDU_BOUNCE_SIZE_USER;
 	snprintf(path, sizeof(path), "/sys/class/vduse/%s/bounce_size", dev->name);
 	snprintf(val, sizeof(val), "%u", size);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		r = -errno;
-	else {
-		n = write(fd, val, strlen(val));
-		r = n < 0 ? -errno : (size_t)n == strlen(val) ? 0 : -EIO;
-		close(fd);
-	}
+	r = vdu_sysfs_write(path, val);
 	if (r == 0)
 		vdu_info("%s: bounce buffer %u KiB", dev->name, size >> 10);
 	else if (!dev->opts.bounce_size)

@@ -250,7 +250,7 @@ int vdu_queue_init(struct vdu_dev *dev, struct vdu_queue *q, unsigned idx,
 	return q->publish_ev && q->poll_ev ? 0 : -ENOMEM;
 }
 
-static int open_log(struct vdu_queue *q)
+static int open_inflight_log(struct vdu_queue *q)
 {
 	struct vdu_dev *dev = q->dev;
 	char path[4096];
@@ -265,7 +265,7 @@ static int open_log(struct vdu_queue *q)
 		     q->idx) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
 	r = vdu_inflight_open(path, dev->queue_size, cap, dev->reconnecting,
-			      &q->log);
+			      &q->ilog);
 	if (r == -ELOOP)
 		vdu_err("%s: inflight log %s is a symbolic link: refusing to "
 			"follow it (remove it)", dev->name, path);
@@ -281,7 +281,7 @@ int vdu_queue_start(struct vdu_queue *q, int cpu)
 	q->iova = vdu_iova_new(vdu_bounce_fault, q->dev);
 	if (!q->iova)
 		return -ENOMEM;
-	r = open_log(q);
+	r = open_inflight_log(q);
 	if (r < 0)
 		return r;
 	if (!q->threaded)
@@ -338,7 +338,7 @@ static void abandon_fn(struct vdu_queue *q, void *arg)
 	/* As a killed process leaves it: the log stays valid, the requests
 	 * taken are in it, not answered. */
 	inflight = vr->inflight;
-	vr->log = NULL;
+	vr->ilog = NULL;
 	vdu_queue_disable(q); /* frees vr when nothing is in flight */
 	if (inflight) {
 		q->retired -= inflight;
@@ -359,8 +359,8 @@ void vdu_queue_release(struct vdu_queue *q)
 {
 	vdu_iova_free(q->iova);
 	q->iova = NULL;
-	vdu_inflight_close(q->log);
-	q->log = NULL;
+	vdu_inflight_close(q->ilog);
+	q->ilog = NULL;
 }
 
 void vdu_queue_fini(struct vdu_queue *q)
@@ -468,7 +468,7 @@ void vdu_queue_disable_sync(struct vdu_queue *q)
  * matches this ring -- rebuild the ring position from the log and
  * resubmit what the driver is still waiting for, oldest first.
  */
-static int log_attach(struct vdu_queue *q)
+static int inflight_attach(struct vdu_queue *q)
 {
 	struct vdu_vring *vr = q->vr;
 	bool packed = vr->ops->packed;
@@ -476,8 +476,8 @@ static int log_attach(struct vdu_queue *q)
 	unsigned n;
 	int r;
 
-	vr->log = q->log;
-	if (q->dev->reconnecting && !vdu_inflight_matches(q->log, vr, packed) &&
+	vr->ilog = q->ilog;
+	if (q->dev->reconnecting && !vdu_inflight_matches(q->ilog, vr, packed) &&
 	    vr->ops->in_use(vr)) {
 		/* The old daemon had no live log for a ring the driver has
 		 * used: it died handling a reset.  Its position is unknown;
@@ -485,11 +485,11 @@ static int log_attach(struct vdu_queue *q)
 		 * reset the kernel re-queues to us. */
 		vdu_warn("%s: queue %u: no inflight log for a used ring; waiting "
 			 "for the driver's reset", q->dev->name, q->idx);
-		vr->log = NULL;
+		vr->ilog = NULL;
 		return -EAGAIN;
 	}
-	if (!q->dev->reconnecting || !vdu_inflight_matches(q->log, vr, packed)) {
-		vdu_inflight_start(q->log, vr, packed);
+	if (!q->dev->reconnecting || !vdu_inflight_matches(q->ilog, vr, packed)) {
+		vdu_inflight_start(q->ilog, vr, packed);
 		return 0;
 	}
 	r = vr->ops->recover(vr);
@@ -501,7 +501,7 @@ static int log_attach(struct vdu_queue *q)
 	slots = calloc(vr->num, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
-	n = vdu_inflight_pending(q->log, vr->num, slots);
+	n = vdu_inflight_pending(q->ilog, vr->num, slots);
 	vdu_info("%s: queue %u: recovered at avail %u used %u, resubmitting %u "
 		 "request(s)", q->dev->name, q->idx, vr->last_avail, vr->used_idx, n);
 	for (unsigned i = 0; i < n; i++) {
@@ -566,8 +566,8 @@ int vdu_queue_enable(struct vdu_queue *q)
 		vdu_queue_disable(q);
 		return -EFAULT;
 	}
-	if (q->log) {
-		r = log_attach(q);
+	if (q->ilog) {
+		r = inflight_attach(q);
 		if (r < 0) {
 			vdu_queue_disable(q);
 			return r == -EAGAIN ? 0 : r;
@@ -625,9 +625,9 @@ void vdu_queue_disable(struct vdu_queue *q)
 	/* Requests still with the backend finish into the detached vring,
 	 * which frees itself with the last one. */
 	vr->q = NULL;
-	if (vr->log) {
-		vdu_inflight_stop(vr->log);
-		vr->log = NULL;
+	if (vr->ilog) {
+		vdu_inflight_stop(vr->ilog);
+		vr->ilog = NULL;
 	}
 	/* Those finish without their queue: count them as retired only. */
 	q->st.inflight -= vr->inflight;

@@ -2,6 +2,8 @@
 /* Small validated parsers shared by the library and its tools. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +49,10 @@ int vdu_name_valid(const char *name)
 	len = strnlen(name, VDU_NAME_MAX + 1);
 	if (len == 0 || len > VDU_NAME_MAX)
 		return -EINVAL;
-	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	/* "." and ".." are not file names; /dev/vduse/control is the
+	 * kernel's own node. */
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+	    strcmp(name, "control") == 0)
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = name[i];
@@ -102,4 +107,25 @@ size_t vdu_iov_from_buf(const struct iovec *iov, int cnt, size_t off,
 		off = 0;
 	}
 	return done;
+}
+
+/* Write a whole string to a sysfs attribute in one write(). */
+int vdu_sysfs_write(const char *path, const char *val)
+{
+	size_t len = strlen(val);
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	do {
+		n = write(fd, val, len);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		r = -errno;
+	else if ((size_t)n != len)
+		r = -EIO;
+	close(fd);
+	return r;
 }

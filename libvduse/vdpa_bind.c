@@ -60,24 +60,6 @@ static int fmt_path(char *buf, size_t size, const char *fmt, ...)
 	return 0;
 }
 
-/* A name used as one sysfs path component. */
-static int check_component(const char *name)
-{
-	size_t len;
-
-	if (!name)
-		return -EINVAL;
-	len = strnlen(name, VDU_NAME_MAX + 1);
-	if (len == 0)
-		return -EINVAL;
-	if (len > VDU_NAME_MAX)
-		return -ENAMETOOLONG;
-	if (strchr(name, '/') || strchr(name, '\n') || !strcmp(name, ".") ||
-	    !strcmp(name, ".."))
-		return -EINVAL;
-	return 0;
-}
-
 static bool driver_known(const char *driver)
 {
 	return driver && (!strcmp(driver, "virtio_vdpa") ||
@@ -89,27 +71,6 @@ static bool is_dir(const char *path)
 	struct stat st;
 
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Write a whole string to a sysfs attribute in one write(). */
-static int sysfs_write(const char *path, const char *val)
-{
-	size_t len = strlen(val);
-	ssize_t n;
-	int fd, r = 0;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	do {
-		n = write(fd, val, len);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		r = -errno;
-	else if ((size_t)n != len)
-		r = -EIO;
-	close(fd);
-	return r;
 }
 
 /* Read a small sysfs attribute; strips the trailing newline. */
@@ -336,7 +297,7 @@ int vdu_vdpa_bind(const char *name, const char *driver, int timeout_ms,
 	int64_t deadline;
 	int r;
 
-	r = check_component(name);
+	r = vdu_name_valid(name);
 	if (r < 0)
 		return r;
 	if (!driver_known(driver) || timeout_ms < 0 || !node || !nodelen)
@@ -364,7 +325,7 @@ int vdu_vdpa_bind(const char *name, const char *driver, int timeout_ms,
 		r = fmt_path(path, sizeof(path), "%s/driver_override", devdir);
 		if (r < 0)
 			return r;
-		r = sysfs_write(path, driver);
+		r = vdu_sysfs_write(path, driver);
 		/* -ENOENT: kernel without vdpa driver_override (< 5.19);
 		 * an explicit bind still works there. */
 		if (r < 0 && r != -ENOENT) {
@@ -377,7 +338,7 @@ int vdu_vdpa_bind(const char *name, const char *driver, int timeout_ms,
 				     VDPA_BUS "/drivers/%s/unbind", cur);
 			if (r < 0)
 				return r;
-			r = sysfs_write(path, name);
+			r = vdu_sysfs_write(path, name);
 			/* -ENODEV: it went unbound meanwhile. */
 			if (r < 0 && r != -ENODEV) {
 				vdu_dbg("vdpa %s: unbind from %s: %s", name,
@@ -388,7 +349,7 @@ int vdu_vdpa_bind(const char *name, const char *driver, int timeout_ms,
 		r = fmt_path(path, sizeof(path), "%s/bind", drvdir);
 		if (r < 0)
 			return r;
-		r = sysfs_write(path, name);
+		r = vdu_sysfs_write(path, name);
 		if (r < 0) {
 			int r2;
 
@@ -396,7 +357,7 @@ int vdu_vdpa_bind(const char *name, const char *driver, int timeout_ms,
 			 * the bus to probe, which honours driver_override. */
 			r2 = current_driver(devdir, cur, sizeof(cur));
 			if (r2 == 0 && strcmp(cur, driver) != 0) {
-				r2 = sysfs_write(VDPA_BUS "/drivers_probe",
+				r2 = vdu_sysfs_write(VDPA_BUS "/drivers_probe",
 						 name);
 				if (r2 == 0)
 					r2 = current_driver(devdir, cur,
@@ -438,7 +399,7 @@ int vdu_vdpa_status(const char *name, char *driver, size_t drvlen,
 	char devdir[VDPA_PATH_MAX], cur[256];
 	int r;
 
-	r = check_component(name);
+	r = vdu_name_valid(name);
 	if (r < 0)
 		return r;
 	if ((driver && !drvlen) || (node && !nodelen))

@@ -532,20 +532,6 @@ int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out)
 
 /* --------------------------------------------------------- single device */
 
-static int check_name(const char *name)
-{
-	size_t len;
-
-	if (!name)
-		return -EINVAL;
-	len = strnlen(name, VDU_NAME_MAX + 1);
-	if (len == 0)
-		return -EINVAL;
-	if (len > VDU_NAME_MAX)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
 {
 	struct vdu_vdpa_dev tmp;
@@ -558,7 +544,7 @@ int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
 	clear_last_error();
 	if (!out)
 		return -EINVAL;
-	r = check_name(name);
+	r = vdu_name_valid(name);
 	if (r < 0)
 		return r;
 	r = vdpa_request(VDPA_CMD_DEV_GET, false, name, NULL, NULL, &ctx);
@@ -583,7 +569,7 @@ int vdu_vdpa_dev_add(const char *name, const char *mgmtdev)
 	int r;
 
 	clear_last_error();
-	r = check_name(name);
+	r = vdu_name_valid(name);
 	if (r < 0)
 		return r;
 	if (!mgmtdev)
@@ -614,7 +600,7 @@ int vdu_vdpa_dev_del(const char *name)
 	int r;
 
 	clear_last_error();
-	r = check_name(name);
+	r = vdu_name_valid(name);
 	if (r < 0)
 		return r;
 	return vdpa_request(VDPA_CMD_DEV_DEL, false, name, NULL, NULL, &ctx);

@@ -168,14 +168,14 @@ static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	r = process_chain(vr, map, req, vr->chain, ndesc);
 	if (r < 0)
 		return r;
-	if (vr->log) {
-		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, id);
+	if (vr->ilog) {
+		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->ilog, id);
 
 		/* Struct copies: chains are short, a memcpy call costs more. */
 		for (unsigned i = 0; i < ndesc; i++)
 			e->descs[i] = vr->chain[i];
 		e->ndesc = ndesc;
-		vdu_inflight_take(vr->log, id);
+		vdu_inflight_take(vr->ilog, id);
 	}
 	vr->last_avail = pos;
 	vr->avail_wrap = wrap;
@@ -193,13 +193,13 @@ static int packed_pop(struct vdu_vring *vr, struct vdu_iova *map,
 static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 {
 	struct vring_packed_desc *e = &vr->pdesc[vr->used_idx];
-	struct vdu_inflight *lg = vr->log;
+	struct vdu_inflight *lg = vr->ilog;
 
 	if (lg) {
 		__atomic_store_n(&lg->hdr->pstate,
 				 VDU_PSTATE(vr->used_idx, vr->used_wrap, req->head),
 				 __ATOMIC_RELAXED);
-		vdu_log_barrier();
+		vdu_inflight_barrier();
 	}
 	e->id = htole16(req->head);
 	e->len = htole32(req->used_len);
@@ -212,9 +212,9 @@ static void packed_push(struct vdu_vring *vr, struct vdu_req *req)
 	}
 	vr->pending_used++;
 	if (lg) {
-		vdu_log_barrier();
+		vdu_inflight_barrier();
 		vdu_inflight_ent(lg, req->head)->inflight = 0;
-		vdu_log_barrier();
+		vdu_inflight_barrier();
 		__atomic_store_n(&lg->hdr->pstate,
 				 VDU_PSTATE(vr->used_idx, vr->used_wrap,
 					    VDU_INFLIGHT_NONE),
@@ -280,7 +280,7 @@ static void advance(uint16_t *idx, bool *wrap, unsigned n, unsigned num)
 
 static int packed_recover(struct vdu_vring *vr)
 {
-	struct vdu_inflight_hdr *h = vr->log->hdr;
+	struct vdu_inflight_hdr *h = vr->ilog->hdr;
 	uint32_t st = h->pstate;
 	uint16_t used = st & 0x7fff, pend = st >> 16;
 	bool uwrap = st & 0x8000;
@@ -300,7 +300,7 @@ static int packed_recover(struct vdu_vring *vr)
 
 		if (pend >= vr->num)
 			return -EPROTO;
-		e = vdu_inflight_ent(vr->log, pend);
+		e = vdu_inflight_ent(vr->ilog, pend);
 		if (e->ndesc == 0 || e->ndesc > vr->chain_cap)
 			return -EPROTO;
 		if (!desc_avail(load_acquire16(&vr->pdesc[used].flags), uwrap)) {
@@ -310,7 +310,7 @@ static int packed_recover(struct vdu_vring *vr)
 	}
 	h->pstate = VDU_PSTATE(used, uwrap, VDU_INFLIGHT_NONE);
 	for (unsigned i = 0; i < vr->num; i++) {
-		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, i);
+		struct vdu_inflight_ent *e = vdu_inflight_ent(vr->ilog, i);
 
 		if (!e->inflight)
 			continue;
@@ -333,7 +333,7 @@ static int packed_recover(struct vdu_vring *vr)
 static int packed_resubmit(struct vdu_vring *vr, struct vdu_iova *map,
 			   uint16_t slot, struct vdu_req **out)
 {
-	struct vdu_inflight_ent *e = vdu_inflight_ent(vr->log, slot);
+	struct vdu_inflight_ent *e = vdu_inflight_ent(vr->ilog, slot);
 	struct vdu_req *req = &vr->reqs[slot];
 	int r = process_chain(vr, map, req, e->descs, e->ndesc);
 

@@ -128,8 +128,8 @@ static int split_pop(struct vdu_vring *vr, struct vdu_iova *map,
 	r = walk_chain(vr, map, req, head);
 	if (r < 0)
 		return r;
-	if (vr->log)
-		vdu_inflight_take(vr->log, head);
+	if (vr->ilog)
+		vdu_inflight_take(vr->ilog, head);
 	vr->last_avail++;
 	req->inflight = true;
 	req->status = NULL;
@@ -151,12 +151,12 @@ static void split_push(struct vdu_vring *vr, struct vdu_req *req)
 
 /* The driver can see used entries up to upto: forget them in the log.
  * Also finishes a commit a killed daemon left half done. */
-static void log_commit(struct vdu_vring *vr, uint16_t upto)
+static void inflight_commit(struct vdu_vring *vr, uint16_t upto)
 {
-	struct vdu_inflight *lg = vr->log;
+	struct vdu_inflight *lg = vr->ilog;
 	uint16_t i = lg->hdr->used_idx;
 
-	vdu_log_barrier();
+	vdu_inflight_barrier();
 	if ((uint16_t)(upto - i) <= vr->num)
 		for (; i != upto; i++) {
 			uint32_t id = le32toh(vr->used->ring[i % vr->num].id);
@@ -164,7 +164,7 @@ static void log_commit(struct vdu_vring *vr, uint16_t upto)
 			if (id < vr->num)
 				vdu_inflight_ent(lg, id)->inflight = 0;
 		}
-	vdu_log_barrier();
+	vdu_inflight_barrier();
 	lg->hdr->used_idx = upto;
 }
 
@@ -177,8 +177,8 @@ static bool split_publish(struct vdu_vring *vr)
 	vr->pending_used = 0;
 	new = vr->used_idx;
 	store_release16(&vr->used->idx, new);
-	if (vr->log)
-		log_commit(vr, new);
+	if (vr->ilog)
+		inflight_commit(vr, new);
 	/* Order the idx store before reading the driver's suppression
 	 * state, or we may miss that it wants an interrupt. */
 	smp_mb();
@@ -217,11 +217,11 @@ static int split_recover(struct vdu_vring *vr)
 	unsigned n = 0;
 
 	/* used_idx was read from the ring: what the driver has seen. */
-	if ((uint16_t)(vr->used_idx - vr->log->hdr->used_idx) > vr->num)
+	if ((uint16_t)(vr->used_idx - vr->ilog->hdr->used_idx) > vr->num)
 		return -EPROTO;
-	log_commit(vr, vr->used_idx);
+	inflight_commit(vr, vr->used_idx);
 	for (unsigned i = 0; i < vr->num; i++)
-		n += vdu_inflight_ent(vr->log, i)->inflight ? 1 : 0;
+		n += vdu_inflight_ent(vr->ilog, i)->inflight ? 1 : 0;
 	vr->last_avail = vr->used_idx + n;
 	if ((uint16_t)(load_acquire16(&vr->avail->idx) - vr->last_avail) > vr->num)
 		return -EPROTO;

@@ -147,8 +147,8 @@ for q in 0 65 abc -1 1x ''; do
 	expect 2 "--queues must be a number from 1 to 64 (got '$q')" \
 		create d0 --backend null --size 1M --queues "$q"
 done
-for q in 0 1 3 100 65536 1048576 abc; do
-	expect 2 "--queue-size must be a power of two from 2 to 32768 (got '$q')" \
+for q in 0 1 2 3 100 65536 1048576 abc; do
+	expect 2 "--queue-size must be a power of two from 4 to 32768 (got '$q')" \
 		create d0 --backend null --size 1M --queue-size "$q"
 done
 for b in 0 256 1000 131072 4k; do

@@ -39,7 +39,7 @@ static unsigned lib_errors, copy_warnings;
 /* env_open gives the simulated driver memfd_secret data memory, which
  * the kernel refuses to pin for direct I/O. */
 static bool env_secret;
-static const struct vdu_backend *be = &vdu_backend_file;
+static const struct vdu_backend *be = &vbe_file;
 
 static void log_cb(void *opaque, int level, const char *msg)
 {

@@ -2,7 +2,7 @@
 /*
  * tcp (NBD) backend against a real nbdkit on a Unix socket, driven
  * straight through the backend API on a private event loop.  Completions
- * come back through the backend's test seam (vdu_tcp_complete_hook), so
+ * come back through the backend's test seam (vbe_tcp_complete_hook), so
  * no device or ring is involved.  Skips (77) when nbdkit is missing.
  */
 #include <endian.h>
@@ -29,7 +29,7 @@
 
 #define MiB (1024 * 1024)
 
-static const struct vdu_backend *be = &vdu_backend_tcp;
+static const struct vdu_backend *be = &vbe_tcp;
 static struct event_base *base;
 static char tmpdir[64];
 static char logbuf[16384];
@@ -879,7 +879,7 @@ int main(void)
 	if (!mkdtemp(tmpdir))
 		return 1;
 	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
-	vdu_tcp_complete_hook = on_complete;
+	vbe_tcp_complete_hook = on_complete;
 	base = event_base_new();
 	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
 	event_add(tick, &tv);

@@ -113,6 +113,11 @@ int main(void)
 	name(".", 0, "\".\"");
 	name("..", 0, "\"..\"");
 	name("...", 1, "\"...\"");
+	name("control", 0, "\"control\" (the kernel's /dev/vduse/control)");
+	name("controls", 1, "\"controls\"");
+	is_int(vdu_vdpa_dev_del("control"), -EINVAL, "the netlink helper refuses \"control\"");
+	is_int(vdu_vdpa_bind("a/b", "virtio_vdpa", 10, buf, sizeof(buf)), -EINVAL,
+	       "the driver binder refuses \"a/b\"");
 	name("a b", 0, "\"a b\"");
 	name("a\tb", 0, "name with a tab");
 	name("a\nb", 0, "name with a newline");

@@ -155,7 +155,7 @@ int vctl_cmd_create(int argc, const char **argv)
 		{ "queues", '\0', POPT_ARG_STRING, &a.queues, 0,
 		  "number of queues, 1-64 (default 1)", "N" },
 		{ "queue-size", '\0', POPT_ARG_STRING, &a.queue_size, 0,
-		  "entries per queue, a power of two 2-32768 (default 256)", "N" },
+		  "entries per queue, a power of two 4-32768 (default 256)", "N" },
 		{ "block-size", '\0', POPT_ARG_STRING, &a.block_size, 0,
 		  "logical block size, a power of two 512-65536 (default 512)", "N" },
 		{ "serial", '\0', POPT_ARG_STRING, &a.serial, 0,

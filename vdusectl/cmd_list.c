@@ -21,7 +21,7 @@ struct row {
 
 static void fill(struct row *r, const char *dir, const char *name)
 {
-	struct vctl_json *cfg = vctl_load_config(dir, name);
+	struct json_object *cfg = vctl_load_config(dir, name);
 	const char *be;
 
 	memset(r, 0, sizeof(*r));

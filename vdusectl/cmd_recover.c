@@ -21,12 +21,12 @@ static const char description[] =
 
 /* Rebuild the create arguments from NAME.json; strings stay owned by
  * json.  0, or -1 with err set. */
-static int args_from_config(const struct vctl_json *cfg,
+static int args_from_config(const struct json_object *cfg,
 			    struct vctl_create_args *a, const char **extra,
 			    char (*bufs)[64], char (*kv)[512], size_t maxkv,
 			    char *err, size_t errlen)
 {
-	const struct vctl_json *params = json_get(cfg, "params");
+	const struct json_object *params = json_get(cfg, "params");
 	uint64_t v;
 	size_t n = 0;
 	bool b;
@@ -56,27 +56,30 @@ static int args_from_config(const struct vctl_json *cfg,
 		a->read_only = b;
 	if (json_get_bool(cfg, "auto_recover", &b) == 0)
 		a->auto_recover = b;
-	for (size_t i = 0; params && params->type == J_OBJ && i < params->n; i++) {
-		const char *k = params->keys[i], *val = params->kids[i]->s;
+	if (json_object_is_type(params, json_type_object)) {
+		json_object_object_foreach((struct json_object *)params, k, pv) {
+			const char *val = json_object_is_type(pv, json_type_string) ?
+					  json_text(pv) : NULL;
 
-		if (params->kids[i]->type != J_STR)
-			continue;
-		if (!strcmp(k, "size"))
-			a->size = val;
-		else if (!strcmp(k, "path"))
-			a->path = val;
-		else if (!strcmp(k, "url"))
-			a->url = val;
-		else if (!strcmp(k, "readonly"))
-			continue; /* implied by read_only */
-		else {
-			if (n + 1 >= maxkv) {
-				snprintf(err, errlen, "too many saved parameters");
-				return -1;
+			if (!val)
+				continue;
+			if (!strcmp(k, "size"))
+				a->size = val;
+			else if (!strcmp(k, "path"))
+				a->path = val;
+			else if (!strcmp(k, "url"))
+				a->url = val;
+			else if (!strcmp(k, "readonly"))
+				continue; /* implied by read_only */
+			else {
+				if (n + 1 >= maxkv) {
+					snprintf(err, errlen, "too many saved parameters");
+					return -1;
+				}
+				snprintf(kv[n], sizeof(kv[n]), "%s=%s", k, val);
+				extra[n] = kv[n];
+				n++;
 			}
-			snprintf(kv[n], sizeof(kv[n]), "%s=%s", k, val);
-			extra[n] = kv[n];
-			n++;
 		}
 	}
 	extra[n] = NULL;
@@ -105,7 +108,7 @@ int vctl_cmd_recover(int argc, const char **argv)
 	struct vctl_create_args a = { 0 };
 	const char *extra[VCTL_PARAMS_MAX + 1];
 	char bufs[4][64], kv[VCTL_PARAMS_MAX][512], err[VCTL_ERR_MAX];
-	struct vctl_json *cfg = NULL;
+	struct json_object *cfg = NULL;
 	struct vctl_create c;
 	const char *args[1], *dir;
 	poptContext ctx = NULL;

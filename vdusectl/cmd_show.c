@@ -11,11 +11,11 @@
 #include "vdusectl.h"
 
 /* The live value from the daemon, else the saved config, else NULL. */
-static const struct vctl_json *pick(const struct vctl_json *info,
-				    const struct vctl_json *cfg,
+static const struct json_object *pick(const struct json_object *info,
+				    const struct json_object *cfg,
 				    const char *key)
 {
-	const struct vctl_json *v = json_get(info, key);
+	const struct json_object *v = json_get(info, key);
 
 	return v ? v : json_get(cfg, key);
 }
@@ -40,7 +40,7 @@ static int read_msg_timeout(const char *name, uint64_t *out)
 
 struct show {
 	const char *name;
-	struct vctl_json *info, *cfg;
+	struct json_object *info, *cfg;
 	enum vctl_daemon_state daemon;
 	pid_t pid;
 	bool attached;
@@ -98,14 +98,14 @@ static void print_json(const struct show *s)
 }
 
 /* A scalar as text: strings raw, numbers as written, "-" if absent. */
-static const char *text(const struct vctl_json *v, char *buf, size_t len)
+static const char *text(const struct json_object *v, char *buf, size_t len)
 {
-	if (!v || v->type == J_NULL)
+	if (!v || json_object_is_type(v, json_type_null))
 		return "-";
-	if (v->type == J_BOOL)
-		return v->b ? "yes" : "no";
-	if (v->type == J_STR || v->type == J_NUM)
-		return v->s;
+	if (json_object_is_type(v, json_type_boolean))
+		return json_object_get_boolean(v) ? "yes" : "no";
+	if (json_text(v))
+		return json_text(v);
 	snprintf(buf, len, "?");
 	return buf;
 }
@@ -126,14 +126,14 @@ static void print_size(uint64_t bytes)
  */
 static void print_bounce(const struct show *s)
 {
-	const struct vctl_json *bi = json_get(s->info, "bounce");
+	const struct json_object *bi = json_get(s->info, "bounce");
 	const char *setting = json_get_str(s->info, "bounce_mode");
 	const char *mode, *fb;
 	uint64_t size = 0, huge = 0, copied = 0;
 
 	if (!setting)
 		setting = json_get_str(s->cfg, "bounce_mode");
-	if (!bi || bi->type != J_OBJ || !(mode = json_get_str(bi, "mode"))) {
+	if (!(mode = json_get_str(bi, "mode"))) {
 		printf("%s\n", setting ? setting : "-");
 		return;
 	}
@@ -159,17 +159,16 @@ static void print_bounce(const struct show *s)
 
 static void print_memory(const struct show *s)
 {
-	const struct vctl_json *m = json_get(s->info, "memory");
-	const struct vctl_json *bi = json_get(s->info, "bounce");
+	const struct json_object *m = json_get(s->info, "memory");
+	const struct json_object *bi = json_get(s->info, "bounce");
 	uint64_t pss = 0, rss = 0, pinned = 0;
 
-	if (!m || m->type != J_OBJ || json_get_u64(m, "pss", &pss) < 0) {
+	if (json_get_u64(m, "pss", &pss) < 0) {
 		printf("-\n");
 		return;
 	}
 	json_get_u64(m, "rss", &rss);
-	if (bi && bi->type == J_OBJ)
-		json_get_u64(bi, "pinned", &pinned);
+	json_get_u64(bi, "pinned", &pinned);
 	print_size(pss);
 	printf(" PSS, ");
 	print_size(rss);
@@ -180,8 +179,8 @@ static void print_memory(const struct show *s)
 
 static void print_text(const struct show *s)
 {
-	const struct vctl_json *params = pick(s->info, s->cfg, "params");
-	const struct vctl_json *v;
+	const struct json_object *params = pick(s->info, s->cfg, "params");
+	const struct json_object *v;
 	const char *t;
 	char b1[64], b2[64], size[32];
 	uint64_t bytes;
@@ -191,11 +190,14 @@ static void print_text(const struct show *s)
 	printf("%s\n", s->name);
 	F("backend");
 	printf("%s", text(pick(s->info, s->cfg, "backend"), b1, sizeof(b1)));
-	if (params && params->type == J_OBJ && params->n) {
-		printf(" (");
-		for (size_t i = 0; i < params->n; i++)
-			printf("%s%s=%s", i ? ", " : "", params->keys[i],
-			       text(params->kids[i], b1, sizeof(b1)));
+	if (json_object_is_type(params, json_type_object) &&
+	    json_object_object_length(params)) {
+		const char *sep = " (";
+
+		json_object_object_foreach((struct json_object *)params, k, kv) {
+			printf("%s%s=%s", sep, k, text(kv, b1, sizeof(b1)));
+			sep = ", ";
+		}
 		printf(")");
 	}
 	printf("\n");
@@ -220,17 +222,17 @@ static void print_text(const struct show *s)
 	F("ring");
 	printf("%s offered", text(pick(s->info, s->cfg, "ring"), b1, sizeof(b1)));
 	v = json_get(s->info, "negotiated");
-	if (v && v->type == J_STR && strtoull(v->s, NULL, 16))
+	if (json_text(v) && strtoull(json_text(v), NULL, 16))
 		printf(", %s in use",
-		       strtoull(v->s, NULL, 16) & (1ULL << 34) ? "packed" : "split");
+		       strtoull(json_text(v), NULL, 16) & (1ULL << 34) ? "packed" : "split");
 	printf("\n");
 	F("queue CPUs");
 	printf("%s\n", text(pick(s->info, s->cfg, "cpu_list"), b1, sizeof(b1)));
 	F("irq CPUs");
 	t = text(pick(s->info, s->cfg, "irq_cpu_list"), b1, sizeof(b1));
 	v = json_get(s->cfg, "irq_mode");
-	if (v && v->type == J_STR && strcmp(t, "auto") == 0)
-		printf("auto (%s)\n", v->s);
+	if (json_object_is_type(v, json_type_string) && strcmp(t, "auto") == 0)
+		printf("auto (%s)\n", json_text(v));
 	else
 		printf("%s\n", t);
 	F("poll");
@@ -261,9 +263,9 @@ static void print_text(const struct show *s)
 	printf("%s\n", text(json_get(s->info, "broken"), b1, sizeof(b1)));
 	F("kernel");
 	v = json_get(s->info, "kernel_broken");
-	if (!v || v->type != J_BOOL)
+	if (!json_object_is_type(v, json_type_boolean))
 		printf("-\n");
-	else if (v->b)
+	else if (json_object_get_boolean(v))
 		printf("broken (a reply came later than msg_timeout; destroy and "
 		       "re-create the device)\n");
 	else

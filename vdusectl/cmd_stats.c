@@ -8,7 +8,7 @@
 
 #include "vdusectl.h"
 
-static uint64_t u64(const struct vctl_json *o, const char *key)
+static uint64_t u64(const struct json_object *o, const char *key)
 {
 	uint64_t v = 0;
 
@@ -16,13 +16,13 @@ static uint64_t u64(const struct vctl_json *o, const char *key)
 	return v;
 }
 
-static void print_table(const struct vctl_json *queues)
+static void print_table(const struct json_object *queues)
 {
 	printf("%5s %12s %16s %16s %8s %8s %12s %12s %s\n", "QUEUE",
 	       "REQUESTS", "READ_BYTES", "WRITE_BYTES", "ERRORS", "INFLIGHT",
 	       "IRQS", "KICKS", "STATE");
-	for (size_t i = 0; queues && i < queues->n; i++) {
-		const struct vctl_json *q = queues->kids[i];
+	for (size_t i = 0; i < json_object_array_length(queues); i++) {
+		const struct json_object *q = json_object_array_get_idx(queues, i);
 		bool enabled = false, broken = false;
 
 		json_get_bool(q, "enabled", &enabled);
@@ -57,8 +57,8 @@ int vctl_cmd_stats(int argc, const char **argv)
 		.min_args = 1,
 		.max_args = 1,
 	};
-	const struct vctl_json *queues;
-	struct vctl_json *reply = NULL;
+	const struct json_object *queues;
+	struct json_object *reply = NULL;
 	char err[VCTL_ERR_MAX];
 	const char *args[1], *dir;
 	poptContext ctx = NULL;
@@ -89,7 +89,7 @@ int vctl_cmd_stats(int argc, const char **argv)
 		goto out;
 	}
 	queues = json_get(reply, "queues");
-	if (!queues || queues->type != J_ARR) {
+	if (!json_object_is_type(queues, json_type_array)) {
 		vctl_error("daemon of %s sent a malformed stats reply", args[0]);
 		goto out;
 	}

@@ -217,9 +217,9 @@ out:
 }
 
 int vctl_ctl_json(const char *dir, const char *name, const char *req,
-		  struct vctl_json **out, char *err, size_t errlen)
+		  struct json_object **out, char *err, size_t errlen)
 {
-	struct vctl_json *v;
+	struct json_object *v;
 	const char *e;
 	char *reply = NULL;
 	int rc;
@@ -233,7 +233,7 @@ int vctl_ctl_json(const char *dir, const char *name, const char *req,
 	}
 	v = json_parse(reply);
 	free(reply);
-	if (!v || v->type != J_OBJ) {
+	if (!json_object_is_type(v, json_type_object)) {
 		json_free(v);
 		snprintf(err, errlen, "daemon of %s sent a malformed reply", name);
 		return -EPROTO;
@@ -252,7 +252,7 @@ int vctl_stop_daemon(const char *dir, const char *name, pid_t pid, char *err,
 		     size_t errlen)
 {
 	int64_t deadline = now_ms() + VCTL_STOP_WAIT_MS;
-	struct vctl_json *v;
+	struct json_object *v;
 	pid_t cur;
 	int rc;
 

@@ -498,7 +498,7 @@ int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
 				  char *err, size_t errlen)
 {
 	char path[PATH_LEN], *text = NULL;
-	struct vctl_json *cfg;
+	struct json_object *cfg;
 	const char *list;
 	int cpus[VDU_QUEUES_MAX], rc = 0;
 	unsigned n;
@@ -522,89 +522,6 @@ int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
 }
 
 /* ---------------------------------------------------------------- setup */
-
-static int lock_pid_file(struct daemon *d)
-{
-	int fd, tries = 0;
-
-	fd = open(d->pid_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	/* A concurrent reader may hold a shared lock for a moment. */
-	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		struct timespec ts = { .tv_nsec = 10 * 1000000 };
-		int e = errno;
-
-		if (e != EWOULDBLOCK || ++tries > 50) {
-			close(fd);
-			return -e;
-		}
-		nanosleep(&ts, NULL);
-	}
-	d->pid_fd = fd;
-	return 0;
-}
-
-static int write_pid(struct daemon *d)
-{
-	char buf[32];
-	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-
-	if (ftruncate(d->pid_fd, 0) < 0 ||
-	    pwrite(d->pid_fd, buf, (size_t)n, 0) != n)
-		return -errno;
-	return 0;
-}
-
-int vctl_redirect_stdio(const char *log_path)
-{
-	int null_fd, log_fd;
-
-	log_fd = open(log_path,
-		      O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-		      0600);
-	if (log_fd < 0)
-		return -errno;
-	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (null_fd < 0) {
-		close(log_fd);
-		return -errno;
-	}
-	if (dup2(null_fd, STDIN_FILENO) < 0 ||
-	    dup2(null_fd, STDOUT_FILENO) < 0 ||
-	    dup2(log_fd, STDERR_FILENO) < 0) {
-		int e = errno;
-		close(null_fd);
-		close(log_fd);
-		return -e;
-	}
-	close(null_fd);
-	close(log_fd);
-	return 0;
-}
-
-/* A background daemon must not keep its caller's pipes (e.g. a shell's
- * command substitution) open: close every inherited fd above stderr. */
-void vctl_close_inherited_fds(int keep)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *de;
-	int fds[256], n = 0;
-
-	if (!dir)
-		return;
-	while ((de = readdir(dir)) != NULL && n < (int)(sizeof(fds) / sizeof(fds[0]))) {
-		unsigned long long v;
-
-		if (vctl_parse_ull(de->d_name, &v) < 0 || v <= STDERR_FILENO ||
-		    (int)v == keep || (int)v == dirfd(dir))
-			continue;
-		fds[n++] = (int)v;
-	}
-	closedir(dir);
-	for (int i = 0; i < n; i++)
-		close(fds[i]);
-}
 
 static int setup(struct daemon *d)
 {
@@ -641,7 +558,7 @@ static int setup(struct daemon *d)
 		c->block_size ? (snprintf(more, sizeof(more), "%u", c->block_size), more)
 			      : "from the backend");
 
-	rc = lock_pid_file(d);
+	rc = vctl_pidfile_lock(d->pid_path, &d->pid_fd);
 	if (rc == -EWOULDBLOCK) {
 		if (c->recover)
 			report_err(d, "the daemon of %s is still running: nothing "
@@ -723,7 +640,7 @@ static int setup(struct daemon *d)
 		}
 	}
 
-	rc = write_pid(d);
+	rc = vctl_pidfile_write(d->pid_fd);
 	if (rc < 0) {
 		report_err(d, "cannot write %s: %s", d->pid_path, strerror(-rc));
 		return rc;

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * A very small JSON writer (growable buffer, string escaper) and reader
- * (recursive descent into a tree), enough for the control socket replies
- * and the saved device configs.  Not a general purpose library.
+ * JSON for the control socket replies and the saved device configs: a
+ * small streaming writer (growable buffer, string escaper that also
+ * replaces invalid UTF-8, since paths need not be valid UTF-8) and the
+ * reader, which is json-c's.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,397 +229,95 @@ const char *jb_get(const struct vctl_jbuf *b)
 
 /* ---------------------------------------------------------------- reader */
 
-struct parser {
-	const char *p;
-	int depth;
-};
-
-static void skip_ws(struct parser *ps)
+struct json_object *json_parse(const char *text)
 {
-	while (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' ||
-	       *ps->p == '\r')
-		ps->p++;
-}
-
-static struct vctl_json *jnew(enum vctl_jtype t)
-{
-	struct vctl_json *v = calloc(1, sizeof(*v));
-
-	if (v)
-		v->type = t;
-	return v;
-}
-
-void json_free(struct vctl_json *v)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < v->n; i++) {
-		json_free(v->kids[i]);
-		if (v->keys)
-			free(v->keys[i]);
-	}
-	free(v->kids);
-	free(v->keys);
-	free(v->s);
-	free(v);
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-static void put_utf8(struct vctl_jbuf *b, unsigned cp)
-{
-	if (cp < 0x80) {
-		jb_putc(b, (char)cp);
-	} else if (cp < 0x800) {
-		jb_putc(b, (char)(0xc0 | (cp >> 6)));
-		jb_putc(b, (char)(0x80 | (cp & 0x3f)));
-	} else if (cp < 0x10000) {
-		jb_putc(b, (char)(0xe0 | (cp >> 12)));
-		jb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		jb_putc(b, (char)(0x80 | (cp & 0x3f)));
-	} else {
-		jb_putc(b, (char)(0xf0 | (cp >> 18)));
-		jb_putc(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
-		jb_putc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		jb_putc(b, (char)(0x80 | (cp & 0x3f)));
-	}
-}
-
-/* Parses a string literal at ps->p (which is '"'); malloc'd result. */
-static char *parse_string(struct parser *ps)
-{
-	struct vctl_jbuf b;
-
-	jb_init(&b);
-	ps->p++;
-	for (;;) {
-		unsigned char c = (unsigned char)*ps->p;
-
-		if (c == '"') {
-			ps->p++;
-			break;
-		}
-		if (c < 0x20) /* includes the terminating NUL */
-			goto bad;
-		if (c != '\\') {
-			jb_putc(&b, (char)c);
-			ps->p++;
-			continue;
-		}
-		ps->p++;
-		c = (unsigned char)*ps->p++;
-		switch (c) {
-		case '"': jb_putc(&b, '"'); break;
-		case '\\': jb_putc(&b, '\\'); break;
-		case '/': jb_putc(&b, '/'); break;
-		case 'b': jb_putc(&b, '\b'); break;
-		case 'f': jb_putc(&b, '\f'); break;
-		case 'n': jb_putc(&b, '\n'); break;
-		case 'r': jb_putc(&b, '\r'); break;
-		case 't': jb_putc(&b, '\t'); break;
-		case 'u': {
-			unsigned cp, lo;
-
-			if (hex4(ps->p, &cp) < 0)
-				goto bad;
-			ps->p += 4;
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (ps->p[0] != '\\' || ps->p[1] != 'u' ||
-				    hex4(ps->p + 2, &lo) < 0 ||
-				    lo < 0xdc00 || lo > 0xdfff)
-					goto bad;
-				ps->p += 6;
-				cp = 0x10000 + ((cp - 0xd800) << 10) +
-				     (lo - 0xdc00);
-			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
-				goto bad;
-			}
-			if (cp == 0)
-				goto bad; /* no NULs inside C strings */
-			put_utf8(&b, cp);
-			break;
-		}
-		default:
-			goto bad;
-		}
-	}
-	if (b.oom)
-		goto bad;
-	if (!b.p) {
-		b.p = strdup("");
-		if (!b.p)
-			return NULL;
-	}
-	return b.p;
-bad:
-	jb_free(&b);
-	return NULL;
-}
-
-static struct vctl_json *parse_value(struct parser *ps);
-
-static int append(struct vctl_json *v, char *key, struct vctl_json *kid)
-{
-	struct vctl_json **kids;
-	char **keys;
-
-	kids = realloc(v->kids, (v->n + 1) * sizeof(*kids));
-	if (!kids)
-		return -1;
-	v->kids = kids;
-	if (v->type == J_OBJ) {
-		keys = realloc(v->keys, (v->n + 1) * sizeof(*keys));
-		if (!keys)
-			return -1;
-		v->keys = keys;
-		keys[v->n] = key;
-	}
-	kids[v->n++] = kid;
-	return 0;
-}
-
-static struct vctl_json *parse_container(struct parser *ps, bool obj)
-{
-	struct vctl_json *v = jnew(obj ? J_OBJ : J_ARR);
-	char close = obj ? '}' : ']';
-
-	if (!v)
-		return NULL;
-	if (++ps->depth > JSON_DEPTH_MAX)
-		goto bad;
-	ps->p++;
-	skip_ws(ps);
-	if (*ps->p == close) {
-		ps->p++;
-		ps->depth--;
-		return v;
-	}
-	for (;;) {
-		char *key = NULL;
-		struct vctl_json *kid;
-
-		skip_ws(ps);
-		if (obj) {
-			if (*ps->p != '"')
-				goto bad;
-			key = parse_string(ps);
-			if (!key)
-				goto bad;
-			skip_ws(ps);
-			if (*ps->p != ':') {
-				free(key);
-				goto bad;
-			}
-			ps->p++;
-		}
-		kid = parse_value(ps);
-		if (!kid || append(v, key, kid) < 0) {
-			free(key);
-			json_free(kid);
-			goto bad;
-		}
-		skip_ws(ps);
-		if (*ps->p == ',') {
-			ps->p++;
-			continue;
-		}
-		if (*ps->p == close) {
-			ps->p++;
-			break;
-		}
-		goto bad;
-	}
-	ps->depth--;
-	return v;
-bad:
-	json_free(v);
-	return NULL;
-}
-
-static struct vctl_json *parse_number(struct parser *ps)
-{
-	const char *s = ps->p, *p = ps->p;
-	struct vctl_json *v;
-
-	if (*p == '-')
-		p++;
-	if (*p == '0')
-		p++;
-	else if (*p >= '1' && *p <= '9')
-		while (*p >= '0' && *p <= '9')
-			p++;
-	else
-		return NULL;
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p == 'e' || *p == 'E') {
-		p++;
-		if (*p == '+' || *p == '-')
-			p++;
-		if (*p < '0' || *p > '9')
-			return NULL;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	v = jnew(J_NUM);
-	if (!v)
-		return NULL;
-	v->s = strndup(s, (size_t)(p - s));
-	if (!v->s) {
-		free(v);
-		return NULL;
-	}
-	ps->p = p;
-	return v;
-}
-
-static struct vctl_json *parse_value(struct parser *ps)
-{
-	struct vctl_json *v;
-
-	skip_ws(ps);
-	switch (*ps->p) {
-	case '{':
-		return parse_container(ps, true);
-	case '[':
-		return parse_container(ps, false);
-	case '"':
-		v = jnew(J_STR);
-		if (!v)
-			return NULL;
-		v->s = parse_string(ps);
-		if (!v->s) {
-			free(v);
-			return NULL;
-		}
-		return v;
-	case 't':
-		if (strncmp(ps->p, "true", 4))
-			return NULL;
-		ps->p += 4;
-		v = jnew(J_BOOL);
-		if (v)
-			v->b = true;
-		return v;
-	case 'f':
-		if (strncmp(ps->p, "false", 5))
-			return NULL;
-		ps->p += 5;
-		return jnew(J_BOOL);
-	case 'n':
-		if (strncmp(ps->p, "null", 4))
-			return NULL;
-		ps->p += 4;
-		return jnew(J_NULL);
-	default:
-		return parse_number(ps);
-	}
-}
-
-struct vctl_json *json_parse(const char *text)
-{
-	struct parser ps = { .p = text, .depth = 0 };
-	struct vctl_json *v;
+	struct json_tokener *tok;
+	struct json_object *v;
+	size_t len;
 
 	if (!text)
 		return NULL;
-	v = parse_value(&ps);
-	if (!v)
+	len = strlen(text);
+	if (len > INT_MAX)
 		return NULL;
-	skip_ws(&ps);
-	if (*ps.p) {
-		json_free(v);
+	tok = json_tokener_new_ex(JSON_DEPTH_MAX);
+	if (!tok)
 		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	v = json_tokener_parse_ex(tok, text, (int)len);
+	if (v) {
+		/* One value, then only white space. */
+		size_t end = json_tokener_get_parse_end(tok);
+
+		if (json_tokener_get_error(tok) != json_tokener_success ||
+		    text[end + strspn(text + end, " \t\r\n")]) {
+			json_object_put(v);
+			v = NULL;
+		}
 	}
+	json_tokener_free(tok);
 	return v;
 }
 
-const struct vctl_json *json_get(const struct vctl_json *obj, const char *key)
+void json_free(struct json_object *v)
 {
-	if (!obj || obj->type != J_OBJ)
+	json_object_put(v);
+}
+
+const char *json_text(const struct json_object *v)
+{
+	if (!json_object_is_type(v, json_type_string) &&
+	    !json_object_is_type(v, json_type_int))
 		return NULL;
-	for (size_t i = 0; i < obj->n; i++)
-		if (!strcmp(obj->keys[i], key))
-			return obj->kids[i];
-	return NULL;
+	/* json-c keeps a number's text once asked: not const in its API. */
+	return json_object_get_string((struct json_object *)v);
 }
 
-const char *json_get_str(const struct vctl_json *obj, const char *key)
+const struct json_object *json_get(const struct json_object *obj, const char *key)
 {
-	const struct vctl_json *v = json_get(obj, key);
+	struct json_object *v = NULL;
 
-	return v && v->type == J_STR ? v->s : NULL;
+	if (!json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, key, &v))
+		return NULL;
+	return v;
 }
 
-int json_get_u64(const struct vctl_json *obj, const char *key, uint64_t *out)
+const char *json_get_str(const struct json_object *obj, const char *key)
 {
-	const struct vctl_json *v = json_get(obj, key);
-	unsigned long long x;
+	const struct json_object *v = json_get(obj, key);
 
-	if (!v || v->type != J_NUM || vctl_parse_ull(v->s, &x) < 0)
+	return json_object_is_type(v, json_type_string) ?
+	       json_object_get_string((struct json_object *)v) : NULL;
+}
+
+int json_get_u64(const struct json_object *obj, const char *key, uint64_t *out)
+{
+	const struct json_object *v = json_get(obj, key);
+
+	if (!json_object_is_type(v, json_type_int))
 		return -EINVAL;
-	*out = x;
+	errno = 0;
+	if (json_object_get_int64(v) < 0)
+		return -EINVAL;
+	*out = json_object_get_uint64(v);
+	return errno ? -EINVAL : 0;
+}
+
+int json_get_bool(const struct json_object *obj, const char *key, bool *out)
+{
+	const struct json_object *v = json_get(obj, key);
+
+	if (!json_object_is_type(v, json_type_boolean))
+		return -EINVAL;
+	*out = json_object_get_boolean(v);
 	return 0;
 }
 
-int json_get_bool(const struct vctl_json *obj, const char *key, bool *out)
+void json_write(struct vctl_jbuf *b, const struct json_object *v)
 {
-	const struct vctl_json *v = json_get(obj, key);
-
-	if (!v || v->type != J_BOOL)
-		return -EINVAL;
-	*out = v->b;
-	return 0;
-}
-
-void json_write(struct vctl_jbuf *b, const struct vctl_json *v)
-{
-	if (!v) {
-		jb_raw(b, "null");
-		return;
-	}
-	switch (v->type) {
-	case J_NULL: jb_raw(b, "null"); break;
-	case J_BOOL: jb_raw(b, v->b ? "true" : "false"); break;
-	case J_NUM: jb_raw(b, v->s); break;
-	case J_STR: jb_str(b, v->s); break;
-	case J_ARR:
-	case J_OBJ:
-		jb_raw(b, v->type == J_OBJ ? "{" : "[");
-		for (size_t i = 0; i < v->n; i++) {
-			if (i)
-				jb_raw(b, ",");
-			if (v->type == J_OBJ) {
-				jb_str(b, v->keys[i]);
-				jb_raw(b, ":");
-			}
-			json_write(b, v->kids[i]);
-		}
-		jb_raw(b, v->type == J_OBJ ? "}" : "]");
-		break;
-	}
+	jb_raw(b, v ? json_object_to_json_string_ext((struct json_object *)v,
+						     JSON_C_TO_STRING_PLAIN |
+						     JSON_C_TO_STRING_NOSLASHESCAPE)
+		    : "null");
 }

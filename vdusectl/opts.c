@@ -204,11 +204,11 @@ int vctl_check_queue_size(const char *s, unsigned *out, char *err,
 {
 	unsigned long long v;
 
-	if (vctl_parse_ull(s, &v) < 0 || v < 2 || v > VDU_QUEUE_SIZE_MAX ||
+	if (vctl_parse_ull(s, &v) < 0 || v < VDU_QUEUE_SIZE_MIN || v > VDU_QUEUE_SIZE_MAX ||
 	    !is_pow2(v))
 		return fail(err, errlen,
-			    "--queue-size must be a power of two from 2 to %d (got '%s')",
-			    VDU_QUEUE_SIZE_MAX, s);
+			    "--queue-size must be a power of two from %d to %d (got '%s')",
+			    VDU_QUEUE_SIZE_MIN, VDU_QUEUE_SIZE_MAX, s);
 	*out = (unsigned)v;
 	return 0;
 }
@@ -447,9 +447,9 @@ static void backend_names(char *buf, size_t len)
 	size_t off = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; vdu_backends[i]; i++) {
+	for (size_t i = 0; vbe_backends[i]; i++) {
 		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
-				 vdu_backends[i]->name);
+				 vbe_backends[i]->name);
 		if (n < 0 || (size_t)n >= len - off)
 			break;
 		off += (size_t)n;
@@ -493,7 +493,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		return fail(err, errlen,
 			    "create needs --backend BACKEND (one of: %s)", names);
 	c->backend_name = a->backend;
-	c->backend = vdu_backend_lookup(a->backend);
+	c->backend = vbe_lookup(a->backend);
 	if (!c->backend)
 		return fail(err, errlen,
 			    "unknown backend '%s': use --backend with one of: %s",

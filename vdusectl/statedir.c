@@ -350,17 +350,17 @@ void vctl_free_names(char **names, int n)
 	free(names);
 }
 
-struct vctl_json *vctl_load_config(const char *dir, const char *name)
+struct json_object *vctl_load_config(const char *dir, const char *name)
 {
 	char path[4096], *text = NULL;
-	struct vctl_json *v;
+	struct json_object *v;
 
 	if (vctl_path(path, sizeof(path), dir, name, VCTL_F_JSON) < 0 ||
 	    vctl_read_file(path, &text) < 0)
 		return NULL;
 	v = json_parse(text);
 	free(text);
-	if (v && v->type != J_OBJ) {
+	if (v && !json_object_is_type(v, json_type_object)) {
 		json_free(v);
 		v = NULL;
 	}

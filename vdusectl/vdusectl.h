@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <json-c/json.h>
 #include <popt.h>
 
 #include "libvduse.h"
@@ -197,28 +198,20 @@ void jb_sep(struct vctl_jbuf *b);
 /* NUL-terminated result, or NULL on allocation failure; buffer stays owned. */
 const char *jb_get(const struct vctl_jbuf *b);
 
-enum vctl_jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct vctl_json {
-	enum vctl_jtype type;
-	bool b;
-	char *s;                 /* J_STR (decoded) and J_NUM (as written) */
-	size_t n;                /* J_ARR / J_OBJ members */
-	char **keys;             /* J_OBJ */
-	struct vctl_json **kids; /* J_ARR / J_OBJ */
-};
-
-/* NULL on syntax error or allocation failure. */
-struct vctl_json *json_parse(const char *text);
-void json_free(struct vctl_json *v);
-const struct vctl_json *json_get(const struct vctl_json *obj, const char *key);
-const char *json_get_str(const struct vctl_json *obj, const char *key);
+/* Reading goes through json-c: the whole text must be one JSON value.
+ * NULL on syntax error or allocation failure. */
+struct json_object *json_parse(const char *text);
+void json_free(struct json_object *v);
+/* v's text: a string's value, a number as written; NULL for others. */
+const char *json_text(const struct json_object *v);
+const struct json_object *json_get(const struct json_object *obj, const char *key);
+const char *json_get_str(const struct json_object *obj, const char *key);
 /* 0 when key holds an unsigned integer that fits. */
-int json_get_u64(const struct vctl_json *obj, const char *key, uint64_t *out);
+int json_get_u64(const struct json_object *obj, const char *key, uint64_t *out);
 /* 0 when key holds true/false. */
-int json_get_bool(const struct vctl_json *obj, const char *key, bool *out);
+int json_get_bool(const struct json_object *obj, const char *key, bool *out);
 /* Re-serialise a parsed value (valid JSON). */
-void json_write(struct vctl_jbuf *b, const struct vctl_json *v);
+void json_write(struct vctl_jbuf *b, const struct json_object *v);
 
 /* -------------------------------------------------------- statedir.c */
 
@@ -259,7 +252,7 @@ bool vctl_device_exists(const char *dir, const char *name);
 int vctl_list_names(const char *dir, char ***out);
 void vctl_free_names(char **names, int n);
 /* The saved config DIR/NAME.json, parsed, or NULL. */
-struct vctl_json *vctl_load_config(const char *dir, const char *name);
+struct json_object *vctl_load_config(const char *dir, const char *name);
 
 /* ------------------------------------------------------ ctl_client.c */
 
@@ -272,7 +265,7 @@ int vctl_ctl_request(const char *dir, const char *name, const char *req,
 		     char **reply, char *err, size_t errlen);
 /* Request and parse; a reply {"error":..} becomes -EPROTO with its text. */
 int vctl_ctl_json(const char *dir, const char *name, const char *req,
-		  struct vctl_json **out, char *err, size_t errlen);
+		  struct json_object **out, char *err, size_t errlen);
 /* Ask the daemon to stop and wait up to VCTL_STOP_WAIT_MS for it. */
 int vctl_stop_daemon(const char *dir, const char *name, pid_t pid, char *err,
 		     size_t errlen);
@@ -321,6 +314,11 @@ int vctl_daemon_main(const struct vctl_create *c, int report_fd);
 /* supervise.c: run daemons for c, recovering each one that gets killed,
  * until one exits by itself; returns its exit code. */
 int vctl_supervise(const struct vctl_create *c, int report_fd);
+/* process.c.  Create and lock (exclusively, without blocking) the pid
+ * file at path: the fd in *out; -EWOULDBLOCK when a daemon holds it. */
+int vctl_pidfile_lock(const char *path, int *out);
+/* Write our pid into the locked pid file. */
+int vctl_pidfile_write(int fd);
 /* Background processes: stdin/stdout to /dev/null, stderr to log_path. */
 int vctl_redirect_stdio(const char *log_path);
 /* Close every inherited fd above stderr except keep. */

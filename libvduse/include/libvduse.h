@@ -172,9 +172,12 @@ struct vdu_dev;
 #define VDU_NAME_MAX 255 /* bytes, not counting the NUL */
 #define VDU_SERIAL_MAX 20
 #define VDU_QUEUES_MAX 64
+#define VDU_QUEUE_SIZE_MIN 4 /* a request needs 3 descriptors, plus one */
 #define VDU_QUEUE_SIZE_MAX 32768
 
-/* 0 when name is usable as a VDUSE device name, -EINVAL otherwise. */
+/* 0 when name is usable as a VDUSE device name (1-255 bytes, no '/', no
+ * space or control character, not ".", ".." or "control"), -EINVAL
+ * otherwise.  The vdpa helpers check names with it too. */
 VDU_API int vdu_name_valid(const char *name);
 
 struct vdu_dev_opts {

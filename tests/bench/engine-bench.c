@@ -166,7 +166,7 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	const struct vdu_backend *be = vdu_backend_lookup("null");
+	const struct vdu_backend *be = vbe_lookup("null");
 	struct vdu_param p[2] = { { "size", "1G" }, { "read-zeroes", "on" } };
 	struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "bench" };
 	struct vdu_dev_info info;
