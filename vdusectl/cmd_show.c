@@ -20,12 +20,13 @@ static const struct json_object *pick(const struct json_object *info,
 	return v ? v : json_get(cfg, key);
 }
 
-static int read_msg_timeout(const char *name, uint64_t *out)
+/* /sys/class/vduse/NAME/ATTR as a number. */
+static int read_vduse_attr(const char *name, const char *attr, uint64_t *out)
 {
 	char path[512], *text = NULL;
 	unsigned long long v;
-	int n = snprintf(path, sizeof(path), "/sys/class/vduse/%s/msg_timeout",
-			 name);
+	int n = snprintf(path, sizeof(path), "/sys/class/vduse/%s/%s", name,
+			 attr);
 
 	if (n < 0 || (size_t)n >= sizeof(path) || vctl_read_file(path, &text) < 0)
 		return -ENOENT;
@@ -49,6 +50,7 @@ struct show {
 	struct vdu_vdpa_dev vdpa;
 	bool has_timeout;
 	uint64_t msg_timeout;
+	uint64_t bounce_size;      /* the kernel's, 0: unknown */
 };
 
 static void print_json(const struct show *s)
@@ -241,11 +243,14 @@ static void print_text(const struct show *s)
 	else
 		printf("%s\n", json_get(s->cfg, "poll_us") ? "off" : "-");
 	F("bounce size");
-	if (json_get_u64(s->cfg, "bounce_size", &bytes) == 0 && bytes) {
+	if (s->bounce_size) {
+		vctl_format_size(s->bounce_size, size, sizeof(size));
+		printf("%s\n", size);
+	} else if (json_get_u64(s->cfg, "bounce_size", &bytes) == 0 && bytes) {
 		vctl_format_size(bytes, size, sizeof(size));
 		printf("%s\n", size);
 	} else
-		printf("%s\n", json_get(s->cfg, "bounce_size") ? "kernel default" : "-");
+		printf("%s\n", json_get(s->cfg, "bounce_size") ? "default" : "-");
 	F("bounce");
 	print_bounce(s);
 	F("memory");
@@ -352,7 +357,8 @@ int vctl_cmd_show(int argc, const char **argv)
 	s.attached = vctl_attached(s.name, s.driver, sizeof(s.driver), s.node,
 				   sizeof(s.node)) == 1;
 	s.has_vdpa = s.attached && vdu_vdpa_dev_get(s.name, &s.vdpa) == 0;
-	s.has_timeout = read_msg_timeout(s.name, &s.msg_timeout) == 0;
+	s.has_timeout = read_vduse_attr(s.name, "msg_timeout", &s.msg_timeout) == 0;
+	read_vduse_attr(s.name, "bounce_size", &s.bounce_size);
 	if (json)
 		print_json(&s);
 	else

@@ -90,6 +90,7 @@ bounce bu2
 assert_eq "$BMODE" user "bu2: bounce buffer mode"
 assert_eq "$BPIN" $((16 << 20)) "bu2: pinned bytes (the default for our memory)"
 assert_eq "$(cat /sys/class/vduse/bu2/bounce_size)" $((16 << 20)) "bu2: kernel's bounce_size"
+vdusectl show bu2 | grep -q '^bounce size: *16M$' || fail "show bu2: $(vdusectl show bu2 | grep '^bounce size')"
 assert_eq "$BCOPY" 0 "bu2: requests copied"
 assert_eq "$(stats_errors bu2)" 0 "bu2: request errors"
 vdu_destroy bu2

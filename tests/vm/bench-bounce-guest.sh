@@ -43,9 +43,7 @@ while [ $r -le "$ROUNDS" ]; do
     for w in rr32 rr1 rw32 sr128 sr1m; do
         for c in $(rotated "$r" user user64 kernel loop); do
             eval "d=\$dev_$c"
-            res=$(bench_fio "$d" "$w" "$SECS")
-            [ -n "$res" ] || fail "fio on $d ($w) gave no result"
-            echo "R $c $w $res $r"
+            bench_row "$d" "$w" "$SECS" "$r" "$c" "$w"
         done
     done
     r=$((r + 1))

@@ -56,9 +56,7 @@ while [ $r -le "$ROUNDS" ]; do
                 eval "d=\$dev_$c"
                 echo "$s" >/sys/block/"${d#/dev/}"/queue/scheduler ||
                     fail "cannot set scheduler $s on $d"
-                res=$(bench_fio "$d" "${w%q2}" "$SECS")
-                [ -n "$res" ] || fail "fio on $d ($w) gave no result"
-                echo "R $s $c $w $res $r"
+                bench_row "$d" "${w%q2}" "$SECS" "$r" "$s" "$c" "$w"
             done
         done
     done

@@ -93,6 +93,14 @@ bench_fio() {
         p = $(30 + o); sub(/.*=/, "", p)
         printf "%d %.1f %s\n", $(8 + o), $(40 + o), p }'
 }
+# bench_row DEV WORKLOAD SECS ROUND TAG...: "R TAG... IOPS MEAN P99 ROUND"
+# from one bench_fio run on DEV, failing the test when fio gave no result
+bench_row() {
+    _br_d=$1 _br_w=$2 _br_s=$3 _br_r=$4; shift 4
+    _br=$(bench_fio "$_br_d" "$_br_w" "$_br_s")
+    [ -n "$_br" ] || fail "fio on $_br_d ($_br_w) gave no result"
+    echo "R $* $_br $_br_r"
+}
 # nullb_ceiling: load kernel null_blk as the benchmarks' ceiling, 1 GiB
 # /dev/nullb0 with 2 submit queues, completed in the submitting context
 # (irqmode=0: no timer, no softirq); unloaded on exit.  Returns 1 (after a
