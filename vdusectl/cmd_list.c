@@ -48,37 +48,43 @@ static const char *daemon_text(const struct row *r)
 
 static void print_json(struct row *rows, int n)
 {
-	struct vctl_jbuf b;
+	struct json_object *o = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
 
-	jb_init(&b);
-	jb_raw(&b, "{\"devices\":[");
+	if (!o || !arr) {
+		json_object_put(o);
+		json_object_put(arr);
+		puts("{\"devices\":[]}");
+		return;
+	}
+	jo_add(o, "devices", arr);
 	for (int i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
+		struct json_object *e = json_object_new_object();
 
-		jb_sep(&b);
-		jb_raw(&b, "{");
-		jb_kstr(&b, "name", r->name);
-		jb_kstr(&b, "backend", r->backend[0] ? r->backend : NULL);
+		if (!e)
+			continue;
+		jo_str(e, "name", r->name);
+		jo_str(e, "backend", r->backend[0] ? r->backend : NULL);
 		if (r->has_size)
-			jb_ku64(&b, "size", r->size);
+			jo_u64(e, "size", r->size);
 		else
-			jb_knull(&b, "size");
+			jo_null(e, "size");
 		if (r->has_queues)
-			jb_ku64(&b, "queues", r->queues);
+			jo_u64(e, "queues", r->queues);
 		else
-			jb_knull(&b, "queues");
-		jb_kstr(&b, "driver", r->driver[0] ? r->driver : NULL);
-		jb_kstr(&b, "node", r->node[0] ? r->node : NULL);
-		jb_kbool(&b, "daemon", r->daemon == VCTL_DAEMON_ALIVE);
+			jo_null(e, "queues");
+		jo_str(e, "driver", r->driver[0] ? r->driver : NULL);
+		jo_str(e, "node", r->node[0] ? r->node : NULL);
+		jo_bool(e, "daemon", r->daemon == VCTL_DAEMON_ALIVE);
 		if (r->daemon == VCTL_DAEMON_ALIVE && r->pid > 0)
-			jb_ku64(&b, "pid", (uint64_t)r->pid);
+			jo_u64(e, "pid", (uint64_t)r->pid);
 		else
-			jb_knull(&b, "pid");
-		jb_raw(&b, "}");
+			jo_null(e, "pid");
+		json_object_array_add(arr, e);
 	}
-	jb_raw(&b, "]}");
-	puts(jb_get(&b) ? jb_get(&b) : "{\"devices\":[]}");
-	jb_free(&b);
+	puts(jv_text(o));
+	json_object_put(o);
 }
 
 static void print_table(struct row *rows, int n)

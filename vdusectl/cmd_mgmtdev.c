@@ -70,24 +70,29 @@ int vctl_cmd_mgmtdev(int argc, const char **argv)
 		goto out;
 	}
 	if (json) {
-		struct vctl_jbuf b;
+		struct json_object *o = json_object_new_object();
+		struct json_object *arr = json_object_new_array();
 
-		jb_init(&b);
-		jb_raw(&b, "{\"mgmtdevs\":[");
-		for (int i = 0; i < n; i++) {
-			jb_sep(&b);
-			jb_raw(&b, "{");
-			jb_kstr(&b, "name", m[i].name);
-			jb_kstr(&b, "bus", m[i].bus[0] ? m[i].bus : NULL);
-			jb_ku64(&b, "max_vqs", m[i].max_vqs);
-			jb_ku64(&b, "supported_classes", m[i].supported_classes);
-			jb_key(&b, "dev_features");
-			jb_printf(&b, "\"0x%016" PRIx64 "\"", m[i].dev_features);
-			jb_raw(&b, "}");
+		if (o && arr) {
+			jo_add(o, "mgmtdevs", arr);
+			for (int i = 0; i < n; i++) {
+				struct json_object *e = json_object_new_object();
+
+				if (!e)
+					continue;
+				jo_str(e, "name", m[i].name);
+				jo_str(e, "bus", m[i].bus[0] ? m[i].bus : NULL);
+				jo_u64(e, "max_vqs", m[i].max_vqs);
+				jo_u64(e, "supported_classes", m[i].supported_classes);
+				jo_strf(e, "dev_features", "0x%016" PRIx64, m[i].dev_features);
+				json_object_array_add(arr, e);
+			}
+			puts(jv_text(o));
+		} else {
+			json_object_put(arr);
+			puts("{\"mgmtdevs\":[]}");
 		}
-		jb_raw(&b, "]}");
-		puts(jb_get(&b) ? jb_get(&b) : "{\"mgmtdevs\":[]}");
-		jb_free(&b);
+		json_object_put(o);
 	} else {
 		printf("%-24s %-8s %8s %s\n", "NAME", "BUS", "MAX_VQS",
 		       "CLASSES");

@@ -62,41 +62,44 @@ static void print_json(const struct show *s)
 		"bounce_size", "bounce_mode", "bounce", "memory",
 		"irq_cpu_list", "irq_mode",
 	};
-	struct vctl_jbuf b;
+	struct json_object *o = json_object_new_object();
 
-	jb_init(&b);
-	jb_raw(&b, "{");
-	jb_kstr(&b, "name", s->name);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		jb_key(&b, keys[i]);
-		json_write(&b, pick(s->info, s->cfg, keys[i]));
+	if (!o) {
+		puts("null");
+		return;
 	}
-	jb_kbool(&b, "daemon", s->daemon == VCTL_DAEMON_ALIVE);
+	jo_str(o, "name", s->name);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		/* shared with info/cfg: one more reference */
+		jo_add(o, keys[i], json_object_get((struct json_object *)
+						   pick(s->info, s->cfg, keys[i])));
+	jo_bool(o, "daemon", s->daemon == VCTL_DAEMON_ALIVE);
 	if (s->daemon == VCTL_DAEMON_ALIVE && s->pid > 0)
-		jb_ku64(&b, "pid", (uint64_t)s->pid);
+		jo_u64(o, "pid", (uint64_t)s->pid);
 	else
-		jb_knull(&b, "pid");
-	jb_kstr(&b, "driver", s->driver[0] ? s->driver : NULL);
-	jb_kstr(&b, "node", s->node[0] ? s->node : NULL);
-	jb_key(&b, "vdpa");
+		jo_null(o, "pid");
+	jo_str(o, "driver", s->driver[0] ? s->driver : NULL);
+	jo_str(o, "node", s->node[0] ? s->node : NULL);
 	if (s->has_vdpa) {
-		jb_raw(&b, "{");
-		jb_kstr(&b, "mgmtdev", s->vdpa.mgmtdev);
-		jb_ku64(&b, "device_id", s->vdpa.device_id);
-		jb_ku64(&b, "vendor_id", s->vdpa.vendor_id);
-		jb_ku64(&b, "max_vqs", s->vdpa.max_vqs);
-		jb_ku64(&b, "max_vq_size", s->vdpa.max_vq_size);
-		jb_raw(&b, "}");
+		struct json_object *v = json_object_new_object();
+
+		if (v) {
+			jo_str(v, "mgmtdev", s->vdpa.mgmtdev);
+			jo_u64(v, "device_id", s->vdpa.device_id);
+			jo_u64(v, "vendor_id", s->vdpa.vendor_id);
+			jo_u64(v, "max_vqs", s->vdpa.max_vqs);
+			jo_u64(v, "max_vq_size", s->vdpa.max_vq_size);
+		}
+		jo_add(o, "vdpa", v);
 	} else {
-		jb_raw(&b, "null");
+		jo_null(o, "vdpa");
 	}
 	if (s->has_timeout)
-		jb_ku64(&b, "msg_timeout", s->msg_timeout);
+		jo_u64(o, "msg_timeout", s->msg_timeout);
 	else
-		jb_knull(&b, "msg_timeout");
-	jb_raw(&b, "}");
-	puts(jb_get(&b) ? jb_get(&b) : "null");
-	jb_free(&b);
+		jo_null(o, "msg_timeout");
+	puts(jv_text(o));
+	json_object_put(o);
 }
 
 /* A scalar as text: strings raw, numbers as written, "-" if absent. */

@@ -94,12 +94,7 @@ int vctl_cmd_stats(int argc, const char **argv)
 		goto out;
 	}
 	if (json) {
-		struct vctl_jbuf b;
-
-		jb_init(&b);
-		json_write(&b, reply);
-		puts(jb_get(&b) ? jb_get(&b) : "null");
-		jb_free(&b);
+		puts(jv_text(reply));
 	} else {
 		print_table(queues);
 	}

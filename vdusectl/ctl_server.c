@@ -64,7 +64,7 @@ static void reply(struct conn *c, const char *json)
 
 static void reply_error(struct conn *c, const char *msg, const char *arg)
 {
-	struct vctl_jbuf b;
+	struct json_object *o = json_object_new_object();
 	char text[160];
 
 	if (arg)
@@ -72,37 +72,35 @@ static void reply_error(struct conn *c, const char *msg, const char *arg)
 			 msg, arg);
 	else
 		snprintf(text, sizeof(text), "%s", msg);
-	jb_init(&b);
-	jb_raw(&b, "{");
-	jb_kstr(&b, "error", text);
-	jb_raw(&b, "}");
-	reply(c, jb_get(&b) ? jb_get(&b) : "{\"error\":\"out of memory\"}");
-	jb_free(&b);
+	if (o)
+		jo_str(o, "error", text);
+	reply(c, o ? jv_text(o) : "{\"error\":\"out of memory\"}");
+	json_object_put(o);
 }
 
 static void handle(struct conn *c, const char *line)
 {
 	struct vctl_ctl_server *s = c->srv;
-	struct vctl_jbuf b;
+	struct json_object *o;
 
-	jb_init(&b);
 	if (!strcmp(line, "info")) {
-		s->ops->info(s->opaque, &b);
+		o = s->ops->info(s->opaque);
 	} else if (!strcmp(line, "stats")) {
-		s->ops->stats(s->opaque, &b);
+		o = s->ops->stats(s->opaque);
 	} else if (!strcmp(line, "stop")) {
-		jb_raw(&b, "{\"ok\":true}");
+		o = json_object_new_object();
+		if (o)
+			jo_bool(o, "ok", true);
 		c->stop_after = true;
 	} else {
-		jb_free(&b);
 		reply_error(c, "unknown command", line);
 		return;
 	}
-	if (!jb_get(&b))
+	if (!o)
 		reply_error(c, "out of memory", NULL);
 	else
-		reply(c, jb_get(&b));
-	jb_free(&b);
+		reply(c, jv_text(o));
+	json_object_put(o);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)

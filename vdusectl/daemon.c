@@ -111,51 +111,46 @@ static const char *detail(char *buf, size_t len, int rc)
 
 /* ----------------------------------------------------------- JSON replies */
 
-static void write_params(struct daemon *d, struct vctl_jbuf *b)
+static struct json_object *params_json(struct daemon *d)
 {
-	jb_key(b, "params");
-	jb_raw(b, "{");
-	for (size_t i = 0; i < d->c->nparams; i++)
-		jb_kstr(b, d->c->params[i].key, d->c->params[i].value);
-	jb_raw(b, "}");
+	struct json_object *o = json_object_new_object();
+
+	for (size_t i = 0; o && i < d->c->nparams; i++)
+		jo_str(o, d->c->params[i].key, d->c->params[i].value);
+	return o;
 }
 
 /* "bounce": whose memory serves the bounce buffer now, and its cost. */
-static void write_bounce(struct daemon *d, struct vctl_jbuf *b)
+static struct json_object *bounce_json(struct daemon *d)
 {
 	struct vdu_bounce_info bi = { .struct_size = sizeof(bi) };
+	struct json_object *o;
 
-	jb_key(b, "bounce");
-	if (vdu_dev_get_bounce(d->dev, &bi) < 0) {
-		jb_raw(b, "null");
-		return;
-	}
-	jb_raw(b, "{");
-	jb_kstr(b, "mode", bi.mode == VDU_BOUNCE_USER ? "user" :
-		bi.mode == VDU_BOUNCE_KERNEL ? "kernel" : "unmapped");
-	jb_ku64(b, "size", bi.size);
-	jb_ku64(b, "pinned", bi.pinned);
-	jb_ku64(b, "resident", bi.resident);
-	jb_ku64(b, "huge", bi.huge);
-	jb_ku64(b, "copied", bi.copied);
-	jb_kstr(b, "fallback", bi.fallback_err ? strerror(-bi.fallback_err) : NULL);
-	jb_raw(b, "}");
+	if (vdu_dev_get_bounce(d->dev, &bi) < 0 || !(o = json_object_new_object()))
+		return NULL;
+	jo_str(o, "mode", bi.mode == VDU_BOUNCE_USER ? "user" :
+	       bi.mode == VDU_BOUNCE_KERNEL ? "kernel" : "unmapped");
+	jo_u64(o, "size", bi.size);
+	jo_u64(o, "pinned", bi.pinned);
+	jo_u64(o, "resident", bi.resident);
+	jo_u64(o, "huge", bi.huge);
+	jo_u64(o, "copied", bi.copied);
+	jo_str(o, "fallback", bi.fallback_err ? strerror(-bi.fallback_err) : NULL);
+	return o;
 }
 
 /* "memory": what this daemon (one device) keeps resident, from
  * /proc/self/smaps_rollup: Rss, and Pss (shared libraries divided among
  * the processes that map them). */
-static void write_memory(struct vctl_jbuf *b)
+static struct json_object *memory_json(void)
 {
 	unsigned long long rss = 0, pss = 0, kb;
+	struct json_object *o;
 	char line[128];
 	FILE *f = fopen("/proc/self/smaps_rollup", "re");
 
-	jb_key(b, "memory");
-	if (!f) {
-		jb_raw(b, "null");
-		return;
-	}
+	if (!f)
+		return NULL;
 	while (fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "Rss: %llu kB", &kb) == 1)
 			rss = kb << 10;
@@ -163,120 +158,134 @@ static void write_memory(struct vctl_jbuf *b)
 			pss = kb << 10;
 	}
 	fclose(f);
-	jb_raw(b, "{");
-	jb_ku64(b, "rss", rss);
-	jb_ku64(b, "pss", pss);
-	jb_raw(b, "}");
+	o = json_object_new_object();
+	if (o) {
+		jo_u64(o, "rss", rss);
+		jo_u64(o, "pss", pss);
+	}
+	return o;
 }
 
-static void info_cb(void *opaque, struct vctl_jbuf *b)
+static struct json_object *info_cb(void *opaque)
 {
 	struct daemon *d = opaque;
 	struct vdu_dev_info info;
+	struct json_object *o = json_object_new_object();
 	int rc = vdu_dev_get_info(d->dev, &info);
 
+	if (!o)
+		return NULL;
 	if (rc < 0) {
-		jb_raw(b, "{");
-		jb_kstr(b, "error", strerror(-rc));
-		jb_raw(b, "}");
-		return;
+		jo_str(o, "error", strerror(-rc));
+		return o;
 	}
-	jb_raw(b, "{");
-	jb_kstr(b, "name", d->c->name);
-	jb_kstr(b, "backend", d->c->backend_name);
-	jb_ku64(b, "size", info.capacity_bytes);
-	jb_ku64(b, "block_size", info.block_size);
-	jb_ku64(b, "queues", info.num_queues);
-	jb_ku64(b, "queue_size", info.queue_size);
-	jb_kstr(b, "serial", info.serial);
-	jb_kbool(b, "read_only", info.read_only);
-	jb_key(b, "features");
-	jb_printf(b, "\"0x%016" PRIx64 "\"", info.features_offered);
-	jb_key(b, "negotiated");
-	jb_printf(b, "\"0x%016" PRIx64 "\"", info.features_negotiated);
-	jb_ku64(b, "status", info.status);
-	jb_kbool(b, "broken", info.broken);
-	jb_kbool(b, "kernel_broken", info.kernel_broken);
-	jb_ku64(b, "pid", (uint64_t)getpid());
-	jb_ku64(b, "inflight", vdu_dev_inflight(d->dev));
-	jb_kbool(b, "stopping", d->stopping);
-	jb_kstr(b, "bounce_mode", vctl_bounce_name(d->c->bounce_mode));
-	write_bounce(d, b);
-	write_memory(b);
-	write_params(d, b);
-	jb_raw(b, "}");
+	jo_str(o, "name", d->c->name);
+	jo_str(o, "backend", d->c->backend_name);
+	jo_u64(o, "size", info.capacity_bytes);
+	jo_u64(o, "block_size", info.block_size);
+	jo_u64(o, "queues", info.num_queues);
+	jo_u64(o, "queue_size", info.queue_size);
+	jo_str(o, "serial", info.serial);
+	jo_bool(o, "read_only", info.read_only);
+	jo_strf(o, "features", "0x%016" PRIx64, info.features_offered);
+	jo_strf(o, "negotiated", "0x%016" PRIx64, info.features_negotiated);
+	jo_u64(o, "status", info.status);
+	jo_bool(o, "broken", info.broken);
+	jo_bool(o, "kernel_broken", info.kernel_broken);
+	jo_u64(o, "pid", (uint64_t)getpid());
+	jo_u64(o, "inflight", vdu_dev_inflight(d->dev));
+	jo_bool(o, "stopping", d->stopping);
+	jo_str(o, "bounce_mode", vctl_bounce_name(d->c->bounce_mode));
+	jo_add(o, "bounce", bounce_json(d));
+	jo_add(o, "memory", memory_json());
+	jo_add(o, "params", params_json(d));
+	return o;
 }
 
-static void stats_cb(void *opaque, struct vctl_jbuf *b)
+static struct json_object *stats_cb(void *opaque)
 {
 	struct daemon *d = opaque;
 	struct vdu_dev_info info;
 	unsigned nq = d->c->queues;
+	struct json_object *o = json_object_new_object();
+	struct json_object *qs = json_object_new_array();
 
+	if (!o || !qs) {
+		json_object_put(o);
+		json_object_put(qs);
+		return NULL;
+	}
 	if (vdu_dev_get_info(d->dev, &info) == 0)
 		nq = info.num_queues;
-	jb_raw(b, "{");
-	jb_kstr(b, "name", d->c->name);
-	jb_key(b, "queues");
-	jb_raw(b, "[");
+	jo_str(o, "name", d->c->name);
+	jo_add(o, "queues", qs);
 	for (unsigned q = 0; q < nq; q++) {
 		struct vdu_queue_stats st;
+		struct json_object *e;
 
-		if (vdu_dev_queue_stats(d->dev, q, &st) < 0)
+		if (vdu_dev_queue_stats(d->dev, q, &st) < 0 ||
+		    !(e = json_object_new_object()))
 			continue;
-		jb_sep(b);
-		jb_raw(b, "{");
-		jb_ku64(b, "index", q);
-		jb_ku64(b, "requests", st.requests);
-		jb_ku64(b, "read_bytes", st.read_bytes);
-		jb_ku64(b, "write_bytes", st.write_bytes);
-		jb_ku64(b, "errors", st.errors);
-		jb_ku64(b, "inflight", st.inflight);
-		jb_ku64(b, "irqs", st.irqs);
-		jb_ku64(b, "kicks", st.kicks);
-		jb_kbool(b, "enabled", st.enabled);
-		jb_kbool(b, "broken", st.broken);
-		jb_raw(b, "}");
+		jo_u64(e, "index", q);
+		jo_u64(e, "requests", st.requests);
+		jo_u64(e, "read_bytes", st.read_bytes);
+		jo_u64(e, "write_bytes", st.write_bytes);
+		jo_u64(e, "errors", st.errors);
+		jo_u64(e, "inflight", st.inflight);
+		jo_u64(e, "irqs", st.irqs);
+		jo_u64(e, "kicks", st.kicks);
+		jo_bool(e, "enabled", st.enabled);
+		jo_bool(e, "broken", st.broken);
+		json_object_array_add(qs, e);
 	}
-	jb_raw(b, "]}");
+	return o;
 }
 
 /* NAME.json: what is needed to recreate the device. */
 static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 {
 	const struct vctl_create *c = d->c;
-	struct vctl_jbuf b;
+	struct json_object *o = json_object_new_object();
+	const char *text;
+	char *line;
+	size_t len;
 	int rc;
 
-	jb_init(&b);
-	jb_raw(&b, "{");
-	jb_ku64(&b, "version", 1);
-	jb_kstr(&b, "name", c->name);
-	jb_kstr(&b, "backend", c->backend_name);
-	write_params(d, &b);
-	jb_ku64(&b, "size", size);
-	jb_ku64(&b, "queues", c->queues);
-	jb_ku64(&b, "queue_size", c->queue_size);
-	jb_ku64(&b, "block_size", block_size ? block_size : c->block_size);
-	jb_kstr(&b, "serial", c->serial);
-	jb_kbool(&b, "read_only", c->read_only);
-	jb_kstr(&b, "ring", c->ring_packed ? "packed" : "split");
-	jb_ku64(&b, "poll_us", c->poll_us);
-	jb_kstr(&b, "cpu_list", c->cpu_list);
-	jb_ku64(&b, "bounce_size", c->bounce_size);
-	jb_kstr(&b, "bounce_mode", vctl_bounce_name(c->bounce_mode));
-	jb_kstr(&b, "irq_cpu_list", c->irq_cpu_list);
+	if (!o)
+		return -ENOMEM;
+	jo_u64(o, "version", 1);
+	jo_str(o, "name", c->name);
+	jo_str(o, "backend", c->backend_name);
+	jo_add(o, "params", params_json(d));
+	jo_u64(o, "size", size);
+	jo_u64(o, "queues", c->queues);
+	jo_u64(o, "queue_size", c->queue_size);
+	jo_u64(o, "block_size", block_size ? block_size : c->block_size);
+	jo_str(o, "serial", c->serial);
+	jo_bool(o, "read_only", c->read_only);
+	jo_str(o, "ring", c->ring_packed ? "packed" : "split");
+	jo_u64(o, "poll_us", c->poll_us);
+	jo_str(o, "cpu_list", c->cpu_list);
+	jo_u64(o, "bounce_size", c->bounce_size);
+	jo_str(o, "bounce_mode", vctl_bounce_name(c->bounce_mode));
+	jo_str(o, "irq_cpu_list", c->irq_cpu_list);
 	/* What "auto" resolved to, for show (recover resolves it again). */
-	jb_kstr(&b, "irq_mode", c->irq_mode == VCTL_IRQ_FOLLOW ? "follow" :
-		c->irq_mode == VCTL_IRQ_DRIVER ? "driver" : "list");
-	jb_kbool(&b, "auto_recover", c->auto_recover);
-	jb_ku64(&b, "created", (uint64_t)time(NULL));
-	jb_raw(&b, "}\n");
-	if (!jb_get(&b))
+	jo_str(o, "irq_mode", c->irq_mode == VCTL_IRQ_FOLLOW ? "follow" :
+	       c->irq_mode == VCTL_IRQ_DRIVER ? "driver" : "list");
+	jo_bool(o, "auto_recover", c->auto_recover);
+	jo_u64(o, "created", (uint64_t)time(NULL));
+	text = jv_text(o);
+	len = text ? strlen(text) : 0;
+	line = text ? malloc(len + 1) : NULL;
+	if (line) {
+		memcpy(line, text, len);
+		line[len] = '\n'; /* a text file */
+		rc = vctl_write_file(d->json_path, line, len + 1);
+	} else {
 		rc = -ENOMEM;
-	else
-		rc = vctl_write_file(d->json_path, b.p, b.len);
-	jb_free(&b);
+	}
+	free(line);
+	json_object_put(o);
 	return rc;
 }
 

@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * JSON for the control socket replies and the saved device configs: a
- * small streaming writer (growable buffer, string escaper that also
- * replaces invalid UTF-8, since paths need not be valid UTF-8) and the
- * reader, which is json-c's.
+ * JSON for the control socket replies and the saved device configs,
+ * through json-c: small helpers to build objects (strings made valid
+ * UTF-8 first: paths need not be) and to read them back strictly.
  */
 #include "config.h"
 
@@ -20,86 +19,6 @@
 #define JSON_DEPTH_MAX 32
 
 /* ---------------------------------------------------------------- writer */
-
-void jb_init(struct vctl_jbuf *b)
-{
-	memset(b, 0, sizeof(*b));
-}
-
-void jb_free(struct vctl_jbuf *b)
-{
-	free(b->p);
-	jb_init(b);
-}
-
-static bool jb_reserve(struct vctl_jbuf *b, size_t more)
-{
-	size_t cap;
-	char *p;
-
-	if (b->oom)
-		return false;
-	if (b->len + more + 1 <= b->cap)
-		return true;
-	cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more + 1) {
-		if (cap > SIZE_MAX / 2) {
-			b->oom = true;
-			return false;
-		}
-		cap *= 2;
-	}
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->oom = true;
-		return false;
-	}
-	b->p = p;
-	b->cap = cap;
-	return true;
-}
-
-static void jb_putc(struct vctl_jbuf *b, char c)
-{
-	if (!jb_reserve(b, 1))
-		return;
-	b->p[b->len++] = c;
-	b->p[b->len] = '\0';
-}
-
-static void jb_putn(struct vctl_jbuf *b, const char *s, size_t n)
-{
-	if (!jb_reserve(b, n))
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void jb_raw(struct vctl_jbuf *b, const char *s)
-{
-	jb_putn(b, s, strlen(s));
-}
-
-void jb_printf(struct vctl_jbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->oom = true;
-		return;
-	}
-	if (!jb_reserve(b, (size_t)n))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
 static size_t utf8_len(const unsigned char *s)
@@ -133,98 +52,84 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
-void jb_str(struct vctl_jbuf *b, const char *s)
+struct json_object *jv_str(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	struct json_object *v;
+	char *clean, *q;
 
-	if (!s) {
-		jb_raw(b, "null");
-		return;
-	}
-	jb_putc(b, '"');
-	while (*p) {
-		size_t n;
-
-		switch (*p) {
-		case '"': jb_raw(b, "\\\""); p++; continue;
-		case '\\': jb_raw(b, "\\\\"); p++; continue;
-		case '\n': jb_raw(b, "\\n"); p++; continue;
-		case '\r': jb_raw(b, "\\r"); p++; continue;
-		case '\t': jb_raw(b, "\\t"); p++; continue;
-		case '\b': jb_raw(b, "\\b"); p++; continue;
-		case '\f': jb_raw(b, "\\f"); p++; continue;
-		default: break;
-		}
-		if (*p < 0x20 || *p == 0x7f) {
-			jb_printf(b, "\\u%04x", *p);
-			p++;
-			continue;
-		}
-		n = utf8_len(p);
-		if (!n) {
-			jb_raw(b, "\\ufffd"); /* invalid byte */
-			p++;
-			continue;
-		}
-		jb_putn(b, (const char *)p, n);
-		p += n;
-	}
-	jb_putc(b, '"');
-}
-
-void jb_sep(struct vctl_jbuf *b)
-{
-	char last;
-
-	if (!b->len || !b->p)
-		return;
-	last = b->p[b->len - 1];
-	if (last != '{' && last != '[' && last != ':' && last != ',')
-		jb_putc(b, ',');
-}
-
-void jb_key(struct vctl_jbuf *b, const char *key)
-{
-	jb_sep(b);
-	jb_str(b, key);
-	jb_putc(b, ':');
-}
-
-void jb_kstr(struct vctl_jbuf *b, const char *key, const char *s)
-{
-	jb_key(b, key);
-	jb_str(b, s);
-}
-
-void jb_ku64(struct vctl_jbuf *b, const char *key, uint64_t v)
-{
-	jb_key(b, key);
-	jb_printf(b, "%" PRIu64, v);
-}
-
-void jb_ki64(struct vctl_jbuf *b, const char *key, int64_t v)
-{
-	jb_key(b, key);
-	jb_printf(b, "%" PRId64, v);
-}
-
-void jb_kbool(struct vctl_jbuf *b, const char *key, bool v)
-{
-	jb_key(b, key);
-	jb_raw(b, v ? "true" : "false");
-}
-
-void jb_knull(struct vctl_jbuf *b, const char *key)
-{
-	jb_key(b, key);
-	jb_raw(b, "null");
-}
-
-const char *jb_get(const struct vctl_jbuf *b)
-{
-	if (b->oom)
+	if (!s)
+		return NULL; /* json-c's null */
+	for (; *p; p += utf8_len(p))
+		if (!utf8_len(p))
+			break;
+	if (!*p)
+		return json_object_new_string(s);
+	/* Paths need not be UTF-8, JSON must be: U+FFFD (3 bytes) for each
+	 * invalid byte. */
+	clean = malloc(strlen(s) * 3 + 1);
+	if (!clean)
 		return NULL;
-	return b->p ? b->p : "";
+	for (p = (const unsigned char *)s, q = clean; *p;) {
+		size_t n = utf8_len(p);
+
+		if (n) {
+			memcpy(q, p, n);
+			q += n;
+			p += n;
+		} else {
+			memcpy(q, "\xef\xbf\xbd", 3);
+			q += 3;
+			p++;
+		}
+	}
+	*q = '\0';
+	v = json_object_new_string(clean);
+	free(clean);
+	return v;
+}
+
+void jo_str(struct json_object *o, const char *key, const char *s)
+{
+	json_object_object_add(o, key, jv_str(s));
+}
+
+void jo_strf(struct json_object *o, const char *key, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	jo_str(o, key, buf);
+}
+
+void jo_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+void jo_bool(struct json_object *o, const char *key, bool v)
+{
+	json_object_object_add(o, key, json_object_new_boolean(v));
+}
+
+void jo_null(struct json_object *o, const char *key)
+{
+	json_object_object_add(o, key, NULL);
+}
+
+void jo_add(struct json_object *o, const char *key, struct json_object *v)
+{
+	json_object_object_add(o, key, v);
+}
+
+const char *jv_text(struct json_object *v)
+{
+	return v ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+						  JSON_C_TO_STRING_NOSLASHESCAPE)
+		 : "null";
 }
 
 /* ---------------------------------------------------------------- reader */
@@ -312,12 +217,4 @@ int json_get_bool(const struct json_object *obj, const char *key, bool *out)
 		return -EINVAL;
 	*out = json_object_get_boolean(v);
 	return 0;
-}
-
-void json_write(struct vctl_jbuf *b, const struct json_object *v)
-{
-	jb_raw(b, v ? json_object_to_json_string_ext((struct json_object *)v,
-						     JSON_C_TO_STRING_PLAIN |
-						     JSON_C_TO_STRING_NOSLASHESCAPE)
-		    : "null");
 }

@@ -174,29 +174,19 @@ void vctl_create_spec_free(struct vctl_create *c);
 
 /* ------------------------------------------------------------ json.c */
 
-struct vctl_jbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-void jb_init(struct vctl_jbuf *b);
-void jb_free(struct vctl_jbuf *b);
-void jb_printf(struct vctl_jbuf *b, const char *fmt, ...) VCTL_PRINTF(2, 3);
-void jb_raw(struct vctl_jbuf *b, const char *s);
-/* A JSON string literal (quotes included); NULL writes null. */
-void jb_str(struct vctl_jbuf *b, const char *s);
-/* ,"key": (a comma first unless right after '{' or '[') */
-void jb_key(struct vctl_jbuf *b, const char *key);
-void jb_kstr(struct vctl_jbuf *b, const char *key, const char *s);
-void jb_ku64(struct vctl_jbuf *b, const char *key, uint64_t v);
-void jb_ki64(struct vctl_jbuf *b, const char *key, int64_t v);
-void jb_kbool(struct vctl_jbuf *b, const char *key, bool v);
-void jb_knull(struct vctl_jbuf *b, const char *key);
-/* Adds a comma when the previous character needs one. */
-void jb_sep(struct vctl_jbuf *b);
-/* NUL-terminated result, or NULL on allocation failure; buffer stays owned. */
-const char *jb_get(const struct vctl_jbuf *b);
+/* Building JSON (json-c objects; the caller puts the top one). */
+/* A string value; NULL gives null, invalid UTF-8 becomes U+FFFD. */
+struct json_object *jv_str(const char *s);
+void jo_str(struct json_object *o, const char *key, const char *s);
+void jo_strf(struct json_object *o, const char *key, const char *fmt, ...)
+	VCTL_PRINTF(3, 4);
+void jo_u64(struct json_object *o, const char *key, uint64_t v);
+void jo_bool(struct json_object *o, const char *key, bool v);
+void jo_null(struct json_object *o, const char *key);
+/* Adds v (owned by o from now on) under key. */
+void jo_add(struct json_object *o, const char *key, struct json_object *v);
+/* v as compact JSON ("null" for NULL), valid until v changes or is put. */
+const char *jv_text(struct json_object *v);
 
 /* Reading goes through json-c: the whole text must be one JSON value.
  * NULL on syntax error or allocation failure. */
@@ -210,8 +200,6 @@ const char *json_get_str(const struct json_object *obj, const char *key);
 int json_get_u64(const struct json_object *obj, const char *key, uint64_t *out);
 /* 0 when key holds true/false. */
 int json_get_bool(const struct json_object *obj, const char *key, bool *out);
-/* Re-serialise a parsed value (valid JSON). */
-void json_write(struct vctl_jbuf *b, const struct json_object *v);
 
 /* -------------------------------------------------------- statedir.c */
 
@@ -342,8 +330,9 @@ struct vctl_ctl_server;
 
 struct vctl_ctl_ops {
 	/* Fill b with one JSON object (no newline). */
-	void (*info)(void *opaque, struct vctl_jbuf *b);
-	void (*stats)(void *opaque, struct vctl_jbuf *b);
+	/* The reply object (the server puts it); NULL: out of memory. */
+	struct json_object *(*info)(void *opaque);
+	struct json_object *(*stats)(void *opaque);
 	/* Begin shutting down (after the reply is sent). */
 	void (*stop)(void *opaque);
 };
