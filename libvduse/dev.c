@@ -85,6 +85,22 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 			dev->name);
 		goto fail;
 	}
+	if (dev->opts.irq_cpus) {
+		dev->irq_cpus = calloc(dev->num_queues, sizeof(int));
+		if (!dev->irq_cpus) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (unsigned i = 0; i < dev->num_queues; i++) {
+			dev->irq_cpus[i] = dev->opts.irq_cpus[i];
+			if (dev->irq_cpus[i] < -1 || dev->irq_cpus[i] >= VDU_CPUS_MAX) {
+				vdu_err("%s: queue %u: no CPU %d", dev->name, i,
+					dev->irq_cpus[i]);
+				goto fail;
+			}
+		}
+		dev->opts.irq_cpus = dev->irq_cpus;
+	}
 	serial = opts->serial ? opts->serial : dev->name;
 	if (opts->serial && strlen(opts->serial) > VDU_SERIAL_MAX) {
 		vdu_err("%s: serial is longer than %d bytes", dev->name,
@@ -296,6 +312,7 @@ void vdu_dev_free(struct vdu_dev *dev)
 		for (unsigned i = 0; i < dev->num_queues; i++)
 			vdu_queue_fini(&dev->queues[i]);
 	free(dev->queues);
+	free(dev->irq_cpus);
 	vdu_bounce_fini(dev);
 	free(dev);
 }
@@ -314,6 +331,7 @@ void vdu_dev_abandon(struct vdu_dev *dev)
 	free(dev->queues);
 	dev->queues = NULL;
 	dev->created = false;
+	free(dev->irq_cpus);
 	vdu_bounce_fini(dev);
 	free(dev);
 }
@@ -348,6 +366,27 @@ static int check_features(struct vdu_dev *dev, uint64_t f)
 	return 0;
 }
 
+/* opts.irq_cpus, once the driver is ready: its probe set its own. */
+static void apply_irq_cpus(struct vdu_dev *dev)
+{
+	if (!dev->irq_cpus || !dev->tp->set_irq_affinity)
+		return;
+	for (unsigned i = 0; i < dev->num_queues; i++) {
+		int cpu = dev->irq_cpus[i], r;
+
+		if (cpu < 0)
+			continue;
+		r = dev->tp->set_irq_affinity(dev, i, &cpu, 1);
+		if (r < 0) {
+			vdu_warn("%s: queue %u: interrupt work not moved to CPU %d: %s",
+				 dev->name, i, cpu, r == -ENOENT ?
+				 "this kernel has no irq_cb_affinity (Linux 6.8+)" :
+				 strerror(-r));
+			return;
+		}
+	}
+}
+
 static int set_status(struct vdu_dev *dev, uint8_t status)
 {
 	uint8_t added = status & ~dev->status;
@@ -380,6 +419,7 @@ static int set_status(struct vdu_dev *dev, uint8_t status)
 				return r;
 			}
 		}
+		apply_irq_cpus(dev);
 		vdu_info("%s: driver ready, features 0x%llx", dev->name,
 			 (unsigned long long)dev->negotiated);
 	}

@@ -424,6 +424,7 @@ struct vdu_dev {
 	bool read_only;
 	unsigned num_queues;
 	unsigned queue_size;
+	int *irq_cpus;             /* copy of opts.irq_cpus, or NULL */
 	uint32_t seg_max;
 	struct vdu_queue *queues;
 

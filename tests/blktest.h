@@ -205,6 +205,7 @@ struct env_cfg {
 	enum ram_mode mode;
 	uint32_t flags;   /* VDU_DEV_F_*; BLKTEST_DEV_FLAGS is always added */
 	unsigned poll_us;
+	const int *irq_cpus;
 };
 
 struct env {
@@ -248,6 +249,7 @@ static int env_open(struct env *e, const struct env_cfg *c)
 	o.read_only = c->read_only;
 	o.flags = c->flags | BLKTEST_DEV_FLAGS;
 	o.poll_us = c->poll_us;
+	o.irq_cpus = c->irq_cpus;
 	r = vdu_dev_new(&o, &ram_backend, &e->ram, e->base, &e->dev);
 	if (r < 0)
 		return r;

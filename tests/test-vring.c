@@ -1509,6 +1509,36 @@ static void poll_kick(struct env *e)
 	event_base_loop(e->base, EVLOOP_ONCE);
 }
 
+/* opts.irq_cpus: set at every DRIVER_OK (the driver's probe set its own
+ * before), -1 left alone, an unknown CPU refused at creation. */
+static void test_irq_cpus(void)
+{
+	int cpus[2] = { 1, -1 }, bad[2] = { 0, 4096 };
+	struct env_cfg c = { .nq = 2, .caps = ALL_CAPS, .irq_cpus = cpus };
+	struct env e;
+
+	if (!ok(env_open(&e, &c) == 0, "irq_cpus: device opened"))
+		goto out;
+	cpus[0] = 7; /* the library keeps its own copy */
+	is_int(e.sim->vq[0].irq_cpu_sets, 0, "irq_cpus: nothing set before DRIVER_OK");
+	is_int(env_init(&e, 0, 0), RES_OK, "irq_cpus: DRIVER_OK");
+	ok(e.sim->vq[0].irq_cpu == 1 && e.sim->vq[0].irq_cpu_sets == 1,
+	   "irq_cpus: queue 0 on CPU 1 (%d, %u sets)", e.sim->vq[0].irq_cpu,
+	   e.sim->vq[0].irq_cpu_sets);
+	is_int(e.sim->vq[1].irq_cpu_sets, 0, "irq_cpus: queue 1 (-1) left alone");
+	is_int(env_init(&e, 0, 0), RES_OK, "irq_cpus: reset, DRIVER_OK again");
+	is_int(e.sim->vq[0].irq_cpu_sets, 2, "irq_cpus: set again");
+	e.sim->vq[0].irq_cpu_err = -ENOENT;
+	is_int(env_init(&e, 0, 0), RES_OK, "irq_cpus: a kernel without the file only warns");
+out:
+	env_close(&e);
+	c.irq_cpus = bad;
+	lib_errors = 0;
+	ok(env_open(&e, &c) == -EINVAL, "irq_cpus: CPU 4096 refused");
+	env_close(&e);
+	lib_errors = 0;
+}
+
 static void test_poll_adaptive(void)
 {
 	struct env e;
@@ -1613,6 +1643,7 @@ int main(void)
 	test_multiqueue();
 	test_batch_unplug();
 	test_irq_follow();
+	test_irq_cpus();
 	test_poll_adaptive();
 	test_block_size();
 	diag("library logged %u error message(s)", lib_errors);

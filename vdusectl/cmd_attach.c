@@ -80,9 +80,6 @@ int vctl_cmd_attach(int argc, const char **argv)
 		rc = VCTL_EXIT_FAIL;
 		goto out;
 	}
-	/* create --irq-cpu-list: the driver's probe set its own affinity. */
-	if (vctl_apply_saved_irq_affinity(dir, args[0], err, sizeof(err)) < 0)
-		fprintf(stderr, "vdusectl: warning: %s\n", err);
 	printf("%s\n", node);
 	rc = VCTL_EXIT_OK;
 out:

@@ -250,10 +250,6 @@ int vctl_cmd_create(int argc, const char **argv)
 		rc = VCTL_EXIT_FAIL;
 		goto out_spec;
 	}
-	if (c.irq_mode == VCTL_IRQ_LIST &&
-	    vctl_apply_irq_affinity(c.name, c.irq_cpus, c.queues, err,
-				    sizeof(err)) < 0)
-		fprintf(stderr, "vdusectl: warning: %s\n", err);
 	printf("%s\n", node);
 	rc = VCTL_EXIT_OK;
 out_spec:

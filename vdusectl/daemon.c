@@ -441,12 +441,6 @@ static void attach_done_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (d->attach_rc == 0) {
-		char err[VCTL_ERR_MAX];
-
-		if (d->c->irq_mode == VCTL_IRQ_LIST &&
-		    vctl_apply_irq_affinity(d->c->name, d->c->irq_cpus,
-					    d->c->queues, err, sizeof(err)) < 0)
-			vdu_log(VDU_LOG_WARNING, "%s", err);
 		printf("%s\n", d->node);
 		fflush(stdout);
 		vdu_log(VDU_LOG_INFO, "device %s attached to %s as %s",
@@ -480,55 +474,6 @@ static int start_attach(struct daemon *d)
 }
 
 /* -------------------------------------------------------- kernel knobs */
-
-int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
-			    char *err, size_t errlen)
-{
-	for (unsigned i = 0; i < n; i++) {
-		int rc = vdu_set_irq_affinity_by_name(name, i, &cpus[i], 1);
-
-		if (rc == -ENOENT) {
-			snprintf(err, errlen,
-				 "this kernel has no /sys/class/vduse/%.256s/vq%u/irq_cb_affinity (an older kernel): interrupt affinity not set",
-				 name, i);
-			return rc;
-		}
-		if (rc < 0) {
-			snprintf(err, errlen,
-				 "cannot set the interrupt CPU of queue %u to %d: /sys/class/vduse/%.256s/vq%u/irq_cb_affinity: %s",
-				 i, cpus[i], name, i, strerror(-rc));
-			return rc;
-		}
-	}
-	return 0;
-}
-
-int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
-				  char *err, size_t errlen)
-{
-	char path[PATH_LEN], *text = NULL;
-	struct json_object *cfg;
-	const char *list;
-	int cpus[VDU_QUEUES_MAX], rc = 0;
-	unsigned n;
-
-	if (vctl_path(path, sizeof(path), state_dir, name, VCTL_F_JSON) < 0 ||
-	    vctl_read_file(path, &text) < 0)
-		return 0;
-	cfg = json_parse(text);
-	free(text);
-	list = cfg ? json_get_str(cfg, "irq_cpu_list") : NULL;
-	if (list && isdigit((unsigned char)list[0])) {
-		rc = vctl_check_cpu_list("irq_cpu_list", list, cpus,
-					 VDU_QUEUES_MAX, &n, err, errlen);
-		if (rc == 0)
-			rc = vctl_apply_irq_affinity(name, cpus,
-						     n < VDU_QUEUES_MAX ? n : VDU_QUEUES_MAX,
-						     err, errlen);
-	}
-	json_free(cfg);
-	return rc;
-}
 
 /* ---------------------------------------------------------------- setup */
 
@@ -613,6 +558,7 @@ static int setup(struct daemon *d)
 	opts.poll_us = c->poll_us;
 	opts.bounce = c->bounce_mode;
 	opts.bounce_size = c->bounce_size;
+	opts.irq_cpus = c->irq_mode == VCTL_IRQ_LIST ? c->irq_cpus : NULL;
 	opts.queue_cpus = c->cpu_list ? c->cpus : NULL;
 	/* Inflight logs next to the other state files, for recovery. */
 	if (snprintf(d->state_prefix, PATH_LEN, "%s/%s", c->state_dir, c->name) >=

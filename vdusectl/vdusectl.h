@@ -311,16 +311,6 @@ int vctl_pidfile_write(int fd);
 int vctl_redirect_stdio(const char *log_path);
 /* Close every inherited fd above stderr except keep. */
 void vctl_close_inherited_fds(int keep);
-/*
- * Write /sys/class/vduse/NAME/vqN/irq_cb_affinity for each queue (after
- * attaching: the virtio driver sets its own at probe time).  -errno with
- * err set; -ENOENT when the kernel has no such file (older kernels).
- */
-int vctl_apply_irq_affinity(const char *name, const int *cpus, unsigned n,
-			    char *err, size_t errlen);
-/* The same from the CPU list saved in DIR/NAME.json; 0 if none saved. */
-int vctl_apply_saved_irq_affinity(const char *state_dir, const char *name,
-				  char *err, size_t errlen);
 
 /* -------------------------------------------------------- ctl_server.c */
 

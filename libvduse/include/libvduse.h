@@ -205,6 +205,12 @@ struct vdu_dev_opts {
 			       * set at creation (Linux 6.1+); 0: default,
 			       * VDU_BOUNCE_SIZE_USER where our memory backs
 			       * it, else the kernel's (64 MiB) */
+	const int *irq_cpus;  /* num_queues CPUs (copied): queue i's interrupt
+			       * work on irq_cpus[i] (-1: the driver's
+			       * choice), set at every DRIVER_OK, after the
+			       * driver's probe set its own (Linux 6.8+, a
+			       * warning before); NULL: none.  See also
+			       * VDU_DEV_F_IRQ_FOLLOW */
 };
 
 /* The default bounce buffer when our memory (pinned) backs it: enough for
