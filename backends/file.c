@@ -473,12 +473,13 @@ static void prep_rw(struct file_io *fio);
 static int setup_bounce(struct file_io *fio);
 
 /*
- * Direct I/O into the driver's buffers failed with EFAULT: the kernel
- * would not pin them (the kernel's own bounce pages on Linux 6.12.118+,
- * when the device could not register memory of its own).  The request
- * is done again, whole, through our aligned copy, and so is every one
- * after it: no error reaches the driver for a page the kernel would not
- * pin.  Must be followed by flush_batch().
+ * Direct I/O into the driver's buffers failed with EFAULT (a completion:
+ * io_submit itself only fails on the iocbs): the kernel would not pin
+ * them (the kernel's own bounce pages on Linux 6.12.118+, when the
+ * device could not register memory of its own).  The request is done
+ * again, whole, through our aligned copy, and so is every one after it,
+ * for the device's life: no error reaches the driver for a page the
+ * kernel would not pin.  Must be followed by flush_batch().
  */
 static void redo_through_copy(struct file_q *fq, struct file_io *fio)
 {
@@ -531,11 +532,7 @@ static void flush_batch(struct file_q *fq)
 					"here; flushing on a helper thread");
 				fq->d->aio_fdsync_ok = false;
 				queue_blocking(fio);
-			} else if (r == -EFAULT && fq->d->direct &&
-				   fio->io->op != VDU_IO_FLUSH &&
-				   !fio->bounce.iov_base)
-				redo_through_copy(fq, fio);
-			else
+			} else
 				finish(fio, r);
 			continue;
 		}

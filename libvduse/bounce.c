@@ -143,8 +143,10 @@ static void try_register(struct vdu_dev *dev, uint64_t iova)
 		}
 	}
 	r = dev->tp->reg_umem(dev, b->buf, size);
-	if (r == -ENOMEM && raise_memlock(size))
+	if (r == -ENOMEM && !b->memlock_raised && raise_memlock(size)) {
+		b->memlock_raised = true;
 		r = dev->tp->reg_umem(dev, b->buf, size);
+	}
 	if (r < 0) {
 		fall_back(dev, r);
 		return;
@@ -181,7 +183,7 @@ int vdu_bounce_fault(void *opaque, uint64_t iova, struct vdu_region *out)
 	return dev->tp->iova_fault(dev, iova, out);
 }
 
-void vdu_bounce_reset(struct vdu_dev *dev)
+void vdu_bounce_reset(struct vdu_dev *dev, bool idle)
 {
 	struct vdu_bounce *b = &dev->bounce;
 
@@ -192,9 +194,10 @@ void vdu_bounce_reset(struct vdu_dev *dev)
 		if (r == 0 || r == -ENOENT) {
 			b->registered = false;
 			/* Unpinned: give the pages back until the next
-			 * registration (a request the reset abandoned may
-			 * still write here: it stays mapped). */
-			madvise(b->buf, b->size, MADV_DONTNEED);
+			 * registration, unless a request the reset abandoned
+			 * still uses them. */
+			if (idle)
+				madvise(b->buf, b->size, MADV_DONTNEED);
 		} else {
 			/* The kernel may still use our pages: keep serving
 			 * the bounce buffer from them. */
@@ -202,13 +205,15 @@ void vdu_bounce_reset(struct vdu_dev *dev)
 				 dev->name, strerror(-r));
 		}
 	}
-	b->fallback_err = 0; /* the next cycle tries again */
+	/* The next cycle tries again, unless the kernel cannot. */
+	if (b->fallback_err != -ENOTTY && b->fallback_err != -EPERM)
+		b->fallback_err = 0;
 	pthread_mutex_unlock(&b->lock);
 }
 
 void vdu_bounce_fini(struct vdu_dev *dev)
 {
-	vdu_bounce_reset(dev);
+	vdu_bounce_reset(dev, false); /* unmapped right after */
 	buf_free(&dev->bounce);
 	pthread_mutex_destroy(&dev->bounce.lock);
 }

@@ -279,7 +279,7 @@ static void dev_reset(struct vdu_dev *dev)
 	}
 	/* Before the kernel drops its bounce mapping (right after our
 	 * answer): it copies the pages still in use back to its own. */
-	vdu_bounce_reset(dev);
+	vdu_bounce_reset(dev, vdu_dev_inflight(dev) == 0);
 }
 
 int vdu_dev_stop(struct vdu_dev *dev)
@@ -326,13 +326,14 @@ void vdu_dev_abandon(struct vdu_dev *dev)
 		vdu_queue_release(&dev->queues[i]);
 		vdu_queue_fini(&dev->queues[i]);
 	}
+	/* A dead process's fd release deregisters: before the close. */
+	vdu_bounce_fini(dev);
 	if (dev->tp->close)
 		dev->tp->close(dev);
 	free(dev->queues);
 	dev->queues = NULL;
 	dev->created = false;
 	free(dev->irq_cpus);
-	vdu_bounce_fini(dev);
 	free(dev);
 }
 

@@ -392,7 +392,9 @@ struct vdu_bounce {
 	pthread_mutex_t lock;      /* queue threads fault concurrently */
 	bool want;                 /* register ours (opts.bounce, backend) */
 	bool registered;
-	int fallback_err;          /* registering failed in this cycle */
+	bool memlock_raised;       /* by its size, once per device */
+	int fallback_err;          /* why registering failed (this cycle,
+				    * or for good: -ENOTTY, -EPERM) */
 	void *map;                 /* mmap()ed, with alignment slack */
 	size_t map_len;
 	uint8_t *buf;              /* 2 MiB aligned, size bytes */
@@ -441,8 +443,9 @@ VDU_HIDDEN void vdu_bounce_choose(struct vdu_dev *dev);
  * where it is registered, the rest through the transport. */
 VDU_HIDDEN int vdu_bounce_fault(void *dev, uint64_t iova,
 				struct vdu_region *out);
-/* Deregister (device reset); the next data mapping registers again. */
-VDU_HIDDEN void vdu_bounce_reset(struct vdu_dev *dev);
+/* Deregister (device reset); the next data mapping registers again.
+ * idle: no request is in flight, so the pages may be given back. */
+VDU_HIDDEN void vdu_bounce_reset(struct vdu_dev *dev, bool idle);
 VDU_HIDDEN void vdu_bounce_fini(struct vdu_dev *dev);
 
 /* blk.c */

@@ -246,7 +246,11 @@ uint8_t *sim_add_region(struct sim *s, uint64_t iova, uint64_t len,
 	r = &s->reg[s->nreg];
 	memset(r, 0, sizeof(*r));
 	if (s->secret_mem) {
+#ifdef SYS_memfd_secret
 		int fd = (int)syscall(SYS_memfd_secret, 0);
+#else
+		int fd = -1;
+#endif
 		void *p = MAP_FAILED;
 
 		if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
@@ -286,12 +290,16 @@ uint8_t *sim_add_bounce(struct sim *s, uint64_t len)
 
 int sim_secret_mem_ok(void)
 {
+#ifdef SYS_memfd_secret
 	int fd = (int)syscall(SYS_memfd_secret, 0);
 
 	if (fd < 0)
 		return -errno;
 	close(fd);
 	return 0;
+#else
+	return -ENOSYS;
+#endif
 }
 
 int sim_default_layout(struct sim *s)

@@ -268,6 +268,18 @@ static void test_refused(void)
 		   "refused %d: info says kernel pages and why (%d)", errs[i], bi.fallback_err);
 		ok(e.sim->umem_regs == 0 && lib_errors == before,
 		   "refused %d: nothing registered, a warning not an error", errs[i]);
+		/* After a reset: tried again, unless the kernel cannot. */
+		{
+			unsigned calls = e.sim->umem_info_calls;
+			bool again = errs[i] == -ENOMEM;
+
+			is_int(sim_init(e.sim, e.offered, 1, 256, 0), RES_OK,
+			       "refused %d: reset, driver back", errs[i]);
+			is_int(rw(&e, 0, VIRTIO_BLK_T_OUT, 3, 8192, sizeof(pat)), ST_OK,
+			       "refused %d: write after the reset OK", errs[i]);
+			ok((e.sim->umem_info_calls > calls) == again,
+			   "refused %d: %s", errs[i], again ? "tried again" : "not tried again");
+		}
 		benv_close(&e);
 	}
 }

@@ -127,9 +127,11 @@ void jo_add(struct json_object *o, const char *key, struct json_object *v)
 
 const char *jv_text(struct json_object *v)
 {
-	return v ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-						  JSON_C_TO_STRING_NOSLASHESCAPE)
-		 : "null";
+	const char *t = v ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+							   JSON_C_TO_STRING_NOSLASHESCAPE)
+			  : NULL;
+
+	return t ? t : "null"; /* NULL from json-c: out of memory */
 }
 
 /* ---------------------------------------------------------------- reader */

@@ -13,8 +13,22 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 
 #include "vdusectl.h"
+
+#ifndef HAVE_CLOSE_RANGE
+/* glibc before 2.34 has the system call (Linux 5.9+) but no wrapper. */
+static int close_range(unsigned first, unsigned last, int flags)
+{
+#ifdef SYS_close_range
+	return (int)syscall(SYS_close_range, first, last, flags);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+#endif
 
 int vctl_pidfile_lock(const char *path, int *out)
 {
