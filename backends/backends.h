@@ -6,14 +6,15 @@
 
 #include "libvduse.h"
 
-extern const struct vdu_backend vbe_null;
-extern const struct vdu_backend vbe_file;
-extern const struct vdu_backend vbe_tcp;
+extern const struct vdu_plugin vbe_null;
+extern const struct vdu_plugin vbe_file;
+extern const struct vdu_plugin vbe_nbd;
 
 /* NULL-terminated list of every built-in backend. */
-extern const struct vdu_backend *const vbe_backends[];
+extern const struct vdu_plugin *const vbe_backends[];
 
-/* The backend called name, or NULL. */
-const struct vdu_backend *vbe_lookup(const char *name);
+/* The built-in backend called name (or an alias of it: tcp is nbd), or
+ * NULL. */
+const struct vdu_plugin *vbe_lookup(const char *name);
 
 #endif

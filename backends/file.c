@@ -85,19 +85,6 @@ struct file_io {
 
 /* ------------------------------------------------------------ open */
 
-static int parse_bool(const char *key, const char *v, bool *out)
-{
-	if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "true"))
-		*out = true;
-	else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "false"))
-		*out = false;
-	else {
-		vdu_log(VDU_LOG_ERR, "file: %s=%s: use 0 or 1", key, v);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static uint32_t sysfs_u32(dev_t rdev, const char *attr)
 {
 	char path[128], buf[32];
@@ -254,48 +241,69 @@ static int probe(struct file_dev *d, uint64_t want_size, bool create)
 	return 0;
 }
 
+static bool param_on(const struct vdu_param *p, size_t n, const char *key)
+{
+	const char *v = vdu_param_get(p, n, key);
+
+	return v && vdu_parse_bool(v) == 1;
+}
+
+/* What the option table cannot say, without side effects. */
+static int file_check(const struct vdu_param *p, size_t n, char *err,
+		      size_t errlen)
+{
+	const char *path = vdu_param_get(p, n, "path");
+	bool create = param_on(p, n, "create");
+	struct stat st;
+
+	if (create && !vdu_param_get(p, n, "size")) {
+		snprintf(err, errlen, "file: create=on needs size=SIZE (e.g. --size 10G)");
+		return -EINVAL;
+	}
+	if (create && param_on(p, n, "readonly")) {
+		snprintf(err, errlen, "file: create=on cannot be read-only: drop readonly or create");
+		return -EINVAL;
+	}
+	if (strlen(path) >= sizeof(((struct file_dev *)0)->path)) {
+		snprintf(err, errlen, "file: path is too long: at most %zu bytes",
+			 sizeof(((struct file_dev *)0)->path) - 1);
+		return -EINVAL;
+	}
+	if (stat(path, &st) < 0) {
+		if (errno == ENOENT && create)
+			return 0;
+		if (errno == ENOENT)
+			snprintf(err, errlen, "file: path=%s does not exist: create it (truncate -s 10G %s) or add -o create=on with --size",
+				 path, path);
+		else
+			snprintf(err, errlen, "file: path=%s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "file: path=%s is not a regular file or a block device",
+			 path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int file_open(const struct vdu_param *p, size_t n, void **handle)
 {
 	struct file_dev *d = calloc(1, sizeof(*d));
-	bool create = false, direct = true;
-	const char *path = NULL;
+	const char *path = vdu_param_get(p, n, "path");
+	const char *size_s = vdu_param_get(p, n, "size");
+	const char *cache = vdu_param_get(p, n, "cache");
+	bool create = param_on(p, n, "create");
+	bool direct = !cache || strcmp(cache, "writeback") != 0;
 	uint64_t size = 0;
 	int r = -EINVAL;
 
+	/* vdu_plugin_check() has accepted the values. */
 	if (!d)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const char *k = p[i].key, *v = p[i].value;
-
-		if (!strcmp(k, "path"))
-			path = v;
-		else if (!strcmp(k, "size")) {
-			if (vdu_parse_size(v, &size) < 0 || size < 512) {
-				vdu_log(VDU_LOG_ERR, "file: invalid size '%s'", v);
-				goto fail;
-			}
-		} else if (!strcmp(k, "readonly")) {
-			if (parse_bool(k, v, &d->read_only) < 0)
-				goto fail;
-		} else if (!strcmp(k, "create")) {
-			if (parse_bool(k, v, &create) < 0)
-				goto fail;
-		} else if (!strcmp(k, "cache")) {
-			if (!strcmp(v, "none"))
-				direct = true;
-			else if (!strcmp(v, "writeback"))
-				direct = false;
-			else {
-				vdu_log(VDU_LOG_ERR, "file: cache=%s: use none or writeback", v);
-				goto fail;
-			}
-		} else {
-			vdu_log(VDU_LOG_ERR, "file: unknown parameter '%s'", k);
-			goto fail;
-		}
-	}
-	if (!path || !*path) {
-		vdu_log(VDU_LOG_ERR, "file: path is required");
+	d->read_only = param_on(p, n, "readonly");
+	if (!path || (size_s && vdu_parse_size(size_s, &size) < 0)) {
+		vdu_log(VDU_LOG_ERR, "file: path= is required");
 		goto fail;
 	}
 	if (snprintf(d->path, sizeof(d->path), "%s", path) >= (int)sizeof(d->path)) {
@@ -303,7 +311,7 @@ static int file_open(const struct vdu_param *p, size_t n, void **handle)
 		goto fail;
 	}
 	if (create && (d->read_only || !size)) {
-		vdu_log(VDU_LOG_ERR, "file: create=1 needs size= and a writable file");
+		vdu_log(VDU_LOG_ERR, "file: create=on needs size= and a writable file");
 		goto fail;
 	}
 	r = open_fd(d, create, direct);
@@ -871,19 +879,39 @@ static void file_unplug(void *qctx)
 	}
 }
 
-const struct vdu_backend vbe_file = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "file",
-	.description = "a regular file or block device, through Linux AIO",
-	.usage = "path=FILE (required), readonly=0|1, cache=none|writeback, "
-		 "size=SIZE, create=0|1",
+static const struct vdu_backend file_backend = {
+	VDU_BACKEND_INIT,
 	.io_priv_size = sizeof(struct file_io),
-	.open = file_open,
-	.close = file_close,
 	.get_info = file_get_info,
 	.queue_open = file_queue_open,
 	.queue_close = file_queue_close,
 	.submit = file_submit,
 	.unplug = file_unplug,
+};
+
+static const struct vdu_option file_options[] = {
+	{ "path", VDU_OPT_STRING, "FILE", NULL,
+	  "the image file or block device", VDU_OPT_F_REQUIRED | VDU_OPT_F_PATH, 0, 0 },
+	{ "readonly", VDU_OPT_BOOL, "on|off", "off", "open and export read-only",
+	  0, 0, 0 },
+	{ "cache", VDU_OPT_CHOICE, "none|writeback", "none",
+	  "none: O_DIRECT, no host page cache; writeback: through the page cache",
+	  0, 0, 0 },
+	{ "size", VDU_OPT_SIZE, "SIZE", NULL,
+	  "device size (default: the file's); with create=on, the new file's",
+	  0, 512, 0 },
+	{ "create", VDU_OPT_BOOL, "on|off", "off",
+	  "create the file (of size=) when it does not exist", 0, 0, 0 },
+	{ NULL },
+};
+
+const struct vdu_plugin vbe_file = {
+	VDU_PLUGIN_INIT,
+	.name = "file",
+	.description = "a regular file or block device, through Linux AIO",
+	.options = file_options,
+	.backend = &file_backend,
+	.open = file_open,
+	.close = file_close,
+	.check = file_check,
 };

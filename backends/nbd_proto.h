@@ -211,6 +211,6 @@ void nbd_encode_request(uint8_t *p, uint16_t flags, uint16_t type,
 
 /* Test seam: the tcp backend completes requests through this pointer
  * (vdu_io_complete unless a host test replaces it). */
-extern void (*vbe_tcp_complete_hook)(struct vdu_io *io, int result);
+extern void (*vbe_nbd_complete_hook)(struct vdu_io *io, int result);
 
 #endif

@@ -15,39 +15,24 @@ struct null_dev {
 
 static int null_open(const struct vdu_param *p, size_t n, void **handle)
 {
+	const char *ro = vdu_param_get(p, n, "readonly");
+	const char *zeroes = vdu_param_get(p, n, "read-zeroes");
 	struct null_dev *d;
-	uint64_t size = 0;
-	int ro = 0, zeroes = 1;
+	uint64_t size;
 
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(p[i].key, "size") == 0) {
-			if (vdu_parse_size(p[i].value, &size) < 0 || size < 512) {
-				vdu_log(VDU_LOG_ERR, "null: invalid size '%s'",
-					p[i].value);
-				return -EINVAL;
-			}
-		} else if (strcmp(p[i].key, "readonly") == 0) {
-			ro = strcmp(p[i].value, "0") != 0;
-		} else if (strcmp(p[i].key, "read-zeroes") == 0) {
-			/* off: like null_blk and qemu's null-co default,
-			 * reads leave the buffer as it is (benchmarks). */
-			zeroes = strcmp(p[i].value, "0") != 0 &&
-				 strcmp(p[i].value, "off") != 0;
-		} else {
-			vdu_log(VDU_LOG_ERR, "null: unknown parameter '%s'", p[i].key);
-			return -EINVAL;
-		}
-	}
-	if (!size) {
-		vdu_log(VDU_LOG_ERR, "null: size is required");
+	/* vdu_plugin_check() has accepted the values. */
+	if (vdu_parse_size(vdu_param_get(p, n, "size"), &size) < 0 || size < 512) {
+		vdu_log(VDU_LOG_ERR, "null: size= is required (at least 512)");
 		return -EINVAL;
 	}
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->size = size;
-	d->read_only = ro;
-	d->read_zeroes = zeroes;
+	d->read_only = ro && vdu_parse_bool(ro) == 1;
+	/* off: like null_blk and qemu's null-co default, reads leave the
+	 * buffer as it is (benchmarks). */
+	d->read_zeroes = !zeroes || vdu_parse_bool(zeroes) != 0;
 	*handle = d;
 	return 0;
 }
@@ -85,16 +70,29 @@ static void null_submit(void *qctx, struct vdu_io *io)
 	vdu_io_complete(io, 0);
 }
 
-const struct vdu_backend vbe_null = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "null",
-	.description = "reads return zeroes, writes are discarded",
-	.usage = "size=SIZE (required), readonly=0|1, read-zeroes=on|off (default on;\n"
-		 "off leaves read buffers untouched, like null_blk: for benchmarks)",
-	.open = null_open,
-	.close = null_close,
+static const struct vdu_backend null_backend = {
+	VDU_BACKEND_INIT,
 	.get_info = null_get_info,
 	.queue_open = null_queue_open,
 	.submit = null_submit,
+};
+
+static const struct vdu_option null_options[] = {
+	{ "size", VDU_OPT_SIZE, "SIZE", NULL, "device size (K, M, G, T)",
+	  VDU_OPT_F_REQUIRED, 512, 0 },
+	{ "readonly", VDU_OPT_BOOL, "on|off", "off", "export read-only", 0, 0, 0 },
+	{ "read-zeroes", VDU_OPT_BOOL, "on|off", "on",
+	  "reads return zeroes; off leaves read buffers untouched, like null_blk (for benchmarks)",
+	  0, 0, 0 },
+	{ NULL },
+};
+
+const struct vdu_plugin vbe_null = {
+	VDU_PLUGIN_INIT,
+	.name = "null",
+	.description = "reads return zeroes, writes are discarded",
+	.options = null_options,
+	.backend = &null_backend,
+	.open = null_open,
+	.close = null_close,
 };

@@ -4,15 +4,25 @@
 
 #include "backends.h"
 
-const struct vdu_backend *const vbe_backends[] = {
+const struct vdu_plugin *const vbe_backends[] = {
 	&vbe_null,
 	&vbe_file,
-	&vbe_tcp,
+	&vbe_nbd,
 	NULL,
 };
 
-const struct vdu_backend *vbe_lookup(const char *name)
+/* Old names that keep working. */
+static const struct {
+	const char *alias, *name;
+} aliases[] = {
+	{ "tcp", "nbd" }, /* before 0.3 */
+};
+
+const struct vdu_plugin *vbe_lookup(const char *name)
 {
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+		if (!strcmp(name, aliases[i].alias))
+			name = aliases[i].name;
 	for (size_t i = 0; vbe_backends[i]; i++)
 		if (strcmp(vbe_backends[i]->name, name) == 0)
 			return vbe_backends[i];

@@ -154,7 +154,7 @@ static void submit(struct vdu_queue *q, struct vdu_req *req,
 	req->io.op = op;
 	req->io.offset = sector * SECTOR;
 	req->io.len = len;
-	q->dev->be->submit(q->backend_qctx, &req->io);
+	q->dev->be.submit(q->backend_qctx, &req->io);
 }
 
 void vdu_blk_handle(struct vdu_queue *q, struct vdu_req *req)

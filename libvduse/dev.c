@@ -14,24 +14,7 @@
 
 #include "internal.h"
 
-/* The smallest backend struct we understand: API version 1. */
-#define BACKEND_V1_SIZE (offsetof(struct vdu_backend, unplug) + sizeof(void *))
 #define OPTS_V1_SIZE (offsetof(struct vdu_dev_opts, read_only) + sizeof(int))
-
-static int check_backend(const struct vdu_backend *be)
-{
-	if (!be || be->struct_size < BACKEND_V1_SIZE ||
-	    be->api_version < 1 || be->api_version > VDU_BACKEND_API_VERSION) {
-		vdu_err("backend %s: unsupported struct size or API version",
-			be && be->name ? be->name : "?");
-		return -EPROTO;
-	}
-	if (!be->get_info || !be->submit) {
-		vdu_err("backend %s: get_info and submit are required", be->name);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 		void *handle, struct event_base *base, struct vdu_dev **out)
@@ -46,18 +29,19 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 		vdu_err("invalid device name");
 		return -EINVAL;
 	}
-	r = check_backend(be);
-	if (r < 0)
-		return r;
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
+	r = vdu_backend_import(be, &dev->be);
+	if (r < 0) {
+		free(dev);
+		return r;
+	}
 	memcpy(&dev->opts, opts, VDU_MIN(opts->struct_size, sizeof(dev->opts)));
 	dev->opts.struct_size = sizeof(dev->opts);
 	snprintf(dev->name, sizeof(dev->name), "%s", opts->name);
 	dev->opts.name = dev->name;
 	vdu_bounce_init(dev);
-	dev->be = be;
 	dev->be_handle = handle;
 	dev->base = base;
 	dev->tp = &vdu_kernel_transport;
@@ -108,7 +92,7 @@ int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
 		goto fail;
 	}
 	snprintf(dev->serial, sizeof(dev->serial), "%.20s", serial);
-	r = be->get_info(handle, &dev->be_info);
+	r = dev->be.get_info(handle, &dev->be_info);
 	if (r < 0)
 		goto fail;
 	vdu_bounce_choose(dev);
@@ -149,9 +133,13 @@ static int open_backend_queues(struct vdu_dev *dev)
 		struct vdu_queue *q = &dev->queues[i];
 		int r;
 
-		if (!dev->be->queue_open || q->backend_qctx)
+		if (q->backend_qctx)
 			continue;
-		r = dev->be->queue_open(dev->be_handle, i, q->base, &q->backend_qctx);
+		if (!dev->be.queue_open) {
+			q->backend_qctx = dev->be_handle;
+			continue;
+		}
+		r = dev->be.queue_open(dev->be_handle, i, q->base, &q->backend_qctx);
 		if (r < 0)
 			return r;
 	}
@@ -163,8 +151,8 @@ static void close_backend_queues(struct vdu_dev *dev)
 	for (unsigned i = 0; i < dev->num_queues; i++) {
 		struct vdu_queue *q = &dev->queues[i];
 
-		if (q->backend_qctx && dev->be->queue_close)
-			dev->be->queue_close(q->backend_qctx);
+		if (q->backend_qctx && dev->be.queue_close)
+			dev->be.queue_close(q->backend_qctx);
 		q->backend_qctx = NULL;
 	}
 }
@@ -468,7 +456,7 @@ void vdu_dev_handle_request(struct vdu_dev *dev,
 	resp->result = r < 0 ? VDUSE_REQ_RESULT_FAILED : VDUSE_REQ_RESULT_OK;
 }
 
-int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
+static void fill_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	snprintf(info->name, sizeof(info->name), "%s", dev->name);
@@ -488,14 +476,52 @@ int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 		info->broken |= st.broken;
 	}
 	info->kernel_broken = dev->tp->broken && dev->tp->broken(dev);
+}
+
+/* The output structs as libvduse 0.1 laid them out: the smallest a caller
+ * may pass.  A larger one (a newer header) gets zeroes past ours. */
+#define INFO_V1_SIZE (offsetof(struct vdu_dev_info, serial) + VDU_SERIAL_MAX + 1)
+#define STATS_V1_SIZE (offsetof(struct vdu_queue_stats, broken) + sizeof(int))
+
+int vdu_dev_get_info_sz(const struct vdu_dev *dev, struct vdu_dev_info *info,
+			size_t size)
+{
+	struct vdu_dev_info full;
+
+	if (!dev || !info || size < INFO_V1_SIZE)
+		return -EINVAL;
+	fill_info(dev, &full);
+	vdu_copy_out(info, size, &full, sizeof(full));
 	return 0;
+}
+
+int vdu_dev_queue_stats_sz(const struct vdu_dev *dev, unsigned qidx,
+			   struct vdu_queue_stats *st, size_t size)
+{
+	struct vdu_queue_stats full;
+
+	if (!dev || !st || size < STATS_V1_SIZE || qidx >= dev->num_queues)
+		return -EINVAL;
+	vdu_queue_get_stats((struct vdu_queue *)&dev->queues[qidx], &full, NULL);
+	vdu_copy_out(st, size, &full, sizeof(full));
+	return 0;
+}
+
+/* The 0.1 entry points, for programs built before the sized calls. */
+#undef vdu_dev_get_info
+#undef vdu_dev_queue_stats
+VDU_API int vdu_dev_get_info(const struct vdu_dev *dev,
+			     struct vdu_dev_info *info);
+VDU_API int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
+				struct vdu_queue_stats *st);
+
+int vdu_dev_get_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
+{
+	return vdu_dev_get_info_sz(dev, info, INFO_V1_SIZE);
 }
 
 int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
 			struct vdu_queue_stats *st)
 {
-	if (qidx >= dev->num_queues)
-		return -EINVAL;
-	vdu_queue_get_stats((struct vdu_queue *)&dev->queues[qidx], st, NULL);
-	return 0;
+	return vdu_dev_queue_stats_sz(dev, qidx, st, STATS_V1_SIZE);
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <linux/vduse.h>
 #include <linux/virtio_ring.h>
@@ -24,6 +25,43 @@
 #define vdu_warn(...) vdu_log(VDU_LOG_WARNING, __VA_ARGS__)
 #define vdu_info(...) vdu_log(VDU_LOG_INFO, __VA_ARGS__)
 #define vdu_dbg(...) vdu_log(VDU_LOG_DEBUG, __VA_ARGS__)
+
+/* Copy ours (len bytes) into a caller's struct of size bytes: the common
+ * part, zeroes past it. */
+static inline void vdu_copy_out(void *dst, size_t size, const void *src,
+				size_t len)
+{
+	memcpy(dst, src, VDU_MIN(size, len));
+	if (size > len)
+		memset((char *)dst + len, 0, size - len);
+}
+
+/* ------------------------------------------------------------ backends */
+
+/* Backend API 1 (libvduse 0.1 and 0.2): one struct for library and front
+ * end.  Backends built against it still load (backend.c). */
+struct vdu_backend_v1 {
+	uint32_t struct_size;
+	uint32_t api_version;
+	const char *name;
+	const char *description;
+	const char *usage;
+	size_t io_priv_size;
+	int (*open)(const struct vdu_param *params, size_t nparams,
+		    void **handle);
+	void (*close)(void *handle);
+	int (*get_info)(void *handle, struct vdu_backend_info *info);
+	int (*queue_open)(void *handle, unsigned qidx, struct event_base *base,
+			  void **qctx);
+	void (*queue_close)(void *qctx);
+	void (*submit)(void *qctx, struct vdu_io *io);
+	void (*unplug)(void *qctx);
+};
+
+/* be (any API version) as the current struct in out: 0, or -EPROTO for a
+ * size or version we do not know, -EINVAL without get_info or submit. */
+VDU_HIDDEN int vdu_backend_import(const struct vdu_backend *be,
+				  struct vdu_backend *out);
 
 /* ------------------------------------------------------------ IOVA map */
 
@@ -408,8 +446,7 @@ struct vdu_dev {
 	struct vdu_dev_opts opts;
 	char name[VDU_NAME_MAX + 1];
 	char serial[VDU_SERIAL_MAX + 1];
-	const struct vdu_backend *be;
-	size_t be_size;            /* min(be->struct_size, our struct) */
+	struct vdu_backend be;     /* the caller's, as the current API */
 	void *be_handle;
 	struct vdu_backend_info be_info;
 	struct event_base *base;

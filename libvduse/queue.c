@@ -544,7 +544,7 @@ int vdu_queue_enable(struct vdu_queue *q)
 		return -EINVAL;
 	}
 	q->vr = vdu_vring_new(q, info.num, &info, dev->negotiated,
-			      dev->be->io_priv_size, dev->seg_max + 18);
+			      dev->be.io_priv_size, dev->seg_max + 18);
 	if (!q->vr)
 		return -ENOMEM;
 	q->broken = false;
@@ -703,8 +703,8 @@ void vdu_queue_process(struct vdu_queue *q)
 unplug:
 	/* Even when the ring broke mid-batch: what was submitted must
 	 * start, or a batching backend would hold it forever. */
-	if (dev->be->unplug && q->backend_qctx)
-		dev->be->unplug(q->backend_qctx);
+	if (dev->be.unplug && q->backend_qctx)
+		dev->be.unplug(q->backend_qctx);
 	q->processing = false;
 	queue_publish(q);
 }

@@ -514,25 +514,58 @@ static int do_list(uint8_t cmd, size_t elem_size,
 	return r;
 }
 
-int vdu_vdpa_mgmtdev_list(struct vdu_vdpa_mgmtdev **out)
+/* A list of ours (elements of full bytes) laid out again with the caller's
+ * element size. */
+static int resize_list(void **items, int count, size_t full, size_t size)
 {
-	if (!out)
-		return -EINVAL;
-	return do_list(VDPA_CMD_MGMTDEV_GET, sizeof(struct vdu_vdpa_mgmtdev),
-		       fill_mgmtdev, (void **)out);
+	char *out;
+
+	if (count <= 0 || size == full)
+		return count;
+	out = calloc((size_t)count, size);
+	if (!out) {
+		free(*items);
+		*items = NULL;
+		return -ENOMEM;
+	}
+	for (int i = 0; i < count; i++)
+		vdu_copy_out(out + (size_t)i * size, size,
+			     (char *)*items + (size_t)i * full, full);
+	free(*items);
+	*items = out;
+	return count;
 }
 
-int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out)
+/* The 0.1 layouts are the smallest a caller may pass. */
+#define MGMTDEV_V1_SIZE (offsetof(struct vdu_vdpa_mgmtdev, dev_features) + 8)
+#define VDPADEV_V1_SIZE (offsetof(struct vdu_vdpa_dev, max_vq_size) + 4)
+
+int vdu_vdpa_mgmtdev_list_sz(struct vdu_vdpa_mgmtdev **out, size_t size)
 {
-	if (!out)
+	int n;
+
+	if (!out || size < MGMTDEV_V1_SIZE)
 		return -EINVAL;
-	return do_list(VDPA_CMD_DEV_GET, sizeof(struct vdu_vdpa_dev),
-		       fill_dev_list, (void **)out);
+	n = do_list(VDPA_CMD_MGMTDEV_GET, sizeof(struct vdu_vdpa_mgmtdev),
+		    fill_mgmtdev, (void **)out);
+	return resize_list((void **)out, n, sizeof(**out), size);
+}
+
+int vdu_vdpa_dev_list_sz(struct vdu_vdpa_dev **out, size_t size)
+{
+	int n;
+
+	if (!out || size < VDPADEV_V1_SIZE)
+		return -EINVAL;
+	n = do_list(VDPA_CMD_DEV_GET, sizeof(struct vdu_vdpa_dev),
+		    fill_dev_list, (void **)out);
+	return resize_list((void **)out, n, sizeof(**out), size);
 }
 
 /* --------------------------------------------------------- single device */
 
-int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
+int vdu_vdpa_dev_get_sz(const char *name, struct vdu_vdpa_dev *out,
+			size_t size)
 {
 	struct vdu_vdpa_dev tmp;
 	struct nlctx ctx = {
@@ -542,7 +575,7 @@ int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
 	int r;
 
 	clear_last_error();
-	if (!out)
+	if (!out || size < VDPADEV_V1_SIZE)
 		return -EINVAL;
 	r = vdu_name_valid(name);
 	if (r < 0)
@@ -552,8 +585,31 @@ int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
 		return r;
 	if (!ctx.got_one)
 		return -ENODEV;
-	*out = tmp;
+	vdu_copy_out(out, size, &tmp, sizeof(tmp));
 	return 0;
+}
+
+/* The 0.1 entry points, for programs built before the sized calls. */
+#undef vdu_vdpa_mgmtdev_list
+#undef vdu_vdpa_dev_list
+#undef vdu_vdpa_dev_get
+VDU_API int vdu_vdpa_mgmtdev_list(struct vdu_vdpa_mgmtdev **out);
+VDU_API int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out);
+VDU_API int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out);
+
+int vdu_vdpa_mgmtdev_list(struct vdu_vdpa_mgmtdev **out)
+{
+	return vdu_vdpa_mgmtdev_list_sz(out, MGMTDEV_V1_SIZE);
+}
+
+int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out)
+{
+	return vdu_vdpa_dev_list_sz(out, VDPADEV_V1_SIZE);
+}
+
+int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out)
+{
+	return vdu_vdpa_dev_get_sz(name, out, VDPADEV_V1_SIZE);
 }
 
 /*

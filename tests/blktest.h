@@ -181,11 +181,7 @@ static void ram_unplug(void *qctx)
 }
 
 static const struct vdu_backend ram_backend = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "testram",
-	.description = "test RAM disk",
-	.usage = "",
+	VDU_BACKEND_INIT,
 	.get_info = ram_get_info,
 	.queue_open = ram_queue_open,
 	.queue_close = ram_queue_close,
@@ -206,6 +202,7 @@ struct env_cfg {
 	uint32_t flags;   /* VDU_DEV_F_*; BLKTEST_DEV_FLAGS is always added */
 	unsigned poll_us;
 	const int *irq_cpus;
+	const struct vdu_backend *backend; /* NULL: ram_backend */
 };
 
 struct env {
@@ -250,7 +247,8 @@ static int env_open(struct env *e, const struct env_cfg *c)
 	o.flags = c->flags | BLKTEST_DEV_FLAGS;
 	o.poll_us = c->poll_us;
 	o.irq_cpus = c->irq_cpus;
-	r = vdu_dev_new(&o, &ram_backend, &e->ram, e->base, &e->dev);
+	r = vdu_dev_new(&o, c->backend ? c->backend : &ram_backend, &e->ram,
+			e->base, &e->dev);
 	if (r < 0)
 		return r;
 	r = sim_open_default(e->base, e->dev, &e->sim);

@@ -39,7 +39,8 @@ static unsigned lib_errors, copy_warnings;
 /* env_open gives the simulated driver memfd_secret data memory, which
  * the kernel refuses to pin for direct I/O. */
 static bool env_secret;
-static const struct vdu_backend *be = &vbe_file;
+static const struct vdu_plugin *be = &vbe_file;
+static char last_check[256]; /* vdu_plugin_check()'s last message */
 
 static void log_cb(void *opaque, int level, const char *msg)
 {
@@ -134,6 +135,9 @@ static int be_open(void **h, const char *kv[])
 		p[n].value = eq + 1;
 	}
 	*h = NULL;
+	/* As a front end does: the descriptor's checks, then open. */
+	if (vdu_plugin_check(be, p, n, last_check, sizeof(last_check)) < 0)
+		return -EINVAL;
 	return be->open(p, n, h);
 }
 
@@ -160,7 +164,7 @@ static int env_open(struct env *e, const char *kv[], unsigned nq, unsigned qsize
 		return r;
 	o.num_queues = nq;
 	o.queue_size = qsize;
-	r = vdu_dev_new(&o, be, e->h, e->base, &e->dev);
+	r = vdu_dev_new(&o, be->backend, e->h, e->base, &e->dev);
 	if (r < 0)
 		return r;
 	e->sim = sim_new(e->base);
@@ -399,8 +403,13 @@ static void test_params(void)
 	ok(be_open(&h, (const char *[]){ kv_path, "size=banana", NULL }) == -EINVAL,
 	   "params: bad size refused");
 	r = be_open(&h, (const char *[]){ kv_path, NULL });
+	ok(r == -EINVAL && access(p, F_OK) < 0 && strstr(last_check, "does not exist") &&
+	   strstr(last_check, "create=on"),
+	   "params: a missing file without create=1: refused by the check, nothing created (%d: %s)",
+	   r, last_check);
+	r = vbe_file.open((const struct vdu_param[]){ { "path", p } }, 1, &h);
 	ok(r == -ENOENT && access(p, F_OK) < 0,
-	   "params: a missing file without create=1: ENOENT, nothing created (%d)", r);
+	   "params: open without the check: ENOENT, nothing created (%d)", r);
 	ok(be_open(&h, (const char *[]){ "path=/", NULL }) < 0,
 	   "params: a directory is refused");
 	make_file(p, 0, 0);
@@ -422,7 +431,7 @@ static void test_sizes(void)
 
 	r = be_open(&h, (const char *[]){ kv_path, NULL });
 	if (ok(r == 0, "sizes: existing 1 MiB file opens")) {
-		be->get_info(h, &info);
+		be->backend->get_info(h, &info);
 		is_int(info.size, 1 << 20, "sizes: size from the file");
 		be->close(h);
 	}
@@ -440,7 +449,7 @@ static void test_sizes(void)
 	if (ok(r == 0, "sizes: create=1 with a larger size= opens")) {
 		uint8_t buf[512];
 
-		be->get_info(h, &info);
+		be->backend->get_info(h, &info);
 		ok(info.size == 3 << 20 && file_size(p) == 3 << 20,
 		   "sizes: create=1 extended the file to 3 MiB");
 		ok(file_pread(p, buf, 512, (1 << 20) - 512) == 0 && all_byte(buf, 512, 0x11) &&

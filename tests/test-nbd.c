@@ -2,7 +2,7 @@
 /*
  * tcp (NBD) backend against a real nbdkit on a Unix socket, driven
  * straight through the backend API on a private event loop.  Completions
- * come back through the backend's test seam (vbe_tcp_complete_hook), so
+ * come back through the backend's test seam (vbe_nbd_complete_hook), so
  * no device or ring is involved.  Skips (77) when nbdkit is missing.
  */
 #include <endian.h>
@@ -29,7 +29,8 @@
 
 #define MiB (1024 * 1024)
 
-static const struct vdu_backend *be = &vbe_tcp;
+static const struct vdu_plugin *pl = &vbe_nbd;
+static const struct vdu_backend *be; /* pl->backend, set in main() */
 static struct event_base *base;
 static char tmpdir[64];
 static char logbuf[16384];
@@ -225,6 +226,16 @@ static int do_io(void *q, enum vdu_io_op op, uint64_t off, uint64_t len, void *b
 	return r;
 }
 
+/* As a front end does: the descriptor's checks, then open. */
+static int checked_open(const struct vdu_param *p, size_t n, void **h)
+{
+	char err[256];
+
+	if (vdu_plugin_check(pl, p, n, err, sizeof(err)) < 0)
+		return -EINVAL;
+	return pl->open(p, n, h);
+}
+
 static int be_open(const char *url, const char *k1, const char *v1, const char *k2,
 		   const char *v2, void **h)
 {
@@ -239,13 +250,13 @@ static int be_open(const char *url, const char *k1, const char *v1, const char *
 			n++;
 		if (k2)
 			n++;
-		return be->open(p, n, h);
+		return checked_open(p, n, h);
 	}
 	if (k1)
 		n++;
 	if (k2)
 		n++;
-	return be->open(p, n, h);
+	return checked_open(p, n, h);
 }
 
 static void fill(uint8_t *b, size_t len, uint32_t seed)
@@ -398,7 +409,7 @@ static void test_memory(void)
 	is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush");
 
 	be->queue_close(q);
-	be->close(h);
+	pl->close(h);
 out:
 	srv_stop(&s, SIGTERM);
 	free(w);
@@ -433,7 +444,7 @@ static void test_out_of_order(void)
 	free(t[0]);
 	free(t[1]);
 	be->queue_close(q);
-	be->close(h);
+	pl->close(h);
 out:
 	srv_stop(&s, SIGTERM);
 }
@@ -461,7 +472,7 @@ static void test_readonly_and_flags(void)
 			is_int(do_io(q, VDU_IO_READ, 0, 4096, b, 1, 0), 0, "read works");
 			ok(do_io(q, VDU_IO_WRITE, 0, 4096, b, 1, 0) < 0, "write refused");
 			be->queue_close(q);
-			be->close(h);
+			pl->close(h);
 		}
 		srv_stop(&s, SIGTERM);
 	}
@@ -483,12 +494,12 @@ static void test_readonly_and_flags(void)
 			is_int(do_io(q, VDU_IO_WRITE_ZEROES, 0, 4096, NULL, 0, 0), -EOPNOTSUPP,
 			       "write-zeroes -> EOPNOTSUPP");
 			be->queue_close(q);
-			be->close(h);
+			pl->close(h);
 		}
 		if (is_int(be_open(url, "readonly", "1", NULL, NULL, &h), 0, "open readonly=1")) {
 			be->get_info(h, &info);
 			ok(info.caps & VDU_CAP_READ_ONLY, "readonly=1: read-only device");
-			be->close(h);
+			pl->close(h);
 		}
 		srv_stop(&s, SIGTERM);
 	}
@@ -508,7 +519,7 @@ static void test_readonly_and_flags(void)
 			is_int(do_io(q, VDU_IO_READ, 512, 8192, r, 2, 0), 0, "read");
 			ok(!memcmp(w, r, sizeof(w)), "data matches");
 			be->queue_close(q);
-			be->close(h);
+			pl->close(h);
 		}
 		srv_stop(&s, SIGTERM);
 	}
@@ -550,7 +561,7 @@ static void test_split(void)
 	is_int(do_io(q, VDU_IO_READ, 65536, MiB, r, 5, 0), 0, "1 MiB read split");
 	ok(!memcmp(w, r, MiB), "data matches");
 	be->queue_close(q);
-	be->close(h);
+	pl->close(h);
 out:
 	srv_stop(&s, SIGTERM);
 	free(w);
@@ -576,7 +587,7 @@ static void test_errors(void)
 		is_int(do_io(q, VDU_IO_WRITE, 0, 4096, b, 1, 0), -ENOSPC, "write error -> ENOSPC");
 		is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush still fine");
 		be->queue_close(q);
-		be->close(h);
+		pl->close(h);
 	}
 	srv_stop(&s, SIGTERM);
 }
@@ -637,7 +648,7 @@ static void test_reconnect(void)
 	}
 	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect");
 	be->queue_close(q);
-	be->close(h);
+	pl->close(h);
 out:
 	srv_stop(&s, SIGTERM);
 	free(bufs);
@@ -687,7 +698,7 @@ static void test_timeout(void)
 	is_int(r, 0, "I/O works again after the server is back (%llu ms)",
 	       (unsigned long long)(now_ms() - t0));
 	be->queue_close(q);
-	be->close(h);
+	pl->close(h);
 out:
 	srv_stop(&s, SIGTERM);
 }
@@ -858,7 +869,7 @@ static void test_hostile(void)
 			ok(strstr(logbuf, what[mode]) != NULL, "logged: %s", what[mode]);
 			ok(f.conns >= 3, "reconnected (%d connections)", f.conns);
 			be->queue_close(q);
-			be->close(h);
+			pl->close(h);
 		}
 		shutdown(f.lfd, SHUT_RDWR);
 		close(f.lfd);
@@ -871,6 +882,8 @@ int main(void)
 	struct event *tick;
 	struct timeval tv = { 0, 5000 };
 
+	be = pl->backend;
+
 	if (system("nbdkit --version >/dev/null 2>&1") != 0) {
 		printf("1..0 # SKIP nbdkit is not installed\n");
 		return 77;
@@ -879,7 +892,7 @@ int main(void)
 	if (!mkdtemp(tmpdir))
 		return 1;
 	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
-	vbe_tcp_complete_hook = on_complete;
+	vbe_nbd_complete_hook = on_complete;
 	base = event_base_new();
 	tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
 	event_add(tick, &tv);

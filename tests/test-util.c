@@ -3,6 +3,8 @@
  * of vdu_set_irq_affinity_by_name. */
 #include <limits.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -65,11 +67,138 @@ static void poll_window(void)
 	   "poll: a huge max does not overflow");
 }
 
+/* ------------------------------------------------ plugin option checks */
+
+static int t_open(const struct vdu_param *p, size_t n, void **h)
+{
+	return 0;
+}
+
+static int t_get_info(void *h, struct vdu_backend_info *info)
+{
+	return 0;
+}
+
+static void t_submit(void *q, struct vdu_io *io)
+{
+}
+
+static int t_check(const struct vdu_param *p, size_t n, char *err, size_t len)
+{
+	const char *mode = vdu_param_get(p, n, "mode");
+
+	if (mode && !strcmp(mode, "b") && !vdu_param_get(p, n, "count")) {
+		snprintf(err, len, "t: mode=b needs count=N");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct vdu_backend t_backend = {
+	VDU_BACKEND_INIT,
+	.get_info = t_get_info,
+	.submit = t_submit,
+};
+
+static const struct vdu_option t_options[] = {
+	{ "path", VDU_OPT_STRING, "FILE", NULL, "a file", VDU_OPT_F_REQUIRED, 0, 0 },
+	{ "size", VDU_OPT_SIZE, "SIZE", NULL, "a size", 0, 4096, 1 << 20 },
+	{ "count", VDU_OPT_UINT, "N", "1", "a count", 0, 1, 16 },
+	{ "on", VDU_OPT_BOOL, "on|off", "off", "a switch", 0, 0, 0 },
+	{ "mode", VDU_OPT_CHOICE, "a|b|cc", "a", "a mode", 0, 0, 0 },
+	{ NULL },
+};
+
+static const struct vdu_plugin t_plugin = {
+	VDU_PLUGIN_INIT,
+	.name = "t",
+	.description = "test",
+	.options = t_options,
+	.backend = &t_backend,
+	.open = t_open,
+	.check = t_check,
+};
+
+/* check(k1=v1, k2=v2) gives want, and err contains text. */
+static void check_params(const struct vdu_plugin *pl, const char *k1,
+			 const char *v1, const char *k2, const char *v2,
+			 int want, const char *text)
+{
+	struct vdu_param p[3] = { { "path", "/x" } };
+	char err[256] = "";
+	size_t n = 1;
+	int r;
+
+	if (k1)
+		p[n++] = (struct vdu_param){ k1, v1 };
+	if (k2)
+		p[n++] = (struct vdu_param){ k2, v2 };
+	r = vdu_plugin_check(pl, p, n, err, sizeof(err));
+	ok(r == want && (!text || strstr(err, text)) && !strchr(err, '\n'),
+	   "plugin_check %s=%s %s=%s: %d (r=%d, '%s')", k1 ? k1 : "-",
+	   v1 ? v1 : "-", k2 ? k2 : "-", v2 ? v2 : "-", want, r, err);
+}
+
+static void plugin_checks(void)
+{
+	struct vdu_plugin pl = t_plugin;
+	struct vdu_backend be = t_backend;
+	char err[128];
+
+	check_params(&t_plugin, NULL, NULL, NULL, NULL, 0, NULL);
+	check_params(&t_plugin, "size", "64K", "count", "16", 0, NULL);
+	check_params(&t_plugin, "bogus", "1", NULL, NULL, -EINVAL,
+		     "unknown key 'bogus': the t backend takes path, size, count, on, mode");
+	check_params(&t_plugin, "size", "1", NULL, NULL, -EINVAL, "size=1 is out of range");
+	check_params(&t_plugin, "size", "2M", NULL, NULL, -EINVAL, "out of range");
+	check_params(&t_plugin, "size", "lots", NULL, NULL, -EINVAL, "size=lots is not a size");
+	check_params(&t_plugin, "count", "0", NULL, NULL, -EINVAL, "count=0 is out of range");
+	check_params(&t_plugin, "count", "-1", NULL, NULL, -EINVAL, "count=-1 is not a number");
+	check_params(&t_plugin, "count", "1x", NULL, NULL, -EINVAL, "is not a number");
+	check_params(&t_plugin, "on", "maybe", NULL, NULL, -EINVAL, "use on=on or on=off");
+	check_params(&t_plugin, "on", "yes", NULL, NULL, 0, NULL);
+	check_params(&t_plugin, "mode", "c", NULL, NULL, -EINVAL, "mode=c: use one of a|b|cc");
+	check_params(&t_plugin, "mode", "cc", NULL, NULL, 0, NULL);
+	check_params(&t_plugin, "mode", "", NULL, NULL, -EINVAL, "use one of");
+	check_params(&t_plugin, "count", "2", "count", "3", -EINVAL, "count given twice");
+	check_params(&t_plugin, "path", "/y", NULL, NULL, -EINVAL, "path given twice");
+	check_params(&t_plugin, "mode", "b", NULL, NULL, -EINVAL, "t: mode=b needs count=N");
+	check_params(&t_plugin, "mode", "b", "count", "2", 0, NULL);
+	is_int(vdu_plugin_check(&t_plugin, NULL, 0, err, sizeof(err)), -EINVAL,
+	       "plugin_check: a required key missing");
+	ok(strstr(err, "t: path is required: give path=FILE") != NULL,
+	   "plugin_check: ... says which and how ('%s')", err);
+
+	/* A descriptor from an older header: no check() read. */
+	pl.struct_size = offsetof(struct vdu_plugin, flags);
+	check_params(&pl, "mode", "b", NULL, NULL, 0, NULL);
+	pl = t_plugin;
+	pl.api_version = VDU_BACKEND_API_VERSION + 1;
+	check_params(&pl, NULL, NULL, NULL, NULL, -EPROTO, "unusable plugin descriptor");
+	pl = t_plugin;
+	pl.struct_size = 8;
+	check_params(&pl, NULL, NULL, NULL, NULL, -EPROTO, NULL);
+	pl = t_plugin;
+	be.api_version = 1;
+	pl.backend = &be;
+	check_params(&pl, NULL, NULL, NULL, NULL, -EPROTO, "unusable backend struct");
+	be = t_backend;
+	be.submit = NULL;
+	check_params(&pl, NULL, NULL, NULL, NULL, -EPROTO, NULL);
+
+	is_int(vdu_parse_bool("on"), 1, "parse_bool on");
+	is_int(vdu_parse_bool("false"), 0, "parse_bool false");
+	is_int(vdu_parse_bool("2"), -EINVAL, "parse_bool 2");
+	is_int(vdu_parse_bool(NULL), -EINVAL, "parse_bool NULL");
+	ok(vdu_param_get(NULL, 0, "x") == NULL, "param_get on nothing");
+}
+
 int main(void)
 {
 	char buf[300];
 
 	poll_window();
+	plugin_checks();
 	size_ok("0", 0);
 	size_ok("1", 1);
 	size_ok("512", 512);

@@ -1622,6 +1622,60 @@ static void test_block_size(void)
 	}
 }
 
+/* Binary compatibility: a backend built against libvduse 0.2 (API 1, one
+ * struct with name/usage/open in it) serves I/O; the sized getters fill
+ * what the caller's struct holds. */
+static void test_abi(void)
+{
+	const struct vdu_backend_v1 v1 = {
+		.struct_size = sizeof(struct vdu_backend_v1),
+		.api_version = 1,
+		.name = "ram-v1",
+		.description = "0.2 layout",
+		.usage = "",
+		.io_priv_size = 0,
+		.open = NULL,
+		.close = NULL,
+		.get_info = ram_get_info,
+		.queue_open = ram_queue_open,
+		.queue_close = ram_queue_close,
+		.submit = ram_submit,
+		.unplug = ram_unplug,
+	};
+	struct env_cfg c = { .caps = ALL_CAPS, .size = 2 << 20,
+			     .backend = (const struct vdu_backend *)&v1 };
+	struct vdu_dev_info full;
+	struct vdu_queue_stats st;
+	unsigned char big[sizeof(full) + 32];
+	struct env e;
+
+	if (!ok(env_open(&e, &c) == 0, "abi: an API 1 backend is accepted"))
+		return;
+	is_int(env_init(&e, RING_FEATURES, 0), RES_OK, "abi: driver ok");
+	ok_null(write_read_n(&e, 0, 8, 4, 4096, SIM_BLK_INDIRECT, LAY_PLAIN, NULL),
+		"abi: the API 1 backend serves writes and reads");
+	ok(e.ram.queue_opens == 1 && e.ram.unplugs > 0,
+	   "abi: its queue_open and unplug were found at the 0.2 offsets (%u, %u)",
+	   e.ram.queue_opens, e.ram.unplugs);
+
+	is_int(vdu_dev_get_info_sz(e.dev, &full, 16), -EINVAL,
+	       "abi: get_info refuses a struct smaller than 0.1's");
+	memset(big, 0xee, sizeof(big));
+	is_int(vdu_dev_get_info_sz(e.dev, (struct vdu_dev_info *)big, sizeof(big)), 0,
+	       "abi: get_info takes a larger (newer) struct");
+	vdu_dev_get_info(e.dev, &full);
+	ok(!memcmp(big, &full, sizeof(full)) && big[sizeof(full)] == 0 &&
+	   big[sizeof(big) - 1] == 0,
+	   "abi: ... fills ours and zeroes the rest");
+	ok(full.capacity_bytes == 2 << 20, "abi: capacity from the API 1 get_info");
+	is_int(vdu_dev_queue_stats_sz(e.dev, 0, &st, 8), -EINVAL,
+	       "abi: queue_stats refuses a too small struct");
+	is_int(vdu_dev_queue_stats(e.dev, 0, &st), 0, "abi: queue_stats sized call");
+	ok(st.requests >= 2, "abi: stats count the requests (%llu)",
+	   (unsigned long long)st.requests);
+	env_close(&e);
+}
+
 int main(void)
 {
 	vdu_set_log(log_cb, NULL, VDU_LOG_DEBUG);
@@ -1646,6 +1700,7 @@ int main(void)
 	test_irq_cpus();
 	test_poll_adaptive();
 	test_block_size();
+	test_abi();
 	diag("library logged %u error message(s)", lib_errors);
 	return tap_done();
 }

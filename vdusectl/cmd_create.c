@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -18,8 +19,10 @@
 #include "vdusectl.h"
 
 static const char description[] =
-	"Create the VDUSE device NAME served by a daemon that runs the backend.\n"
-	"Backends: null (needs --size), file (needs --path), tcp (needs --url).\n"
+	"Create the VDUSE device NAME served by a daemon that runs the backend\n"
+	"(built in, or a plugin: see Backends below and libvduse(3)).\n"
+	"The backend's keys are checked before anything is created; with\n"
+	"--dry-run it is opened, described, and nothing is created.\n"
 	"The command returns once the device exists; with --attach it then\n"
 	"attaches the device to the vdpa bus and prints its node (/dev/vdX).\n"
 	"With --foreground the daemon runs in this process (for systemd).";
@@ -139,19 +142,92 @@ static int preflight(const struct vctl_create *c)
 	return VCTL_EXIT_OK;
 }
 
+static int help_more(FILE *f, void *arg)
+{
+	const struct vctl_create_args *a = arg;
+	struct vctl_backend b;
+	char err[VCTL_ERR_MAX];
+
+	vctl_backends_help(f);
+	if (!a->backend)
+		return VCTL_EXIT_OK;
+	if (vctl_backend_find(a->backend, &b, err, sizeof(err)) < 0) {
+		vctl_error("%s", err);
+		return VCTL_EXIT_USAGE;
+	}
+	vctl_backend_help(f, b.plugin);
+	return VCTL_EXIT_OK;
+}
+
+static void yes_no(const char *what, bool v)
+{
+	printf("%-14s%s\n", what, v ? "yes" : "no");
+}
+
+/* --dry-run: open the backend as the daemon would, say what the device
+ * would be, close it. */
+static int dry_run(const struct vctl_create *c)
+{
+	struct vdu_backend_info info;
+	char size[32], err[VCTL_ERR_MAX];
+	uint32_t lbs;
+	void *h = NULL;
+	int r;
+
+	vctl_log_setup(NULL, VDU_LOG_ERR);
+	vctl_log_clear_error();
+	r = c->plugin->open(c->params, c->nparams, &h);
+	if (r < 0) {
+		vctl_log_last_error(err, sizeof(err));
+		if (err[0])
+			vctl_error("%s", err);
+		else
+			vctl_error("backend %s: cannot open: %s",
+				   c->plugin->name, strerror(-r));
+		return VCTL_EXIT_FAIL;
+	}
+	memset(&info, 0, sizeof(info));
+	r = c->plugin->backend->get_info(h, &info);
+	if (c->plugin->close)
+		c->plugin->close(h);
+	if (r < 0) {
+		vctl_error("backend %s: cannot describe the storage: %s",
+			   c->plugin->name, strerror(-r));
+		return VCTL_EXIT_FAIL;
+	}
+	lbs = c->block_size ? c->block_size :
+	      info.logical_block_size ? info.logical_block_size : 512;
+	vctl_format_size(info.size - info.size % lbs, size, sizeof(size));
+	printf("%-14s%s (%s)\n", "device:", c->name, "not created: --dry-run");
+	printf("%-14s%s\n", "backend:", c->backend_name);
+	printf("%-14s%s (%" PRIu64 " bytes)\n", "size:", size,
+	       info.size - info.size % lbs);
+	printf("%-14s%u logical, %u physical\n", "block size:", lbs,
+	       info.physical_block_size > lbs ? info.physical_block_size : lbs);
+	yes_no("read-only:", c->read_only || (info.caps & VDU_CAP_READ_ONLY));
+	yes_no("flush:", info.caps & VDU_CAP_FLUSH);
+	yes_no("discard:", !(info.caps & VDU_CAP_READ_ONLY) &&
+		(info.caps & VDU_CAP_DISCARD));
+	yes_no("write-zeroes:", !(info.caps & VDU_CAP_READ_ONLY) &&
+		(info.caps & VDU_CAP_WRITE_ZEROES));
+	printf("%-14s%u of %u entries\n", "queues:", c->queues, c->queue_size);
+	return VCTL_EXIT_OK;
+}
+
 int vctl_cmd_create(int argc, const char **argv)
 {
 	struct vctl_create_args a = { 0 };
 	const char *state_opt = NULL;
 	struct poptOption options[] = {
 		{ "backend", '\0', POPT_ARG_STRING, &a.backend, 0,
-		  "backend: null, file or tcp", "BACKEND" },
+		  "backend: null, file, nbd, a plugin NAME or a plugin's path "
+		  "(see below)", "BACKEND" },
 		{ "size", '\0', POPT_ARG_STRING, &a.size, 0,
 		  "device size in bytes, or with K, M, G, T (null: required)", "SIZE" },
 		{ "path", '\0', POPT_ARG_STRING, &a.path, 0,
 		  "file backend: the image file or block device", "FILE" },
 		{ "url", '\0', POPT_ARG_STRING, &a.url, 0,
-		  "tcp backend: the server to connect to", "URL" },
+		  "nbd backend: the server to connect to", "URL" },
 		{ "queues", '\0', POPT_ARG_STRING, &a.queues, 0,
 		  "number of queues, 1-64 (default 1)", "N" },
 		{ "queue-size", '\0', POPT_ARG_STRING, &a.queue_size, 0,
@@ -172,7 +248,7 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "adapts to the gaps between requests), 0-1000000; auto "
 		  "(default): " VCTL_STR(VCTL_POLL_AUTO_US) " while the queues "
 		  "are at most the CPUs (2 or more), "
-		  "else 0 (off), and 0 for tcp", "auto|N" },
+		  "else 0 (off), and 0 for network backends (nbd)", "auto|N" },
 		{ "bounce-size", '\0', POPT_ARG_STRING, &a.bounce_size, 0,
 		  "kernel bounce buffer size, 1M-1G (default: 16M when our "
 		  "memory backs it, see --bounce, else the kernel's, 64M)",
@@ -198,7 +274,11 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "restart a killed daemon and recover the device (as "
 		  "'vdusectl recover')", NULL },
 		{ "option", 'o', POPT_ARG_ARGV, &a.extra, 0,
-		  "extra backend parameter (repeatable)", "KEY=VALUE" },
+		  "backend key (repeatable; --backend B --help lists B's)",
+		  "KEY=VALUE" },
+		{ "dry-run", 'n', POPT_ARG_NONE, &a.dry_run, 0,
+		  "check the options and open the backend, print what the "
+		  "device would be, create nothing", NULL },
 		VCTL_COMMON_OPTIONS(state_opt),
 		POPT_TABLEEND
 	};
@@ -209,6 +289,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		.options = options,
 		.min_args = 1,
 		.max_args = 1,
+		.help_more = help_more,
+		.help_arg = &a,
 	};
 	struct vctl_create c;
 	char err[VCTL_ERR_MAX], node[128];
@@ -226,6 +308,10 @@ int vctl_cmd_create(int argc, const char **argv)
 		vctl_create_spec_free(&c);
 		rc = VCTL_EXIT_USAGE;
 		goto out;
+	}
+	if (c.dry_run) {
+		rc = dry_run(&c);
+		goto out_spec;
 	}
 	rc = preflight(&c);
 	if (rc != VCTL_EXIT_OK)

@@ -531,7 +531,7 @@ static int setup(struct daemon *d)
 	}
 
 	vctl_log_clear_error();
-	rc = c->backend->open(c->params, c->nparams, &d->bh);
+	rc = c->plugin->open(c->params, c->nparams, &d->bh);
 	if (rc < 0) {
 		d->bh = NULL;
 		report_err(d, "backend %s: cannot open: %s", c->backend_name,
@@ -565,7 +565,7 @@ static int setup(struct daemon *d)
 	}
 	opts.state_path = d->state_prefix;
 	vctl_log_clear_error();
-	rc = vdu_dev_new(&opts, c->backend, d->bh, d->base, &d->dev);
+	rc = vdu_dev_new(&opts, c->plugin->backend, d->bh, d->base, &d->dev);
 	if (rc < 0) {
 		d->dev = NULL;
 		report_err(d, "cannot set up device %s: %s", c->name,
@@ -650,8 +650,8 @@ static void cleanup(struct daemon *d)
 	vctl_ctl_server_free(d->srv);
 	if (d->dev)
 		vdu_dev_free(d->dev); /* stops first if still running */
-	if (d->bh)
-		d->c->backend->close(d->bh);
+	if (d->bh && d->c->plugin->close)
+		d->c->plugin->close(d->bh);
 	if (d->pid_fd >= 0) {
 		/* Keep the saved config only while the kernel device lives. */
 		if (d->json_written && !d->kernel_dev_left) {

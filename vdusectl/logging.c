@@ -38,6 +38,8 @@ static void log_cb(void *opaque, int level, const char *msg)
 		snprintf(last_error, sizeof(last_error), "%s", msg);
 		pthread_mutex_unlock(&last_lock);
 	}
+	if (!f)
+		return; /* only keep the last error */
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	if (!strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm))

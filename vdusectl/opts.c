@@ -25,6 +25,7 @@ int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
 {
 	poptContext ctx;
 	const char *a;
+	bool help = false;
 	int rc, n = 0;
 
 	/* popt names the program after argv[0] in --help: make it
@@ -50,14 +51,18 @@ int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
 		return VCTL_EXIT_FAIL;
 	}
 	poptSetOtherOptionHelp(ctx, cl->synopsis);
-	while ((rc = poptGetNextOpt(ctx)) > 0) {
-		if (rc == VCTL_OPT_HELP) {
-			poptPrintHelp(ctx, stdout, 0);
-			if (cl->description)
-				printf("\n%s\n", cl->description);
-			vctl_print_exit_codes(stdout);
-			return VCTL_EXIT_OK;
-		}
+	/* --help after the other options are read, so that what it shows may
+	 * depend on them (create --backend X --help). */
+	while ((rc = poptGetNextOpt(ctx)) > 0)
+		if (rc == VCTL_OPT_HELP)
+			help = true;
+	if (help) {
+		poptPrintHelp(ctx, stdout, 0);
+		if (cl->description)
+			printf("\n%s\n", cl->description);
+		vctl_print_exit_codes(stdout);
+		return cl->help_more ? cl->help_more(stdout, cl->help_arg)
+				     : VCTL_EXIT_OK;
 	}
 	if (rc < -1) {
 		vctl_error("%s: %s: %s (see 'vdusectl %s --help')", cl->cmd,
@@ -424,38 +429,6 @@ void vctl_format_size(uint64_t bytes, char *buf, size_t len)
 		snprintf(buf, len, "%" PRIu64 "%c", v, units[u]);
 }
 
-/* What each known backend accepts from the dedicated options. */
-struct backend_rule {
-	const char *name;
-	const char *required;  /* "size", "path" or "url" */
-	const char *hint;      /* how to give the required option */
-	bool size, path, url, readonly;
-	/* Completions come back over the network: a poll window spins
-	 * between replies without catching more requests (same-boot bench
-	 * against nbdkit: no gain), so --poll-us auto leaves it off. */
-	bool remote;
-};
-
-static const struct backend_rule rules[] = {
-	{ "null", "size", "--size SIZE (e.g. --size 1G)", true, false, false, true, false },
-	{ "file", "path", "--path FILE", true, true, false, true, false },
-	{ "tcp", "url", "--url URL", false, false, true, false, true },
-};
-
-static void backend_names(char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; vbe_backends[i]; i++) {
-		int n = snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
-				 vbe_backends[i]->name);
-		if (n < 0 || (size_t)n >= len - off)
-			break;
-		off += (size_t)n;
-	}
-}
-
 static int add_param(struct vctl_create *c, const char *key,
 		     const char *value, char *err, size_t errlen)
 {
@@ -474,13 +447,170 @@ static int add_param(struct vctl_create *c, const char *key,
 	return 0;
 }
 
+static char *own(struct vctl_create *c, char *copy)
+{
+	if (!copy)
+		return NULL;
+	if (c->nowned >= sizeof(c->owned) / sizeof(c->owned[0])) {
+		free(copy);
+		return NULL;
+	}
+	c->owned[c->nowned++] = copy;
+	return copy;
+}
+
+static const struct vdu_option *plugin_option(const struct vdu_plugin *p,
+					      const char *key)
+{
+	for (const struct vdu_option *o = p->options; o && o->key; o++)
+		if (!strcmp(o->key, key))
+			return o;
+	return NULL;
+}
+
+/* The keys p takes, for messages. */
+static void plugin_keys(const struct vdu_plugin *p, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	snprintf(buf, len, "no keys");
+	for (const struct vdu_option *o = p->options; o && o->key; o++) {
+		int n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
+				 o->key);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+/* --size, --path, --url: the keys of the same names, where the backend
+ * has them. */
+static int dedicated_option(struct vctl_create *c, const char *key,
+			    const char *value, char *err, size_t errlen)
+{
+	char keys[256];
+
+	if (!value)
+		return 0;
+	if (!plugin_option(c->plugin, key)) {
+		plugin_keys(c->plugin, keys, sizeof(keys));
+		return fail(err, errlen,
+			    "--%s does not apply to the %s backend (it takes %s): remove it",
+			    key, c->plugin->name, keys);
+	}
+	if (!*value)
+		return fail(err, errlen, "--%s needs a value", key);
+	return add_param(c, key, value, err, errlen);
+}
+
+/* File names relative to the current directory, made absolute. */
+static int absolute_paths(struct vctl_create *c, char *err, size_t errlen)
+{
+	char cwd[4096];
+
+	for (size_t i = 0; i < c->nparams; i++) {
+		const struct vdu_option *o = plugin_option(c->plugin, c->params[i].key);
+		char *abs;
+
+		if (!o || !(o->flags & VDU_OPT_F_PATH) ||
+		    c->params[i].value[0] == '/' || !c->params[i].value[0])
+			continue;
+		if (!getcwd(cwd, sizeof(cwd)))
+			return fail(err, errlen, "%s=%s: cannot tell the current directory (%s): give an absolute path",
+				    c->params[i].key, c->params[i].value,
+				    strerror(errno));
+		if (asprintf(&abs, "%s/%s", cwd, c->params[i].value) < 0 ||
+		    !own(c, abs))
+			return fail(err, errlen, "out of memory");
+		c->params[i].value = abs;
+	}
+	return 0;
+}
+
+/* Required keys that have an option of their own get its hint. */
+static int required_keys(const struct vctl_create *c, char *err, size_t errlen)
+{
+	for (const struct vdu_option *o = c->plugin->options; o && o->key; o++) {
+		bool have = false;
+
+		if (!(o->flags & VDU_OPT_F_REQUIRED))
+			continue;
+		for (size_t i = 0; i < c->nparams; i++)
+			have |= !strcmp(c->params[i].key, o->key);
+		if (have)
+			continue;
+		if (!strcmp(o->key, "size") || !strcmp(o->key, "path") ||
+		    !strcmp(o->key, "url"))
+			return fail(err, errlen, "the %s backend needs --%s %s",
+				    c->plugin->name, o->key,
+				    o->syntax ? o->syntax : "VALUE");
+		return fail(err, errlen, "the %s backend needs -o %s=%s",
+			    c->plugin->name, o->key,
+			    o->syntax ? o->syntax : "VALUE");
+	}
+	return 0;
+}
+
+static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
+			char *err, size_t errlen)
+{
+	char names[256];
+	int r;
+
+	vctl_backend_names(names, sizeof(names));
+	if (!a->backend)
+		return fail(err, errlen,
+			    "create needs --backend BACKEND (one of: %s, or a plugin)",
+			    names);
+	if (vctl_backend_find(a->backend, &c->be, err, errlen) < 0)
+		return -1;
+	c->plugin = c->be.plugin;
+	c->backend_name = c->be.ref;
+
+	if (a->size) {
+		uint64_t size;
+
+		if (vctl_check_size("--size", a->size, &size, err, errlen) < 0)
+			return -1;
+	}
+	if (dedicated_option(c, "size", a->size, err, errlen) < 0 ||
+	    dedicated_option(c, "path", a->path, err, errlen) < 0 ||
+	    dedicated_option(c, "url", a->url, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; a->extra && a->extra[i]; i++) {
+		char *copy, *eq;
+
+		if (vctl_check_kv(a->extra[i], err, errlen) < 0)
+			return -1;
+		copy = own(c, strdup(a->extra[i]));
+		if (!copy)
+			return fail(err, errlen,
+				    "too many backend parameters: at most %d",
+				    VCTL_PARAMS_MAX);
+		eq = strchr(copy, '=');
+		*eq = '\0';
+		if (add_param(c, copy, eq + 1, err, errlen) < 0)
+			return -1;
+	}
+	/* --read-only tells a backend that can open read-only to do so. */
+	if (a->read_only && plugin_option(c->plugin, "readonly") &&
+	    !vdu_param_get(c->params, c->nparams, "readonly") &&
+	    add_param(c, "readonly", "on", err, errlen) < 0)
+		return -1;
+	if (required_keys(c, err, errlen) < 0 ||
+	    absolute_paths(c, err, errlen) < 0)
+		return -1;
+	r = vdu_plugin_check(c->plugin, c->params, c->nparams, err, errlen);
+	if (r == -EPROTO)
+		return fail(err, errlen, "backend %s: %s", c->backend_name, err);
+	return r < 0 ? -1 : 0;
+}
+
 int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		     const char *state_dir, struct vctl_create *c, char *err,
 		     size_t errlen)
 {
-	const struct backend_rule *rule = NULL;
-	char names[256];
-	uint64_t size;
+	bool remote;
 
 	memset(c, 0, sizeof(*c));
 	c->name = name;
@@ -488,74 +618,12 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	if (vctl_check_name(name, state_dir, err, errlen) < 0)
 		return -1;
 
-	backend_names(names, sizeof(names));
-	if (!a->backend)
-		return fail(err, errlen,
-			    "create needs --backend BACKEND (one of: %s)", names);
-	c->backend_name = a->backend;
-	c->backend = vbe_lookup(a->backend);
-	if (!c->backend)
-		return fail(err, errlen,
-			    "unknown backend '%s': use --backend with one of: %s",
-			    a->backend, names);
-	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
-		if (!strcmp(rules[i].name, a->backend))
-			rule = &rules[i];
-
-	if (rule) {
-		const char *have = !strcmp(rule->required, "size") ? a->size :
-				   !strcmp(rule->required, "path") ? a->path :
-				   a->url;
-		if (!have)
-			return fail(err, errlen, "the %s backend needs %s",
-				    rule->name, rule->hint);
-		if (a->size && !rule->size)
-			return fail(err, errlen,
-				    "--size does not apply to the %s backend: remove it",
-				    rule->name);
-		if (a->path && !rule->path)
-			return fail(err, errlen,
-				    "--path does not apply to the %s backend: remove it",
-				    rule->name);
-		if (a->url && !rule->url)
-			return fail(err, errlen,
-				    "--url does not apply to the %s backend: remove it",
-				    rule->name);
-	}
-	if (a->size && vctl_check_size("--size", a->size, &size, err, errlen) < 0)
+	if (backend_spec(a, c, err, errlen) < 0)
 		return -1;
-	if (a->path && !*a->path)
-		return fail(err, errlen, "--path needs a file name");
-	if (a->url && !*a->url)
-		return fail(err, errlen, "--url needs a URL");
-
-	if (a->size && add_param(c, "size", a->size, err, errlen) < 0)
-		return -1;
-	if (a->path && add_param(c, "path", a->path, err, errlen) < 0)
-		return -1;
-	if (a->url && add_param(c, "url", a->url, err, errlen) < 0)
-		return -1;
-	if (a->read_only && rule && rule->readonly &&
-	    add_param(c, "readonly", "1", err, errlen) < 0)
-		return -1;
-	for (size_t i = 0; a->extra && a->extra[i]; i++) {
-		char *copy, *eq;
-
-		if (vctl_check_kv(a->extra[i], err, errlen) < 0)
-			return -1;
-		if (c->nowned >= VCTL_PARAMS_MAX)
-			return fail(err, errlen,
-				    "too many backend parameters: at most %d",
-				    VCTL_PARAMS_MAX);
-		copy = strdup(a->extra[i]);
-		if (!copy)
-			return fail(err, errlen, "out of memory");
-		c->owned[c->nowned++] = copy;
-		eq = strchr(copy, '=');
-		*eq = '\0';
-		if (add_param(c, copy, eq + 1, err, errlen) < 0)
-			return -1;
-	}
+	/* Completions come back over the network: a poll window spins
+	 * between replies without catching more requests (same-boot bench
+	 * against nbdkit: no gain), so --poll-us auto leaves it off. */
+	remote = c->plugin->flags & VDU_PLUGIN_F_NETWORK;
 
 	c->queues = 1;
 	c->queue_size = 256;
@@ -581,7 +649,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	if (a->ring && vctl_check_ring(a->ring, &c->ring_packed, err, errlen) < 0)
 		return -1;
 	if (vctl_check_poll_us(a->poll_us ? a->poll_us : "auto",
-			       rule && rule->remote ? 0 : c->queues,
+			       remote ? 0 : c->queues,
 			       &c->poll_us, err, errlen) < 0)
 		return -1;
 	if (a->cpu_list) {
@@ -642,6 +710,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	c->driver = a->driver ? a->driver : "virtio_vdpa";
 	c->foreground = a->foreground;
 	c->auto_recover = a->auto_recover;
+	c->dry_run = a->dry_run;
 	return 0;
 }
 

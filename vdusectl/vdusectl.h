@@ -77,6 +77,10 @@ struct vctl_cmdline {
 	const char *description;  /* one paragraph for --help */
 	const struct poptOption *options;
 	int min_args, max_args;   /* positional arguments */
+	/* Optional: more --help, printed after the options are parsed;
+	 * returns the exit code. */
+	int (*help_more)(FILE *f, void *arg);
+	void *help_arg;
 };
 
 /*
@@ -126,10 +130,40 @@ void vctl_format_size(uint64_t bytes, char *buf, size_t len);
 
 /* --------------------------------------------------------- create spec */
 
+/* ----------------------------------------------------------- plugin.c */
+
+#define VCTL_BACKEND_PATH_ENV "VDUSE_BACKEND_PATH"
+
+struct vctl_backend {
+	const struct vdu_plugin *plugin; /* a built-in, or &desc */
+	struct vdu_plugin desc;   /* a plugin's descriptor, zero-filled past
+				   * the size it was built with */
+	char ref[4096];           /* what recover finds it by: a built-in's
+				   * name or the plugin's absolute path */
+};
+
+/*
+ * --backend SPEC: a path (any '/') loads that plugin; a name is a
+ * built-in (or alias), else NAME.so in $VDUSE_BACKEND_PATH, then the
+ * installed backend directory.  0, or -1 with a one-line message.
+ */
+int vctl_backend_find(const char *spec, struct vctl_backend *b, char *err,
+		      size_t errlen);
+/* "null, file, nbd" */
+void vctl_backend_names(char *buf, size_t len);
+/* The directories searched for NAME.so, ':'-separated. */
+const char *vctl_backend_dirs(void);
+/* --help texts: every backend; one backend's keys. */
+void vctl_backends_help(FILE *f);
+void vctl_backend_help(FILE *f, const struct vdu_plugin *p);
+
+/* --------------------------------------------------------- create spec */
+
 struct vctl_create {
 	const char *name;
-	const char *backend_name;
-	const struct vdu_backend *backend;
+	const char *backend_name; /* be.ref */
+	const struct vdu_plugin *plugin;
+	struct vctl_backend be;
 	struct vdu_param params[VCTL_PARAMS_MAX];
 	size_t nparams;
 	unsigned queues;
@@ -152,20 +186,23 @@ struct vctl_create {
 	bool auto_recover;        /* a supervisor restarts a killed daemon */
 	bool recover;             /* take over the existing kernel device */
 	const char *state_dir;
-	char *owned[VCTL_PARAMS_MAX]; /* copies made for -o KEY=VALUE */
+	bool dry_run;             /* open the backend, print, create nothing */
+	char *owned[VCTL_PARAMS_MAX * 2]; /* copies: -o KEY=VALUE, paths */
 	size_t nowned;
 };
 
 /*
- * Turn the create options into a spec.  Pure except for the backend
- * lookup: 0, or -1 with the one-line message in err.
+ * Turn the create options into a spec, the backend's parameters checked
+ * by its own descriptor (no device or kernel involved): 0, or -1 with the
+ * one-line message in err.  Loads a plugin; file name values become
+ * absolute (the daemon runs in /).
  */
 struct vctl_create_args {
 	const char *backend, *size, *path, *url, *queues, *queue_size,
 		*block_size, *serial, *driver, *ring, *cpu_list, *poll_us,
 		*bounce_size, *irq_cpu_list, *bounce;
 	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
-	int read_only, attach, foreground, auto_recover;
+	int read_only, attach, foreground, auto_recover, dry_run;
 };
 int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		     const char *state_dir, struct vctl_create *out, char *err,
@@ -284,7 +321,8 @@ int vctl_attached(const char *name, char *driver, size_t drvlen, char *node,
 
 /* ---------------------------------------------------------- logging.c */
 
-/* Send library and tool logs to f (timestamped lines). */
+/* Send library and tool logs to f (timestamped lines); NULL: print
+ * nothing, only keep the last error. */
 void vctl_log_setup(FILE *f, int max_level);
 /* Last message at VDU_LOG_ERR, or "" (kept to report to the parent). */
 void vctl_log_last_error(char *buf, size_t len);

@@ -33,7 +33,7 @@ struct event_base;
 /* Version and logging                                                 */
 
 #define VDU_VERSION_MAJOR 0
-#define VDU_VERSION_MINOR 2
+#define VDU_VERSION_MINOR 3
 
 /* Library version string, e.g. "0.1.0". */
 VDU_API const char *vdu_version(void);
@@ -60,12 +60,20 @@ VDU_API void vdu_log(int level, const char *fmt, ...) VDU_PRINTF(2, 3);
 /* Backend interface                                                   */
 
 /*
- * A backend is a static struct vdu_backend.  It starts with its own size and
- * the API version it was written against, so the library can tell which
- * fields exist and the struct can grow at the end without breaking backends
- * built against an older header (nbdkit's pattern).
+ * A backend is two static structs.  struct vdu_backend is the contract
+ * with the library: only what it calls while serving a device.  struct
+ * vdu_plugin describes the backend to front ends (vdusectl, vdu_main()):
+ * its name, its option keys, how to check them and how to open storage.
+ * Both start with their own size and the API version they were written
+ * against, so the library can tell which fields exist and the structs can
+ * grow at the end without breaking backends built against an older
+ * header (nbdkit's pattern).  Fill the two with VDU_BACKEND_INIT and
+ * VDU_PLUGIN_INIT.
+ *
+ * Version 1 (libvduse 0.1/0.2) had one struct with name, description,
+ * usage and open/close in it; such backends still load.
  */
-#define VDU_BACKEND_API_VERSION 1
+#define VDU_BACKEND_API_VERSION 2
 
 enum vdu_io_op {
 	VDU_IO_READ = 0,
@@ -124,31 +132,123 @@ struct vdu_param {
 struct vdu_backend {
 	uint32_t struct_size; /* sizeof(struct vdu_backend) at build time */
 	uint32_t api_version; /* VDU_BACKEND_API_VERSION */
-	const char *name;
-	const char *description;
-	const char *usage;    /* one line per key the backend accepts */
 	size_t io_priv_size;  /* bytes of vdu_io.priv per request slot */
 
-	/* Parse params and open the storage.  Unknown keys: -EINVAL. */
-	int (*open)(const struct vdu_param *params, size_t nparams,
-		    void **handle);
-	void (*close)(void *handle);
+	/* Required.  Filled after a memset to 0 of the library's struct. */
 	int (*get_info)(void *handle, struct vdu_backend_info *info);
 
 	/*
-	 * Per queue state.  base is the event loop that runs this queue: all
-	 * submit/unplug calls and vdu_io_complete() for this queue happen on
-	 * its thread, so a backend needs no locks between its queues.
+	 * Optional per queue state.  base is the event loop that runs this
+	 * queue: all submit/unplug calls and vdu_io_complete() for this
+	 * queue happen on its thread, so a backend needs no locks between its
+	 * queues.  Without queue_open, qctx is the backend handle.
 	 */
 	int (*queue_open)(void *handle, unsigned qidx, struct event_base *base,
 			  void **qctx);
 	void (*queue_close)(void *qctx);
 
-	/* Start io; call vdu_io_complete() exactly once, now or later. */
+	/* Required.  Start io; call vdu_io_complete() exactly once, now or
+	 * later. */
 	void (*submit)(void *qctx, struct vdu_io *io);
 	/* Optional: the current batch of submits is over (io_submit time). */
 	void (*unplug)(void *qctx);
 };
+
+#define VDU_BACKEND_INIT                                                   \
+	.struct_size = sizeof(struct vdu_backend),                         \
+	.api_version = VDU_BACKEND_API_VERSION
+
+/* How vdu_plugin_check() reads an option's value. */
+enum vdu_option_type {
+	VDU_OPT_STRING = 0, /* any non-empty text */
+	VDU_OPT_BOOL = 1,   /* 1|0, on|off, yes|no, true|false */
+	VDU_OPT_SIZE = 2,   /* vdu_parse_size(), within min..max if max */
+	VDU_OPT_UINT = 3,   /* decimal, within min..max if max */
+	VDU_OPT_CHOICE = 4, /* one of the '|'-separated words of syntax */
+};
+
+/* vdu_option.flags */
+#define VDU_OPT_F_REQUIRED (1u << 0)
+/* A file name: front ends that change directory make it absolute first. */
+#define VDU_OPT_F_PATH (1u << 1)
+
+/* One key a backend accepts (key=value on the command line, -o KEY=V). */
+struct vdu_option {
+	const char *key;
+	unsigned type;       /* enum vdu_option_type */
+	const char *syntax;  /* the value as help shows it: "FILE", "on|off" */
+	const char *def;     /* the default, as text; NULL: none */
+	const char *help;    /* one line, no trailing period */
+	unsigned flags;      /* VDU_OPT_F_* */
+	uint64_t min, max;   /* VDU_OPT_SIZE/UINT bounds; max 0: none */
+};
+
+/* vdu_plugin.flags */
+/* Storage across a network: completions come back at network speed, so
+ * front ends do not busy-poll its rings and start it after the network. */
+#define VDU_PLUGIN_F_NETWORK (1u << 0)
+
+struct vdu_plugin {
+	uint32_t struct_size; /* sizeof(struct vdu_plugin) at build time */
+	uint32_t api_version; /* VDU_BACKEND_API_VERSION */
+	const char *name;     /* [a-z0-9_-], the --backend value */
+	const char *description; /* one line */
+	const struct vdu_option *options; /* ends with a NULL key */
+	const struct vdu_backend *backend;
+
+	/*
+	 * Open the storage for params, which vdu_plugin_check() accepted.
+	 * Say why on failure through vdu_log(VDU_LOG_ERR, ...) and return
+	 * -errno.  May block (connect, probe).
+	 */
+	int (*open)(const struct vdu_param *params, size_t nparams,
+		    void **handle);
+	void (*close)(void *handle); /* optional */
+
+	/* since API 2; read only if struct_size covers them */
+	unsigned flags;       /* VDU_PLUGIN_F_* */
+	/*
+	 * Optional: check what the option table cannot (a URL's syntax, that
+	 * a file exists) without side effects, before any device exists.
+	 * 0, or -EINVAL with one line in err that names the key and the fix.
+	 */
+	int (*check)(const struct vdu_param *params, size_t nparams,
+		     char *err, size_t errlen);
+};
+
+#define VDU_PLUGIN_INIT                                                    \
+	.struct_size = sizeof(struct vdu_plugin),                          \
+	.api_version = VDU_BACKEND_API_VERSION
+
+/*
+ * A shared object is a plugin when it exports vdu_plugin_entry(), which
+ * returns its descriptor:  VDU_REGISTER_PLUGIN(my_plugin);
+ */
+#define VDU_PLUGIN_ENTRY "vdu_plugin_entry"
+#define VDU_REGISTER_PLUGIN(desc)                                          \
+	VDU_API const struct vdu_plugin *vdu_plugin_entry(void);           \
+	VDU_API const struct vdu_plugin *vdu_plugin_entry(void)            \
+	{                                                                  \
+		return &(desc);                                            \
+	}
+
+/*
+ * Check params against plugin's option table (unknown or repeated keys,
+ * missing required ones, values of the wrong type) and then its check():
+ * 0, or -EINVAL with one line in err naming the key and the fix; -EPROTO
+ * when the descriptor itself is unusable (size, API version, no backend).
+ */
+VDU_API int vdu_plugin_check(const struct vdu_plugin *plugin,
+			     const struct vdu_param *params, size_t nparams,
+			     char *err, size_t errlen);
+
+/* The value of key in params, or NULL. */
+VDU_API const char *vdu_param_get(const struct vdu_param *params,
+				  size_t nparams, const char *key);
+
+/* "1", "on", "yes", "true" -> 1; "0", "off", "no", "false" -> 0;
+ * anything else -EINVAL. */
+VDU_API int vdu_parse_bool(const char *s);
 
 /* Complete an I/O: result 0 or -errno (-EOPNOTSUPP gives UNSUPP). */
 VDU_API void vdu_io_complete(struct vdu_io *io, int result);
@@ -325,8 +425,12 @@ struct vdu_dev_info {
 	char serial[VDU_SERIAL_MAX + 1];
 };
 
-VDU_API int vdu_dev_get_info(const struct vdu_dev *dev,
-			     struct vdu_dev_info *info);
+/* The info, filled up to size bytes (the caller's sizeof: the struct may
+ * grow).  Call it through the macro vdu_dev_get_info(dev, info). */
+VDU_API int vdu_dev_get_info_sz(const struct vdu_dev *dev,
+				struct vdu_dev_info *info, size_t size);
+#define vdu_dev_get_info(dev, info)                                        \
+	vdu_dev_get_info_sz((dev), (info), sizeof(*(info)))
 
 struct vdu_queue_stats {
 	uint64_t requests;      /* completed */
@@ -340,8 +444,11 @@ struct vdu_queue_stats {
 	int broken;
 };
 
-VDU_API int vdu_dev_queue_stats(const struct vdu_dev *dev, unsigned qidx,
-				struct vdu_queue_stats *st);
+/* Filled up to size bytes; call it as vdu_dev_queue_stats(dev, q, st). */
+VDU_API int vdu_dev_queue_stats_sz(const struct vdu_dev *dev, unsigned qidx,
+				   struct vdu_queue_stats *st, size_t size);
+#define vdu_dev_queue_stats(dev, qidx, st)                                 \
+	vdu_dev_queue_stats_sz((dev), (qidx), (st), sizeof(*(st)))
 
 /* Destroy a kernel VDUSE device by name (no object needed). */
 VDU_API int vdu_destroy_by_name(const char *name);
@@ -355,6 +462,36 @@ VDU_API int vdu_destroy_by_name(const char *name);
  */
 VDU_API int vdu_set_irq_affinity_by_name(const char *name, unsigned qidx,
 					 const int *cpus, unsigned n);
+
+/* ------------------------------------------------------------------ */
+/* One call for a program of its own (the way of fuse_main)            */
+
+struct vdu_main_opts {
+	uint32_t struct_size; /* sizeof(struct vdu_main_opts) */
+	/* "virtio_vdpa" (a /dev/vdX here) or "vhost_vdpa" (for a VM): add
+	 * the vdpa device and bind it once the device exists, remove it at
+	 * the end; NULL: leave attaching to the user (vdpa dev add). */
+	const char *attach;
+	unsigned drain_ms;    /* at stop, wait this long for in-flight
+			       * requests; 0: 30000 */
+	/* Optional: called once the device serves (node: "/dev/vdX" or
+	 * "/dev/vhost-vdpa-N" when attached, else ""). */
+	void (*ready)(void *opaque, const char *name, const char *node);
+	void *opaque;
+};
+
+/*
+ * Run a device until SIGINT or SIGTERM: create it for backend/handle
+ * (vdu_dev_new + vdu_dev_start on an event loop of its own), attach it if
+ * opts->attach, serve, and on the signal detach what it attached, wait
+ * for in-flight requests, and destroy the device.  A device someone else
+ * attached is served on until it is detached (a second signal gives up:
+ * -EBUSY).  The backend stays the caller's.  opts may be NULL.  0, or the
+ * -errno that stopped it (logged through vdu_set_log()'s callback).
+ */
+VDU_API int vdu_main(const struct vdu_dev_opts *dev_opts,
+		     const struct vdu_backend *backend, void *handle,
+		     const struct vdu_main_opts *opts);
 
 /* ------------------------------------------------------------------ */
 /* vdpa bus: netlink (generic netlink family "vdpa") and driver binding */
@@ -380,12 +517,24 @@ struct vdu_vdpa_dev {
  * or "" when the kernel gave none. */
 VDU_API const char *vdu_vdpa_last_error(void);
 
+/*
+ * The calls below fill structs the caller sized: call them through the
+ * macros (vdu_vdpa_dev_list(&devs)...), which pass sizeof(**out); arrays
+ * are laid out with that element size.
+ */
 /* List management devices; *out is malloc'd (free()).  Returns count. */
-VDU_API int vdu_vdpa_mgmtdev_list(struct vdu_vdpa_mgmtdev **out);
+VDU_API int vdu_vdpa_mgmtdev_list_sz(struct vdu_vdpa_mgmtdev **out,
+				     size_t size);
+#define vdu_vdpa_mgmtdev_list(out)                                         \
+	vdu_vdpa_mgmtdev_list_sz((out), sizeof(**(out)))
 /* List vdpa devices; *out is malloc'd (free()).  Returns count. */
-VDU_API int vdu_vdpa_dev_list(struct vdu_vdpa_dev **out);
+VDU_API int vdu_vdpa_dev_list_sz(struct vdu_vdpa_dev **out, size_t size);
+#define vdu_vdpa_dev_list(out) vdu_vdpa_dev_list_sz((out), sizeof(**(out)))
 /* 0 and *out filled, or -ENODEV. */
-VDU_API int vdu_vdpa_dev_get(const char *name, struct vdu_vdpa_dev *out);
+VDU_API int vdu_vdpa_dev_get_sz(const char *name, struct vdu_vdpa_dev *out,
+				size_t size);
+#define vdu_vdpa_dev_get(name, out)                                        \
+	vdu_vdpa_dev_get_sz((name), (out), sizeof(*(out)))
 VDU_API int vdu_vdpa_dev_add(const char *name, const char *mgmtdev);
 VDU_API int vdu_vdpa_dev_del(const char *name);
 

@@ -166,7 +166,7 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	const struct vdu_backend *be = vbe_lookup("null");
+	const struct vdu_plugin *be = vbe_lookup("null");
 	struct vdu_param p[2] = { { "size", "1G" }, { "read-zeroes", "on" } };
 	struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "bench" };
 	struct vdu_dev_info info;
@@ -209,7 +209,7 @@ int main(int argc, char **argv)
 		snprintf(logpath, sizeof(logpath), "%s/bench", logdir);
 		o.state_path = logpath;
 	}
-	if (vdu_dev_new(&o, be, bh, base, &dev) < 0)
+	if (vdu_dev_new(&o, be->backend, bh, base, &dev) < 0)
 		die("vdu_dev_new failed");
 	if (sim_open_default(base, dev, &s) < 0)
 		die("simulated driver setup failed");

@@ -80,9 +80,7 @@ static void r_submit(void *qctx, struct vdu_io *io)
 }
 
 static const struct vdu_backend fz_backend = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "fzram",
+	VDU_BACKEND_INIT,
 	.get_info = r_get_info,
 	.queue_open = r_queue_open,
 	.submit = r_submit,

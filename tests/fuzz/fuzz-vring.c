@@ -135,9 +135,7 @@ static void fz_complete(struct fz_ram *r, unsigned i)
 }
 
 static const struct vdu_backend fz_backend = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "fuzzram",
+	VDU_BACKEND_INIT,
 	.get_info = fz_get_info,
 	.queue_open = fz_queue_open,
 	.submit = fz_submit,

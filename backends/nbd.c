@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * tcp backend: remote storage over the NBD protocol.
+ * nbd backend: remote storage over the NBD protocol (TCP or unix sockets).
  *
  * open() connects once (blocking, bounded by timeout=) to learn the export
  * size, transmission flags and block sizes, then disconnects.  Each queue
@@ -53,17 +53,17 @@
 #define RECV_IOV 64
 #define TRIM_LIMIT (1u << 30)    /* per NBD trim/zero command */
 
-void (*vbe_tcp_complete_hook)(struct vdu_io *io, int result) = vdu_io_complete;
+void (*vbe_nbd_complete_hook)(struct vdu_io *io, int result) = vdu_io_complete;
 
-struct tcp_addr {
+struct nbd_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 };
 
-struct tcp_dev {
+struct nbd_dev {
 	char url[512];
 	struct nbd_url u;
-	struct tcp_addr addrs[MAX_ADDRS];
+	struct nbd_addr addrs[MAX_ADDRS];
 	int naddrs;
 	unsigned connections, timeout_s;
 	bool readonly;
@@ -75,14 +75,14 @@ struct tcp_dev {
 	unsigned nconns; /* per queue */
 };
 
-struct tcp_io;
+struct nbd_io;
 
 /* One NBD command (a whole vdu_io, or a piece of a split one). */
-struct tcp_cmd {
+struct nbd_cmd {
 	struct nbd_rx_cmd rx;    /* type/offset/len/buffers; parser state */
-	struct tcp_io *tio;
-	struct tcp_conn *conn;   /* owner, NULL while on the queue's list */
-	struct tcp_cmd *prev, *next;
+	struct nbd_io *tio;
+	struct nbd_conn *conn;   /* owner, NULL while on the queue's list */
+	struct nbd_cmd *prev, *next;
 	uint64_t cookie;
 	uint32_t slot;
 	uint16_t flags;
@@ -91,24 +91,24 @@ struct tcp_cmd {
 };
 
 /* Per request, in vdu_io.priv. */
-struct tcp_io {
+struct nbd_io {
 	struct vdu_io *io;
 	unsigned left;
 	int err;
-	struct tcp_cmd one;
-	struct tcp_cmd *many;
+	struct nbd_cmd one;
+	struct nbd_cmd *many;
 };
 
 struct cmd_list {
-	struct tcp_cmd *head, *tail;
+	struct nbd_cmd *head, *tail;
 };
 
 enum { C_WAIT, C_CONNECTING, C_HANDSHAKE, C_READY };
 
-struct tcp_q;
+struct nbd_q;
 
-struct tcp_conn {
-	struct tcp_q *q;
+struct nbd_conn {
+	struct nbd_q *q;
 	unsigned idx;
 	int state;
 	int fd;
@@ -117,9 +117,9 @@ struct tcp_conn {
 	struct nbd_hs *hs;
 	struct nbd_rx rx;
 	struct cmd_list cmds;    /* in send order */
-	struct tcp_cmd *tx_next; /* first command not fully sent */
+	struct nbd_cmd *tx_next; /* first command not fully sent */
 	unsigned ncmds;
-	struct tcp_cmd **slots;
+	struct nbd_cmd **slots;
 	uint32_t *free_slots;
 	uint32_t nslots, nfree, gen;
 	unsigned backoff_ms;
@@ -127,11 +127,11 @@ struct tcp_conn {
 	uint64_t attempt_start, last_progress; /* ms */
 };
 
-struct tcp_q {
-	struct tcp_dev *d;
+struct nbd_q {
+	struct nbd_dev *d;
 	struct event_base *base;
 	unsigned qidx;
-	struct tcp_conn conns[MAX_CONNECTIONS];
+	struct nbd_conn conns[MAX_CONNECTIONS];
 	unsigned nconns;
 	struct cmd_list pending;
 	bool down, failfast, ever_up;
@@ -149,14 +149,14 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint32_t cmd_total(const struct tcp_cmd *c)
+static uint32_t cmd_total(const struct nbd_cmd *c)
 {
 	return NBD_REQUEST_SIZE + (c->rx.type == NBD_CMD_WRITE ? c->rx.len : 0);
 }
 
 /* ---------------------------------------------------------------- lists */
 
-static void list_del(struct cmd_list *l, struct tcp_cmd *c)
+static void list_del(struct cmd_list *l, struct nbd_cmd *c)
 {
 	if (c->prev)
 		c->prev->next = c->next;
@@ -169,7 +169,7 @@ static void list_del(struct cmd_list *l, struct tcp_cmd *c)
 	c->prev = c->next = NULL;
 }
 
-static void list_add_tail(struct cmd_list *l, struct tcp_cmd *c)
+static void list_add_tail(struct cmd_list *l, struct nbd_cmd *c)
 {
 	c->next = NULL;
 	c->prev = l->tail;
@@ -196,9 +196,9 @@ static void list_splice_front(struct cmd_list *dst, struct cmd_list *src)
 
 /* ---------------------------------------------------------- completion */
 
-static void part_done(struct tcp_cmd *c, int err)
+static void part_done(struct nbd_cmd *c, int err)
 {
-	struct tcp_io *tio = c->tio;
+	struct nbd_io *tio = c->tio;
 
 	if (err && !tio->err)
 		tio->err = err;
@@ -208,15 +208,15 @@ static void part_done(struct tcp_cmd *c, int err)
 		err = tio->err;
 		free(tio->many);
 		tio->many = NULL;
-		vbe_tcp_complete_hook(io, err);
+		vbe_nbd_complete_hook(io, err);
 	}
 }
 
 /* ------------------------------------------------------------- sockets */
 
-static int sock_open(const struct tcp_dev *d, int ai, int *fdp)
+static int sock_open(const struct nbd_dev *d, int ai, int *fdp)
 {
-	const struct tcp_addr *a = &d->addrs[ai];
+	const struct nbd_addr *a = &d->addrs[ai];
 	int fd, one = 1;
 
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -310,7 +310,7 @@ static void send_disc(int fd)
 
 /* ---------------------------------------------------------------- open */
 
-static int probe(struct tcp_dev *d, struct nbd_hs *hs)
+static int probe(struct nbd_dev *d, struct nbd_hs *hs)
 {
 	uint64_t deadline = now_ms() + (uint64_t)d->timeout_s * 1000;
 	int fd = -1, r = -ECONNREFUSED;
@@ -333,7 +333,7 @@ static int probe(struct tcp_dev *d, struct nbd_hs *hs)
 		}
 	}
 	if (fd < 0) {
-		vdu_log(VDU_LOG_ERR, "tcp: cannot connect to %s: %s", d->url, strerror(-r));
+		vdu_log(VDU_LOG_ERR, "nbd: cannot connect to %s: %s", d->url, strerror(-r));
 		return r;
 	}
 	nbd_hs_init(hs, d->u.export_name, true);
@@ -354,7 +354,7 @@ static int probe(struct tcp_dev *d, struct nbd_hs *hs)
 		}
 	}
 	if (r < 0) {
-		vdu_log(VDU_LOG_ERR, "tcp: %s: %s", d->url, hs->msg);
+		vdu_log(VDU_LOG_ERR, "nbd: %s: %s", d->url, hs->msg);
 		nbd_hs_abort(hs);
 		if (hs->out_off < hs->out_len &&
 		    send(fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
@@ -369,7 +369,7 @@ static int probe(struct tcp_dev *d, struct nbd_hs *hs)
 	return 0;
 }
 
-static int resolve(struct tcp_dev *d)
+static int resolve(struct nbd_dev *d)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res, *ai;
@@ -386,7 +386,7 @@ static int resolve(struct tcp_dev *d)
 	}
 	r = getaddrinfo(d->u.host, d->u.port, &hints, &res);
 	if (r) {
-		vdu_log(VDU_LOG_ERR, "tcp: cannot resolve '%s': %s", d->u.host, gai_strerror(r));
+		vdu_log(VDU_LOG_ERR, "nbd: cannot resolve '%s': %s", d->u.host, gai_strerror(r));
 		return -EHOSTUNREACH;
 	}
 	for (ai = res; ai && d->naddrs < MAX_ADDRS; ai = ai->ai_next) {
@@ -397,73 +397,56 @@ static int resolve(struct tcp_dev *d)
 	}
 	freeaddrinfo(res);
 	if (!d->naddrs) {
-		vdu_log(VDU_LOG_ERR, "tcp: '%s' has no usable address", d->u.host);
+		vdu_log(VDU_LOG_ERR, "nbd: '%s' has no usable address", d->u.host);
 		return -EHOSTUNREACH;
 	}
 	return 0;
 }
 
-static int parse_uint(const char *key, const char *v, unsigned min, unsigned max,
-		      unsigned *out)
+static unsigned param_uint(const struct vdu_param *p, size_t n,
+			   const char *key, unsigned def)
 {
-	char *end;
-	unsigned long x;
+	const char *v = vdu_param_get(p, n, key);
 
-	errno = 0;
-	x = strtoul(v, &end, 10);
-	if (!*v || *end || errno || *v == '-' || x < min || x > max) {
-		vdu_log(VDU_LOG_ERR, "tcp: %s=%s: expected a number from %u to %u",
-			key, v, min, max);
+	return v ? (unsigned)strtoul(v, NULL, 10) : def;
+}
+
+/* The URL's syntax, before anything connects. */
+static int nbd_check(const struct vdu_param *p, size_t n, char *err,
+		     size_t errlen)
+{
+	struct nbd_url u;
+	char why[300];
+
+	if (nbd_url_parse(vdu_param_get(p, n, "url"), &u, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "nbd: url: %s", why);
 		return -EINVAL;
 	}
-	*out = x;
 	return 0;
 }
 
-static int tcp_open(const struct vdu_param *p, size_t n, void **handle)
+static int nbd_open(const struct vdu_param *p, size_t n, void **handle)
 {
-	struct tcp_dev *d = calloc(1, sizeof(*d));
+	struct nbd_dev *d = calloc(1, sizeof(*d));
 	struct nbd_hs *hs = NULL;
-	const char *url = NULL;
+	const char *url = vdu_param_get(p, n, "url");
+	const char *ro = vdu_param_get(p, n, "readonly");
 	char err[300];
 	int r = -EINVAL;
 
+	/* vdu_plugin_check() has accepted the values. */
 	if (!d)
 		return -ENOMEM;
-	d->connections = 1;
-	d->timeout_s = 30;
-	for (size_t i = 0; i < n; i++) {
-		const char *k = p[i].key, *v = p[i].value;
-
-		if (!strcmp(k, "url"))
-			url = v;
-		else if (!strcmp(k, "connections")) {
-			if (parse_uint(k, v, 1, MAX_CONNECTIONS, &d->connections) < 0)
-				goto fail;
-		} else if (!strcmp(k, "timeout")) {
-			if (parse_uint(k, v, 1, 86400, &d->timeout_s) < 0)
-				goto fail;
-		} else if (!strcmp(k, "readonly")) {
-			if (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on"))
-				d->readonly = true;
-			else if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off"))
-				d->readonly = false;
-			else {
-				vdu_log(VDU_LOG_ERR, "tcp: readonly=%s: use 0 or 1", v);
-				goto fail;
-			}
-		} else {
-			vdu_log(VDU_LOG_ERR, "tcp: unknown parameter '%s'", k);
-			goto fail;
-		}
-	}
-	if (!url) {
-		vdu_log(VDU_LOG_ERR, "tcp: url is required (nbd://HOST[:PORT][/EXPORT] "
-			"or nbd+unix:///EXPORT?socket=PATH)");
+	d->connections = param_uint(p, n, "connections", 1);
+	d->timeout_s = param_uint(p, n, "timeout", 30);
+	d->readonly = ro && vdu_parse_bool(ro) == 1;
+	if (!url || !d->connections || d->connections > MAX_CONNECTIONS ||
+	    !d->timeout_s) {
+		vdu_log(VDU_LOG_ERR, "nbd: url= is required");
 		goto fail;
 	}
 	if (nbd_url_parse(url, &d->u, err, sizeof(err)) < 0) {
-		vdu_log(VDU_LOG_ERR, "tcp: %s", err);
+		vdu_log(VDU_LOG_ERR, "nbd: %s", err);
 		goto fail;
 	}
 	snprintf(d->url, sizeof(d->url), "%s", url);
@@ -486,7 +469,7 @@ static int tcp_open(const struct vdu_param *p, size_t n, void **handle)
 	d->max_payload = NBD_DEFAULT_MAX_PAYLOAD;
 	if (hs->got_block_size) {
 		if (hs->min_bs > 4096) {
-			vdu_log(VDU_LOG_ERR, "tcp: %s: minimum block size %u is larger "
+			vdu_log(VDU_LOG_ERR, "nbd: %s: minimum block size %u is larger "
 				"than a page; not supported", d->url, hs->min_bs);
 			r = -EOPNOTSUPP;
 			goto fail;
@@ -500,14 +483,14 @@ static int tcp_open(const struct vdu_param *p, size_t n, void **handle)
 	}
 	d->max_payload -= d->max_payload % d->lbs;
 	if (d->max_payload < d->lbs) {
-		vdu_log(VDU_LOG_ERR, "tcp: %s: maximum block size %u is below the "
+		vdu_log(VDU_LOG_ERR, "nbd: %s: maximum block size %u is below the "
 			"block size %u", d->url, hs->max_bs, d->lbs);
 		r = -EOPNOTSUPP;
 		goto fail;
 	}
 	d->trim_limit = TRIM_LIMIT - TRIM_LIMIT % d->lbs;
 	if (d->size < d->lbs) {
-		vdu_log(VDU_LOG_ERR, "tcp: %s: export of %" PRIu64 " bytes is too small",
+		vdu_log(VDU_LOG_ERR, "nbd: %s: export of %" PRIu64 " bytes is too small",
 			d->url, d->size);
 		r = -EINVAL;
 		goto fail;
@@ -516,10 +499,10 @@ static int tcp_open(const struct vdu_param *p, size_t n, void **handle)
 		d->readonly = true;
 	d->nconns = d->tflags & NBD_FLAG_CAN_MULTI_CONN ? d->connections : 1;
 	if (d->connections > 1 && d->nconns == 1)
-		vdu_log(VDU_LOG_NOTICE, "tcp: %s: the server does not allow multiple "
+		vdu_log(VDU_LOG_NOTICE, "nbd: %s: the server does not allow multiple "
 			"connections (no NBD_FLAG_CAN_MULTI_CONN); using one per queue",
 			d->url);
-	vdu_log(VDU_LOG_INFO, "tcp: %s: %" PRIu64 " bytes, block %u, max request %u, "
+	vdu_log(VDU_LOG_INFO, "nbd: %s: %" PRIu64 " bytes, block %u, max request %u, "
 		"%s replies, flags 0x%x%s%s%s%s%s, %u connection(s) per queue",
 		d->url, d->size, d->lbs, d->max_payload,
 		d->structured ? "structured" : "simple", d->tflags,
@@ -538,14 +521,14 @@ fail:
 	return r;
 }
 
-static void tcp_close(void *handle)
+static void nbd_close(void *handle)
 {
 	free(handle);
 }
 
-static int tcp_get_info(void *handle, struct vdu_backend_info *info)
+static int nbd_get_info(void *handle, struct vdu_backend_info *info)
 {
-	struct tcp_dev *d = handle;
+	struct nbd_dev *d = handle;
 
 	memset(info, 0, sizeof(*info));
 	info->size = d->size;
@@ -566,12 +549,12 @@ static int tcp_get_info(void *handle, struct vdu_backend_info *info)
 
 /* --------------------------------------------------------- connections */
 
-static void conn_start(struct tcp_conn *c);
+static void conn_start(struct nbd_conn *c);
 static void conn_event(evutil_socket_t fd, short what, void *arg);
-static void q_dispatch_pending(struct tcp_q *q);
-static void q_tick_arm(struct tcp_q *q);
+static void q_dispatch_pending(struct nbd_q *q);
+static void q_tick_arm(struct nbd_q *q);
 
-static void conn_close_fd(struct tcp_conn *c)
+static void conn_close_fd(struct nbd_conn *c)
 {
 	if (c->rev) {
 		event_free(c->rev);
@@ -589,7 +572,7 @@ static void conn_close_fd(struct tcp_conn *c)
 	c->hs = NULL;
 }
 
-static bool q_any_ready(const struct tcp_q *q)
+static bool q_any_ready(const struct nbd_q *q)
 {
 	for (unsigned i = 0; i < q->nconns; i++)
 		if (q->conns[i].state == C_READY)
@@ -597,7 +580,7 @@ static bool q_any_ready(const struct tcp_q *q)
 	return false;
 }
 
-static void q_check_down(struct tcp_q *q)
+static void q_check_down(struct nbd_q *q)
 {
 	if (!q->down && !q_any_ready(q)) {
 		q->down = true;
@@ -606,7 +589,7 @@ static void q_check_down(struct tcp_q *q)
 	q_tick_arm(q);
 }
 
-static void conn_schedule(struct tcp_conn *c, unsigned ms)
+static void conn_schedule(struct nbd_conn *c, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -615,16 +598,16 @@ static void conn_schedule(struct tcp_conn *c, unsigned ms)
 }
 
 /* A connect or handshake attempt failed: try again later. */
-static void conn_retry(struct tcp_conn *c, int err, const char *why)
+static void conn_retry(struct nbd_conn *c, int err, const char *why)
 {
-	struct tcp_q *q = c->q;
+	struct nbd_q *q = c->q;
 
 	conn_close_fd(c);
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (c->backoff_ms > BACKOFF_MAX_MS)
 		c->backoff_ms = BACKOFF_MAX_MS;
 	vdu_log(c->fail_logged ? VDU_LOG_DEBUG : VDU_LOG_WARNING,
-		"tcp: %s: queue %u connection %u: %s (%s); retrying every %s",
+		"nbd: %s: queue %u connection %u: %s (%s); retrying every %s",
 		q->d->url, q->qidx, c->idx, why, strerror(-err),
 		c->backoff_ms >= BACKOFF_MAX_MS ? "5 s" : "0.1-5 s");
 	c->fail_logged = true;
@@ -632,17 +615,17 @@ static void conn_retry(struct tcp_conn *c, int err, const char *why)
 	q_check_down(q);
 }
 
-static void slot_free(struct tcp_conn *c, struct tcp_cmd *cmd)
+static void slot_free(struct nbd_conn *c, struct nbd_cmd *cmd)
 {
 	c->slots[cmd->slot] = NULL;
 	c->free_slots[c->nfree++] = cmd->slot;
 }
 
-static int slot_alloc(struct tcp_conn *c, struct tcp_cmd *cmd)
+static int slot_alloc(struct nbd_conn *c, struct nbd_cmd *cmd)
 {
 	if (!c->nfree) {
 		uint32_t n = c->nslots ? c->nslots * 2 : 64;
-		struct tcp_cmd **s = realloc(c->slots, n * sizeof(*s));
+		struct nbd_cmd **s = realloc(c->slots, n * sizeof(*s));
 		uint32_t *f;
 
 		if (!s)
@@ -665,16 +648,16 @@ static int slot_alloc(struct tcp_conn *c, struct tcp_cmd *cmd)
 }
 
 /* The connection broke: keep its requests for the next one. */
-static void conn_drop(struct tcp_conn *c, const char *why)
+static void conn_drop(struct nbd_conn *c, const char *why)
 {
-	struct tcp_q *q = c->q;
+	struct nbd_q *q = c->q;
 
-	vdu_log(VDU_LOG_WARNING, "tcp: %s: queue %u connection %u lost: %s; "
+	vdu_log(VDU_LOG_WARNING, "nbd: %s: queue %u connection %u lost: %s; "
 		"%u request(s) will be re-sent after reconnecting", q->d->url,
 		q->qidx, c->idx, why, c->ncmds);
 	if (!c->q->down)
 		c->fail_logged = false;
-	for (struct tcp_cmd *cmd = c->cmds.head; cmd; cmd = cmd->next) {
+	for (struct nbd_cmd *cmd = c->cmds.head; cmd; cmd = cmd->next) {
 		slot_free(c, cmd);
 		cmd->conn = NULL;
 		cmd->tx_done = 0;
@@ -690,10 +673,10 @@ static void conn_drop(struct tcp_conn *c, const char *why)
 	q_dispatch_pending(q);
 }
 
-static void conn_ready(struct tcp_conn *c)
+static void conn_ready(struct nbd_conn *c)
 {
-	struct tcp_q *q = c->q;
-	struct tcp_dev *d = q->d;
+	struct nbd_q *q = c->q;
+	struct nbd_dev *d = q->d;
 	struct nbd_hs *hs = c->hs;
 
 	if (hs->size != d->size) {
@@ -714,7 +697,7 @@ static void conn_ready(struct tcp_conn *c)
 	c->fail_logged = false;
 	c->last_progress = now_ms();
 	if (q->down && q->ever_up)
-		vdu_log(VDU_LOG_NOTICE, "tcp: %s: queue %u reconnected after %.1f s",
+		vdu_log(VDU_LOG_NOTICE, "nbd: %s: queue %u reconnected after %.1f s",
 			d->url, q->qidx, (now_ms() - q->down_since) / 1000.0);
 	q->down = false;
 	q->failfast = false;
@@ -722,7 +705,7 @@ static void conn_ready(struct tcp_conn *c)
 	q_dispatch_pending(q);
 }
 
-static void conn_handshake(struct tcp_conn *c)
+static void conn_handshake(struct nbd_conn *c)
 {
 	bool ww = false;
 	int r = hs_pump(c->fd, c->hs, &ww);
@@ -751,7 +734,7 @@ static void conn_handshake(struct tcp_conn *c)
 	}
 }
 
-static void conn_connected(struct tcp_conn *c)
+static void conn_connected(struct nbd_conn *c)
 {
 	c->hs = malloc(sizeof(*c->hs));
 	if (!c->hs) {
@@ -764,9 +747,9 @@ static void conn_connected(struct tcp_conn *c)
 	conn_handshake(c);
 }
 
-static void conn_start(struct tcp_conn *c)
+static void conn_start(struct nbd_conn *c)
 {
-	struct tcp_q *q = c->q;
+	struct nbd_q *q = c->q;
 	int r;
 
 	c->attempt_start = now_ms();
@@ -799,12 +782,12 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 /* ---------------------------------------------------------------- I/O */
 
 /* Send what can be sent: 0, or -errno when the connection is broken. */
-static int conn_flush(struct tcp_conn *c)
+static int conn_flush(struct nbd_conn *c)
 {
 	while (c->tx_next) {
 		struct iovec iov[SEND_IOV];
 		struct msghdr m = { .msg_iov = iov };
-		struct tcp_cmd *cmd;
+		struct nbd_cmd *cmd;
 		int n = 0;
 		ssize_t w;
 
@@ -854,7 +837,7 @@ static int conn_flush(struct tcp_conn *c)
 	return 0;
 }
 
-static void conn_enqueue(struct tcp_conn *c, struct tcp_cmd *cmd)
+static void conn_enqueue(struct nbd_conn *c, struct nbd_cmd *cmd)
 {
 	if (slot_alloc(c, cmd) < 0) {
 		part_done(cmd, -ENOMEM);
@@ -872,12 +855,12 @@ static void conn_enqueue(struct tcp_conn *c, struct tcp_cmd *cmd)
 		c->last_progress = now_ms();
 }
 
-static struct tcp_conn *q_pick(struct tcp_q *q)
+static struct nbd_conn *q_pick(struct nbd_q *q)
 {
-	struct tcp_conn *best = NULL;
+	struct nbd_conn *best = NULL;
 
 	for (unsigned i = 0; i < q->nconns; i++) {
-		struct tcp_conn *c = &q->conns[i];
+		struct nbd_conn *c = &q->conns[i];
 
 		if (c->state == C_READY && (!best || c->ncmds < best->ncmds))
 			best = c;
@@ -885,9 +868,9 @@ static struct tcp_conn *q_pick(struct tcp_q *q)
 	return best;
 }
 
-static void q_dispatch(struct tcp_q *q, struct tcp_cmd *cmd)
+static void q_dispatch(struct nbd_q *q, struct nbd_cmd *cmd)
 {
-	struct tcp_conn *c = q_pick(q);
+	struct nbd_conn *c = q_pick(q);
 
 	if (c) {
 		conn_enqueue(c, cmd);
@@ -902,10 +885,10 @@ static void q_dispatch(struct tcp_q *q, struct tcp_cmd *cmd)
 	q_tick_arm(q);
 }
 
-static void q_flush_all(struct tcp_q *q)
+static void q_flush_all(struct nbd_q *q)
 {
 	for (unsigned i = 0; i < q->nconns; i++) {
-		struct tcp_conn *c = &q->conns[i];
+		struct nbd_conn *c = &q->conns[i];
 
 		if (c->state == C_READY && c->tx_next) {
 			int r = conn_flush(c);
@@ -920,9 +903,9 @@ static void q_flush_all(struct tcp_q *q)
 	}
 }
 
-static void q_dispatch_pending(struct tcp_q *q)
+static void q_dispatch_pending(struct nbd_q *q)
 {
-	struct tcp_cmd *cmd;
+	struct nbd_cmd *cmd;
 
 	if (!q_any_ready(q))
 		return;
@@ -933,9 +916,9 @@ static void q_dispatch_pending(struct tcp_q *q)
 	q_flush_all(q);
 }
 
-static void q_fail_pending(struct tcp_q *q, int err)
+static void q_fail_pending(struct nbd_q *q, int err)
 {
-	struct tcp_cmd *cmd;
+	struct nbd_cmd *cmd;
 
 	while ((cmd = q->pending.head)) {
 		list_del(&q->pending, cmd);
@@ -945,9 +928,9 @@ static void q_fail_pending(struct tcp_q *q, int err)
 
 static struct nbd_rx_cmd *rx_lookup(void *opaque, uint64_t cookie)
 {
-	struct tcp_conn *c = opaque;
+	struct nbd_conn *c = opaque;
 	uint32_t slot = (uint32_t)cookie;
-	struct tcp_cmd *cmd;
+	struct nbd_cmd *cmd;
 
 	if (slot >= c->nslots || !(cmd = c->slots[slot]) || cmd->cookie != cookie ||
 	    cmd->tx_done != cmd_total(cmd))
@@ -957,13 +940,13 @@ static struct nbd_rx_cmd *rx_lookup(void *opaque, uint64_t cookie)
 
 static int rx_done(void *opaque, struct nbd_rx_cmd *rc, int err)
 {
-	struct tcp_conn *c = opaque;
-	struct tcp_cmd *cmd = (struct tcp_cmd *)((char *)rc - offsetof(struct tcp_cmd, rx));
+	struct nbd_conn *c = opaque;
+	struct nbd_cmd *cmd = (struct nbd_cmd *)((char *)rc - offsetof(struct nbd_cmd, rx));
 
 	if (err == -ESHUTDOWN)
 		return err; /* the server is going away: retry elsewhere */
 	if (err)
-		vdu_log(VDU_LOG_DEBUG, "tcp: %s: command %u at %" PRIu64 "+%u failed: %s%s%s",
+		vdu_log(VDU_LOG_DEBUG, "nbd: %s: command %u at %" PRIu64 "+%u failed: %s%s%s",
 			c->q->d->url, rc->type, rc->offset, rc->len, strerror(-err),
 			c->rx.errtext[0] ? " - " : "", c->rx.errtext);
 	c->rx.errtext[0] = 0;
@@ -982,7 +965,7 @@ static const struct nbd_rx_ops rx_ops = {
 	.done = rx_done,
 };
 
-static void conn_readable(struct tcp_conn *c)
+static void conn_readable(struct nbd_conn *c)
 {
 	for (int rounds = 0; rounds < 64; rounds++) {
 		struct iovec iov[RECV_IOV];
@@ -1016,7 +999,7 @@ static void conn_readable(struct tcp_conn *c)
 
 static void conn_event(evutil_socket_t fd, short what, void *arg)
 {
-	struct tcp_conn *c = arg;
+	struct nbd_conn *c = arg;
 
 	switch (c->state) {
 	case C_CONNECTING: {
@@ -1054,7 +1037,7 @@ static void conn_event(evutil_socket_t fd, short what, void *arg)
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct tcp_q *q = arg;
+	struct nbd_q *q = arg;
 	uint64_t now = now_ms(), limit = (uint64_t)q->d->timeout_s * 1000;
 	uint64_t hs_limit = (q->d->timeout_s < HS_TIMEOUT_MAX_S ?
 			     q->d->timeout_s : HS_TIMEOUT_MAX_S) * 1000ULL;
@@ -1062,9 +1045,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (q->down && !q->failfast && now - q->down_since >= limit) {
 		unsigned n = 0;
 
-		for (struct tcp_cmd *c = q->pending.head; c; c = c->next)
+		for (struct nbd_cmd *c = q->pending.head; c; c = c->next)
 			n++;
-		vdu_log(VDU_LOG_ERR, "tcp: %s: queue %u: no connection for %u s; "
+		vdu_log(VDU_LOG_ERR, "nbd: %s: queue %u: no connection for %u s; "
 			"failing %u request(s), and new ones until the server is back",
 			q->d->url, q->qidx, q->d->timeout_s, n);
 		q->failfast = true;
@@ -1072,7 +1055,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (q->failfast)
 		q_fail_pending(q, -EIO);
 	for (unsigned i = 0; i < q->nconns; i++) {
-		struct tcp_conn *c = &q->conns[i];
+		struct nbd_conn *c = &q->conns[i];
 
 		if (c->state == C_READY && c->ncmds && now - c->last_progress >= limit) {
 			char why[80];
@@ -1089,7 +1072,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The tick runs only while something could need it, so an idle queue
  * leaves its loop free of timers. */
-static void q_tick_arm(struct tcp_q *q)
+static void q_tick_arm(struct nbd_q *q)
 {
 	bool need = q->down || q->pending.head;
 	struct timeval tv = { 0, TICK_MS * 1000 };
@@ -1102,11 +1085,11 @@ static void q_tick_arm(struct tcp_q *q)
 
 /* -------------------------------------------------------------- queues */
 
-static int tcp_queue_open(void *handle, unsigned qidx, struct event_base *base,
+static int nbd_queue_open(void *handle, unsigned qidx, struct event_base *base,
 			  void **qctx)
 {
-	struct tcp_dev *d = handle;
-	struct tcp_q *q = calloc(1, sizeof(*q));
+	struct nbd_dev *d = handle;
+	struct nbd_q *q = calloc(1, sizeof(*q));
 
 	if (!q)
 		return -ENOMEM;
@@ -1122,7 +1105,7 @@ static int tcp_queue_open(void *handle, unsigned qidx, struct event_base *base,
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < q->nconns; i++) {
-		struct tcp_conn *c = &q->conns[i];
+		struct nbd_conn *c = &q->conns[i];
 
 		c->q = q;
 		c->idx = i;
@@ -1143,14 +1126,14 @@ static int tcp_queue_open(void *handle, unsigned qidx, struct event_base *base,
 	return 0;
 }
 
-static void tcp_queue_close(void *qctx)
+static void nbd_queue_close(void *qctx)
 {
-	struct tcp_q *q = qctx;
+	struct nbd_q *q = qctx;
 
 	q_fail_pending(q, -EIO);
 	for (unsigned i = 0; i < q->nconns; i++) {
-		struct tcp_conn *c = &q->conns[i];
-		struct tcp_cmd *cmd;
+		struct nbd_conn *c = &q->conns[i];
+		struct nbd_cmd *cmd;
 
 		if (c->state == C_READY && (!c->tx_next || !c->tx_next->tx_done))
 			send_disc(c->fd);
@@ -1167,11 +1150,11 @@ static void tcp_queue_close(void *qctx)
 	free(q);
 }
 
-static void tcp_submit(void *qctx, struct vdu_io *io)
+static void nbd_submit(void *qctx, struct vdu_io *io)
 {
-	struct tcp_q *q = qctx;
-	struct tcp_dev *d = q->d;
-	struct tcp_io *tio = io->priv;
+	struct nbd_q *q = qctx;
+	struct nbd_dev *d = q->d;
+	struct nbd_io *tio = io->priv;
 	uint16_t type, flags = 0;
 	uint32_t limit = d->max_payload;
 	uint64_t n = 1;
@@ -1212,7 +1195,7 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 		goto unsupp;
 	}
 	if (q->failfast && !q_any_ready(q)) {
-		vbe_tcp_complete_hook(io, -EIO);
+		vbe_nbd_complete_hook(io, -EIO);
 		return;
 	}
 	if (type != NBD_CMD_FLUSH && io->len > limit)
@@ -1224,14 +1207,14 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 	if (n > 1) {
 		tio->many = calloc(n, sizeof(*tio->many));
 		if (!tio->many) {
-			vbe_tcp_complete_hook(io, -ENOMEM);
+			vbe_nbd_complete_hook(io, -ENOMEM);
 			return;
 		}
 	}
-	struct tcp_cmd *cmds = n > 1 ? tio->many : &tio->one;
+	struct nbd_cmd *cmds = n > 1 ? tio->many : &tio->one;
 
 	for (uint64_t i = 0; i < n; i++) {
-		struct tcp_cmd *c = &cmds[i];
+		struct nbd_cmd *c = &cmds[i];
 		uint64_t off = i * limit;
 
 		memset(c, 0, sizeof(*c));
@@ -1251,31 +1234,48 @@ static void tcp_submit(void *qctx, struct vdu_io *io)
 		q_dispatch(q, &cmds[i]);
 	return;
 rofs:
-	vbe_tcp_complete_hook(io, -EROFS);
+	vbe_nbd_complete_hook(io, -EROFS);
 	return;
 unsupp:
-	vbe_tcp_complete_hook(io, -EOPNOTSUPP);
+	vbe_nbd_complete_hook(io, -EOPNOTSUPP);
 }
 
-static void tcp_unplug(void *qctx)
+static void nbd_unplug(void *qctx)
 {
 	q_flush_all(qctx);
 }
 
-const struct vdu_backend vbe_tcp = {
-	.struct_size = sizeof(struct vdu_backend),
-	.api_version = VDU_BACKEND_API_VERSION,
-	.name = "tcp",
-	.description = "remote storage on an NBD server (nbdkit, qemu-nbd, nbd-server)",
-	.usage = "url=nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH "
-		 "(required), connections=N (per queue, with multi-conn servers), "
-		 "timeout=SECONDS (reconnect give-up time, default 30), readonly=0|1",
-	.io_priv_size = sizeof(struct tcp_io),
-	.open = tcp_open,
-	.close = tcp_close,
-	.get_info = tcp_get_info,
-	.queue_open = tcp_queue_open,
-	.queue_close = tcp_queue_close,
-	.submit = tcp_submit,
-	.unplug = tcp_unplug,
+static const struct vdu_backend nbd_backend = {
+	VDU_BACKEND_INIT,
+	.io_priv_size = sizeof(struct nbd_io),
+	.get_info = nbd_get_info,
+	.queue_open = nbd_queue_open,
+	.queue_close = nbd_queue_close,
+	.submit = nbd_submit,
+	.unplug = nbd_unplug,
+};
+
+static const struct vdu_option nbd_options[] = {
+	{ "url", VDU_OPT_STRING, "URL", NULL,
+	  "nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH",
+	  VDU_OPT_F_REQUIRED, 0, 0 },
+	{ "connections", VDU_OPT_UINT, "N", "1",
+	  "connections per queue (servers that allow multi-conn)", 0, 1,
+	  MAX_CONNECTIONS },
+	{ "timeout", VDU_OPT_UINT, "SECONDS", "30",
+	  "give up reconnecting after this long (requests then fail)", 0, 1, 86400 },
+	{ "readonly", VDU_OPT_BOOL, "on|off", "off", "export read-only", 0, 0, 0 },
+	{ NULL },
+};
+
+const struct vdu_plugin vbe_nbd = {
+	VDU_PLUGIN_INIT,
+	.name = "nbd",
+	.description = "remote storage on an NBD server over TCP or a unix socket (nbdkit, qemu-nbd, nbd-server)",
+	.options = nbd_options,
+	.backend = &nbd_backend,
+	.open = nbd_open,
+	.close = nbd_close,
+	.flags = VDU_PLUGIN_F_NETWORK,
+	.check = nbd_check,
 };
