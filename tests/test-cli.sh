@@ -129,12 +129,117 @@ expect 2 "--path does not apply to the null backend" \
 	create d0 --backend null --size 1M --path /tmp/x
 expect 2 "--url does not apply to the null backend" \
 	create d0 --backend null --size 1M --url tcp://x
-if "$VDUSECTL" create d0 --backend file --path /x --size 1M 2>&1 | grep -q "unknown backend"; then
-	ok "file backend checks # SKIP file backend not built"
+expect 2 "the file backend needs --path FILE" create d0 --backend file
+expect 2 "--url does not apply to the file backend" \
+	create d0 --backend file --path /tmp/x --url tcp://x
+
+# --- backend keys: checked by the backend's own table before the kernel is
+# asked anything (so never the "load the vduse module" hint), exit 2
+: >"$tmp/img"
+truncate -s 8M "$tmp/img"
+no_hint() {  # the last command's stderr must not blame the kernel
+	if grep -q "module\|/dev/vduse" "$tmp/err"; then
+		not_ok "$1: no kernel hint for a bad option"
+	else
+		ok "$1: no kernel hint for a bad option"
+	fi
+}
+expect 2 "file: path=$tmp/nope does not exist: create it" \
+	create d0 --backend file --path "$tmp/nope"
+no_hint "missing file"
+expect 2 "file: cache=sometimes: use one of none|writeback" \
+	create d0 --backend file --path "$tmp/img" -o cache=sometimes
+no_hint "cache="
+expect 2 "file: path=/proc is not a regular file or a block device" \
+	create d0 --backend file --path /proc
+expect 2 "file: create=on needs size=SIZE" \
+	create d0 --backend file --path "$tmp/new" -o create=on
+expect 2 "null: unknown key 'bogus': the null backend takes size, readonly, read-zeroes" \
+	create d0 --backend null --size 1M -o bogus=1
+no_hint "unknown key"
+expect 2 "null: read-zeroes=maybe is not a boolean: use read-zeroes=on or read-zeroes=off" \
+	create d0 --backend null --size 1M -o read-zeroes=maybe
+expect 2 "nbd: url: 'http://x'" create d0 --backend nbd --url http://x
+no_hint "bad url"
+expect 2 "nbd: connections=99 is out of range: use 1 to 16" \
+	create d0 --backend nbd --url nbd://127.0.0.1 -o connections=99
+expect 2 "nbd: timeout=soon is not a number" \
+	create d0 --backend tcp --url nbd://127.0.0.1 -o timeout=soon
+expect 2 "the nbd backend needs --url URL" create d0 --backend tcp
+[ ! -e "$tmp/new" ] && ok "a refused create=on made no file" ||
+	not_ok "a refused create=on made no file"
+
+# --- create --backend X --help: every backend, and X's keys
+expect_out 0 "nbd      remote storage on an NBD server" create --help
+expect_out 0 "path=FILE" create --backend file --help
+expect_out 0 "read-zeroes=on|off" create --help --backend null
+expect_out 0 "connections=N" create --backend tcp --help
+expect 2 "unknown backend 'nosuch'" create --backend nosuch --help
+
+# --- man page BACKENDS section == the descriptors (both ways)
+if [ -n "${MANDIR:-}" ] && [ -f "$MANDIR/vdusectl.8" ]; then
+	for b in null file nbd; do
+		"$VDUSECTL" create --backend "$b" --help 2>/dev/null |
+			sed -n '/^Keys of the/,$p' |
+			sed -n 's/^  \([a-z][a-z0-9_-]*=[^ ]*\) .*/\1/p' | sort >"$tmp/keys.help"
+		awk -v b="$b" '
+			/^\.SH/ { in_sec = ($2 == "BACKENDS") ; cur = ""; next }
+			in_sec && /^\.SS/ { cur = $2; gsub(/"/, "", cur); next }
+			in_sec && cur == b && /^\.BI / { print $2 $3 }
+		' "$MANDIR/vdusectl.8" | sort >"$tmp/keys.man"
+		if [ -s "$tmp/keys.help" ] && cmp -s "$tmp/keys.help" "$tmp/keys.man"; then
+			ok "man vdusectl(8) BACKENDS lists the $b keys as the descriptor does"
+		else
+			not_ok "man vdusectl(8) BACKENDS lists the $b keys as the descriptor does" \
+				"descriptor: $(tr '\n' ' ' <"$tmp/keys.help")" \
+				"man page:   $(tr '\n' ' ' <"$tmp/keys.man")"
+		fi
+	done
+fi
+
+# --- --dry-run: the backend opened and described, nothing created
+expect_out 0 "size:         8M (8388608 bytes)" create d0 --backend file --path "$tmp/img" --dry-run
+expect_out 0 "discard:      yes" create d0 --backend null --size 1G -n
+expect_out 0 "read-only:    yes" create d0 --backend null --size 1G -n --read-only
+expect_out 0 "backend:      file" create d0 --backend file --path "$tmp/img" -n
+if [ -e "$state/d0.json" ] || [ -e "$state/d0.pid" ]; then
+	not_ok "--dry-run left no state"
 else
-	expect 2 "the file backend needs --path FILE" create d0 --backend file
-	expect 2 "--url does not apply to the file backend" \
-		create d0 --backend file --path /tmp/x --url tcp://x
+	ok "--dry-run left no state"
+fi
+expect 1 "nbd: cannot connect to nbd://127.0.0.1:1" \
+	create d0 --backend nbd --url nbd://127.0.0.1:1 --dry-run
+
+# --- plugins: by path, by name on $VDUSE_BACKEND_PATH, and ABI refusals
+if [ -n "${PLUGINS:-}" ] && [ -f "$PLUGINS/examples/.libs/ramdisk-plugin.so" ]; then
+	rd=$PLUGINS/examples/.libs/ramdisk-plugin.so
+	pd=$PLUGINS/tests/plugins/.libs
+	expect_out 0 "size:         64M" create d0 --backend "$rd" --size 64M -n
+	expect_out 0 "size=SIZE" create --backend "$rd" --help
+	expect 2 "ramdisk: size=2K is out of range" create d0 --backend "$rd" --size 2K -n
+	expect 2 "the ramdisk backend needs --size SIZE" create d0 --backend "$rd"
+	expect 2 "--path does not apply to the ramdisk backend (it takes size)" \
+		create d0 --backend "$rd" --size 1M --path /x
+	mkdir -p "$tmp/plugdir"
+	cp "$rd" "$tmp/plugdir/ramdisk.so"
+	VDUSE_BACKEND_PATH="/nonexistent:$tmp/plugdir"
+	export VDUSE_BACKEND_PATH
+	expect_out 0 "backend:      $tmp/plugdir/ramdisk.so" create d0 --backend ramdisk --size 4M -n
+	unset VDUSE_BACKEND_PATH
+	expect 2 "unknown backend 'ramdisk'" create d0 --backend ramdisk --size 4M -n
+	expect 2 "unknown backend 'Bad.Name'" create d0 --backend Bad.Name
+	expect 2 "backend plugin $tmp/nope.so: No such file" create d0 --backend "$tmp/nope.so"
+	expect 2 "was built for backend API 3" create d0 --backend "$pd/future.so" --size 1M
+	expect 2 "rebuild it against the installed libvduse" create d0 --backend "$pd/future.so" --size 1M
+	expect 2 "is not a vduse backend plugin: it exports no vdu_plugin_entry()" \
+		create d0 --backend "$pd/not-a-plugin.so"
+	expect 2 "unusable backend struct (API version 1)" \
+		create d0 --backend "$pd/old-backend.so" --size 1M
+	expect_out 0 "size:         1M" create d0 --backend "$pd/old-descriptor.so" --size 1M -n
+	expect 2 "the olddesc backend takes size" create d0 --backend "$pd/old-descriptor.so" --size 1M -o x=1
+	expect 2 "cannot load backend plugin" create d0 --backend "$tmp/img"
+else
+	ok "plugins # SKIP not built (run through make check)"
 fi
 expect 2 "'12Q' is not a size" create d0 --backend null --size 12Q
 expect 2 "at least 512 bytes" create d0 --backend null --size 100

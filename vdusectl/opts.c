@@ -601,8 +601,14 @@ static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
 	    absolute_paths(c, err, errlen) < 0)
 		return -1;
 	r = vdu_plugin_check(c->plugin, c->params, c->nparams, err, errlen);
-	if (r == -EPROTO)
-		return fail(err, errlen, "backend %s: %s", c->backend_name, err);
+	if (r == -EPROTO) {
+		char why[VCTL_ERR_MAX];
+
+		snprintf(why, sizeof(why), "%s", err);
+		return fail(err, errlen,
+			    "backend %s: %s: rebuild it against the installed libvduse",
+			    c->backend_name, why);
+	}
 	return r < 0 ? -1 : 0;
 }
 

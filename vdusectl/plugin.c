@@ -53,11 +53,12 @@ static int load_plugin(const char *path, struct vctl_backend *b, char *err,
 	p = entry();
 	if (!p || p->struct_size < PLUGIN_MIN_SIZE ||
 	    p->api_version < 2 || p->api_version > VDU_BACKEND_API_VERSION) {
-		dlclose(dl);
-		return fail(err, errlen,
-			    "backend plugin %s was built for backend API %u (descriptor of %u bytes); this vdusectl (libvduse %s) loads API 2 to %d: rebuild it against the installed libvduse",
-			    path, p ? p->api_version : 0, p ? p->struct_size : 0,
-			    vdu_version(), VDU_BACKEND_API_VERSION);
+		fail(err, errlen,
+		     "backend plugin %s was built for backend API %u (descriptor of %u bytes); this vdusectl (libvduse %s) loads API 2 to %d: rebuild it against the installed libvduse",
+		     path, p ? p->api_version : 0, p ? p->struct_size : 0,
+		     vdu_version(), VDU_BACKEND_API_VERSION);
+		dlclose(dl); /* p pointed into it */
+		return -1;
 	}
 	/* Fields past what the plugin's header had read as zero.  The
 	 * object stays loaded for the life of the process. */

@@ -3,7 +3,7 @@
 # test).  One boot, one nbdkit memory export (1 GiB) on 127.0.0.1:10809
 # (or, with BENCH_SERVER_HOST, the host's nbdkit at that address and
 # BENCH_PORT), two NBD clients back to back on it:
-#   ours    vdusectl --backend tcp (virtio_vdpa block device)
+#   ours    vdusectl --backend nbd (virtio_vdpa block device)
 #   kernel  the kernel's nbd driver, connected by nbd-client (netlink)
 # Each config is QxC: Q queues of C connections each for ours (Q*C
 # connections in all), nbd-client -C Q*C for the kernel; fio runs Q jobs.
@@ -74,7 +74,7 @@ qinfo() {  # DEV: scheduler and limits, for the notes
 
 # Fill the export once (through our device, 1 connection) so that both
 # clients read real pages, not nbdkit's sparse holes.
-dev=$(vdusectl create fill --backend tcp --url "$URL" --attach) || fail "vdusectl create fill"
+dev=$(vdusectl create fill --backend nbd --url "$URL" --attach) || fail "vdusectl create fill"
 fio --name=fill --filename="$dev" --ioengine=libaio --direct=1 --rw=write --bs=1m \
     --iodepth=8 --size=${SIZE_MB}M >/tmp/fill.out 2>&1 || { cat /tmp/fill.out; fail "fill"; }
 vdusectl destroy --force fill >/dev/null || fail "vdusectl destroy fill"
@@ -82,9 +82,9 @@ echo "# export filled: fio --rw=write --bs=1m --iodepth=8 --size=${SIZE_MB}M (ou
 
 run_ours() {  # CFG Q C N ROUND
     # shellcheck disable=SC2086
-    dev=$(vdusectl create t0 --backend tcp --url "$URL" -o connections=$3 --queues $2 $OURS_ARGS --attach) ||
+    dev=$(vdusectl create t0 --backend nbd --url "$URL" -o connections=$3 --queues $2 $OURS_ARGS --attach) ||
         fail "vdusectl create t0 ($1)"
-    [ "$5" = 1 ] && echo "# ours $1: \`vdusectl create t0 --backend tcp --url $URL -o connections=$3 --queues $2 $OURS_ARGS --attach\` -> $dev, $(qinfo $dev); $(grep -o '[a-z]* replies, flags.*' /run/vduse/t0.log | head -n 1)"
+    [ "$5" = 1 ] && echo "# ours $1: \`vdusectl create t0 --backend nbd --url $URL -o connections=$3 --queues $2 $OURS_ARGS --attach\` -> $dev, $(qinfo $dev); $(grep -o '[a-z]* replies, flags.*' /run/vduse/t0.log | head -n 1)"
     runfio ours $1 $4 $2 $dev $5
     vdusectl stats t0 | sed "s/^/# stats $1 round $5: /"
     vdusectl destroy --force t0 >/dev/null || fail "vdusectl destroy t0"

@@ -115,7 +115,7 @@ need_cmd nbd-client
 # a 512 MiB image of real (not sparse) pages on the guest's tmpfs
 dd if=/dev/zero of="$NBD_IMG" bs=1M count=512 2>/dev/null || fail "dd $NBD_IMG"
 nbd_start
-dev=$(vdusectl create vt --backend tcp --url nbd://127.0.0.1:$NBD_PORT/ --attach) || fail "vdusectl create vt"
+dev=$(vdusectl create vt --backend nbd --url nbd://127.0.0.1:$NBD_PORT/ --attach) || fail "vdusectl create vt"
 on_exit "vdusectl destroy vt --force >/dev/null 2>&1"
 sleep 2
 profile ours-tcp "$dev"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # vdu-timeout: 300
-# tcp backend: nbdkit killed (SIGKILL) in the middle of a fio verify run and
+# nbd backend: nbdkit killed (SIGKILL) in the middle of a fio verify run and
 # restarted within the timeout -> fio finishes with zero errors; then the
 # server stays away longer than timeout=3 -> I/O errors, no hang; then it
 # comes back -> I/O works again.
@@ -11,7 +11,7 @@ need_project
 need_cmd vdusectl fio nbdkit dd
 
 nbd_start
-vdu_create r1 --backend tcp --url "nbd://127.0.0.1:$NBD_PORT/" -o timeout=20
+vdu_create r1 --backend nbd --url "nbd://127.0.0.1:$NBD_PORT/" -o timeout=20
 
 # fio in the background (three verify rounds, so that it is surely still
 # running at the kill); kill and restart the server under it
@@ -33,7 +33,7 @@ assert_eq "$(stats_errors r1)" 0 "r1: request errors"
 vdu_destroy r1
 
 # outage longer than the timeout
-vdu_create r2 --backend tcp --url "nbd://127.0.0.1:$NBD_PORT/" -o timeout=3
+vdu_create r2 --backend nbd --url "nbd://127.0.0.1:$NBD_PORT/" -o timeout=3
 run dd if=/dev/urandom of=/scratch/blk bs=4k count=1 status=none
 nbd_kill KILL
 t0=$(cut -d. -f1 /proc/uptime)

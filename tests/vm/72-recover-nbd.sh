@@ -1,6 +1,7 @@
 #!/bin/sh
 # vdu-timeout: 240
-# Crash recovery, tcp backend (nbdkit in the guest): 5 random SIGKILLs of
+# Crash recovery, nbd backend (nbdkit in the guest; rt1 by its old name,
+# tcp, which must keep working and be saved as nbd): 5 random SIGKILLs of
 # the daemon + `vdusectl recover` under fio verify, 1 queue with the
 # packed ring and 2 queues (two NBD connections) with the split ring.
 # The new daemon opens new connections; requests the old one had sent
@@ -31,5 +32,5 @@ recover_tcp() {
 }
 url="nbd://127.0.0.1:$NBD_PORT/"
 RECOVER=recover_tcp recover_matrix rt1 1 packed 5 --backend tcp --url "$url"
-RECOVER=recover_tcp recover_matrix rt2 2 split 5 --backend tcp --url "$url"
+RECOVER=recover_tcp recover_matrix rt2 2 split 5 --backend nbd --url "$url"
 log "tcp: all rounds verified across 10 kills ($restarts nbdkit restarts)"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # vdu-timeout: 300
-# tcp backend on nbdkit inside the guest: fio randwrite + crc32c verify
+# nbd backend on nbdkit inside the guest: fio randwrite + crc32c verify
 # (1 queue; then 2 queues x 2 multi-conn connections), ext4 mkfs/mount/fsck.
 . "$VDU_TESTDIR/lib.sh"
 . "$VDU_TESTDIR/lib-file.sh"
@@ -11,7 +11,7 @@ need_cmd vdusectl fio nbdkit mkfs.ext4 fsck.ext4
 nbd_start
 URL="nbd://127.0.0.1:$NBD_PORT/"
 
-vdu_create t1 --backend tcp --url "$URL"
+vdu_create t1 --backend nbd --url "$URL"
 assert_eq "$(blockdev --getsize64 "$VDEV")" $((128 * 1024 * 1024)) "size from the server"
 vdusectl show t1 --json | grep -q '"poll_us":0[,}]' ||
     fail "t1: --poll-us auto polls a network backend: $(vdusectl show t1 --json)"
@@ -19,7 +19,7 @@ fio_verify_tcp "$VDEV"
 assert_eq "$(stats_errors t1)" 0 "t1: request errors"
 vdu_destroy t1
 
-vdu_create t2 --backend tcp --url "$URL" --queues 2 -o connections=2
+vdu_create t2 --backend nbd --url "$URL" --queues 2 -o connections=2
 grep -q '2 connection(s) per queue' /run/vduse/t2.log ||
     fail "t2 does not use 2 connections per queue: $(cat /run/vduse/t2.log)"
 fio_verify_tcp "$VDEV" --numjobs=1
