@@ -380,5 +380,34 @@ VDUSE_STATE_DIR="$tmp/other"
 expect_out 0 "elsewhere" list
 VDUSE_STATE_DIR=$saved
 
+# --- global options: before or after the command
+expect_out 0 '"devices":[' -j list
+expect_out 0 '"devices":[' list -j
+expect_out 0 '"devices":[' --json list
+expect 2 "create has no JSON output: remove -j/--json" -j create d0 --backend null --size 1M
+expect 2 "--log-level must be err, warning, notice, info or debug (got 'loud')" \
+	--log-level loud list
+expect 2 "--log-level must be err, warning, notice, info or debug (got 'loud')" \
+	list --log-level loud
+expect 0 "" -v --log-level=debug list
+expect 0 "" list -v
+expect_out 0 "--log-level=LEVEL" create --help
+
+# --- a corrupt saved state is a warning, not silent "-" fields
+echo '{"name": "bad0", "backend": ' >"$state/bad0.json"
+expect_out 0 "bad0" list
+if grep -q "warning: .*bad0.json is corrupt (not JSON)" "$tmp/err"; then
+	ok "list warns about a corrupt saved state"
+else
+	not_ok "list warns about a corrupt saved state"
+fi
+expect_out 0 "bad0" show bad0
+if grep -q "bad0.json is corrupt.*vdusectl destroy bad0" "$tmp/err"; then
+	ok "show warns about a corrupt saved state, says how to remove it"
+else
+	not_ok "show warns about a corrupt saved state, says how to remove it"
+fi
+rm -f "$state/bad0.json"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -37,9 +37,9 @@ static void classes(uint64_t mask, char *buf, size_t len)
 int vctl_cmd_mgmtdev(int argc, const char **argv)
 {
 	const char *state_opt = NULL;
-	int json = 0;
+	int json = vctl_global.json;
 	struct poptOption options[] = {
-		{ "json", '\0', POPT_ARG_NONE, &json, 0, "print JSON", NULL },
+		VCTL_JSON_OPTION(json),
 		VCTL_COMMON_OPTIONS(state_opt),
 		POPT_TABLEEND
 	};

@@ -311,9 +311,9 @@ static void print_text(const struct show *s)
 int vctl_cmd_show(int argc, const char **argv)
 {
 	const char *state_opt = NULL;
-	int json = 0;
+	int json = vctl_global.json;
 	struct poptOption options[] = {
-		{ "json", '\0', POPT_ARG_NONE, &json, 0, "print JSON", NULL },
+		VCTL_JSON_OPTION(json),
 		VCTL_COMMON_OPTIONS(state_opt),
 		POPT_TABLEEND
 	};

@@ -386,6 +386,18 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	begin_stop(d, why);
 }
 
+static void reopen_log_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	int rc = vctl_reopen_stderr(d->log_path);
+
+	if (rc < 0)
+		vdu_log(VDU_LOG_ERR, "SIGHUP: cannot reopen %s: %s", d->log_path,
+			strerror(-rc));
+	else
+		vdu_log(VDU_LOG_INFO, "SIGHUP: log file reopened");
+}
+
 static void ctl_stop_cb(void *opaque)
 {
 	begin_stop(opaque, "stop request");
@@ -503,7 +515,7 @@ static int setup(struct daemon *d)
 			return rc;
 		}
 	}
-	vctl_log_setup(stderr, VDU_LOG_INFO);
+	vctl_log_setup(stderr, vctl_global.log_level);
 	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queues of %u, block size %s)",
 		c->name, c->backend_name, c->queues, c->queue_size,
 		c->block_size ? (snprintf(more, sizeof(more), "%u", c->block_size), more)
@@ -621,9 +633,11 @@ static int setup(struct daemon *d)
 		report_err(d, "cannot set up signal handling");
 		return -ENOMEM;
 	}
-	if (d->report_fd < 0) {
-		/* Foreground: a hangup stops the device like SIGTERM. */
-		d->sig_hup = evsignal_new(d->base, SIGHUP, signal_cb, d);
+	/* Foreground: a hangup stops the device like SIGTERM.  Background:
+	 * it reopens the log file (logrotate moved it). */
+	d->sig_hup = evsignal_new(d->base, SIGHUP,
+				  c->foreground ? signal_cb : reopen_log_cb, d);
+	{
 		if (!d->sig_hup || evsignal_add(d->sig_hup, NULL) < 0) {
 			report_err(d, "cannot set up signal handling");
 			return -ENOMEM;

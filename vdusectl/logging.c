@@ -3,8 +3,11 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +16,22 @@
 
 static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[VCTL_ERR_MAX];
+/* stderr is connected to the journal: it timestamps and reads the level
+ * from a "<N>" prefix (sd-daemon(3)). */
+static bool to_journal;
+
+/* $JOURNAL_STREAM is "DEV:INODE" of the stream systemd gave us. */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return env && sscanf(env, "%llu:%llu", &dev, &ino) == 2 &&
+	       fstat(STDERR_FILENO, &st) == 0 &&
+	       (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
 
 static const char *level_name(int level)
 {
@@ -40,6 +59,13 @@ static void log_cb(void *opaque, int level, const char *msg)
 	}
 	if (!f)
 		return; /* only keep the last error */
+	if (to_journal && f == stderr) {
+		flockfile(f);
+		fprintf(f, "<%d>%s\n", level, msg);
+		fflush(f);
+		funlockfile(f);
+		return;
+	}
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	if (!strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm))
@@ -54,6 +80,7 @@ static void log_cb(void *opaque, int level, const char *msg)
 
 void vctl_log_setup(FILE *f, int max_level)
 {
+	to_journal = f == stderr && stderr_is_journal();
 	vdu_set_log(log_cb, f, max_level);
 }
 

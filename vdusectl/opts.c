@@ -53,9 +53,21 @@ int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
 	poptSetOtherOptionHelp(ctx, cl->synopsis);
 	/* --help after the other options are read, so that what it shows may
 	 * depend on them (create --backend X --help). */
-	while ((rc = poptGetNextOpt(ctx)) > 0)
+	while ((rc = poptGetNextOpt(ctx)) > 0) {
+		char err[VCTL_ERR_MAX];
+
 		if (rc == VCTL_OPT_HELP)
 			help = true;
+		else if (rc == VCTL_OPT_VERBOSE)
+			vctl_global.log_level = VDU_LOG_DEBUG;
+		else if (rc == VCTL_OPT_LOG_LEVEL &&
+			 vctl_check_log_level(poptGetOptArg(ctx) ?: "",
+					      &vctl_global.log_level, err,
+					      sizeof(err)) < 0) {
+			vctl_error("%s", err);
+			return VCTL_EXIT_USAGE;
+		}
+	}
 	if (help) {
 		poptPrintHelp(ctx, stdout, 0);
 		if (cl->description)

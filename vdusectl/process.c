@@ -62,6 +62,25 @@ int vctl_pidfile_write(int fd)
 	return 0;
 }
 
+int vctl_reopen_stderr(const char *log_path)
+{
+	int fd = open(log_path,
+		      O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+		      0600);
+
+	if (fd < 0)
+		return -errno;
+	fflush(stderr);
+	if (dup2(fd, STDERR_FILENO) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	close(fd);
+	return 0;
+}
+
 int vctl_redirect_stdio(const char *log_path)
 {
 	int null_fd, log_fd;

@@ -359,10 +359,14 @@ struct json_object *vctl_load_config(const char *dir, const char *name)
 	    vctl_read_file(path, &text) < 0)
 		return NULL;
 	v = json_parse(text);
-	free(text);
-	if (v && !json_object_is_type(v, json_type_object)) {
+	if (!v || !json_object_is_type(v, json_type_object)) {
+		/* Say so: silently showing "-" for everything hides it. */
+		fprintf(stderr, "vdusectl: warning: %s is corrupt (%s): its settings are unknown; 'vdusectl destroy %s' removes it\n",
+			path, !text[0] ? "empty" : !v ? "not JSON" : "not a JSON object",
+			name);
 		json_free(v);
 		v = NULL;
 	}
+	free(text);
 	return v;
 }

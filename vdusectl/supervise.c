@@ -31,12 +31,18 @@ static void forward(int sig)
 
 static void say(FILE *log, const char *name, const char *fmt, ...)
 	VCTL_PRINTF(3, 4);
+/* Background: the log file, reopened before each message (rare), so that
+ * a file logrotate moved away is not written on. */
+static const char *bg_log_path;
+
 static void say(FILE *log, const char *name, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!log)
 		return;
+	if (bg_log_path)
+		vctl_reopen_stderr(bg_log_path);
 	fprintf(log, "vdusectl[%d] supervisor of %s: ", (int)getpid(), name);
 	va_start(ap, fmt);
 	vfprintf(log, fmt, ap);
@@ -68,6 +74,7 @@ int vctl_supervise(const struct vctl_create *c, int report_fd)
 		vctl_close_inherited_fds(report_fd);
 		if (vctl_redirect_stdio(path) < 0)
 			return VCTL_EXIT_FAIL;
+		bg_log_path = path;
 	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);

@@ -54,6 +54,15 @@ enum {
 
 /* ------------------------------------------------------------ main.c */
 
+/* Options given before the command (or, through VCTL_COMMON_OPTIONS,
+ * after it). */
+struct vctl_global {
+	bool json;      /* -j/--json */
+	int log_level;  /* VDU_LOG_*: -v/--verbose, --log-level */
+};
+extern struct vctl_global vctl_global;
+int vctl_check_log_level(const char *s, int *out, char *err, size_t errlen);
+
 /* Print "vdusectl: <msg>\n" on stderr. */
 void vctl_error(const char *fmt, ...) VCTL_PRINTF(1, 2);
 void vctl_print_exit_codes(FILE *f);
@@ -62,14 +71,23 @@ void vctl_print_exit_codes(FILE *f);
 
 /* popt option values handled by vctl_parse_cmd(). */
 #define VCTL_OPT_HELP 0x7001
+#define VCTL_OPT_VERBOSE 0x7002
+#define VCTL_OPT_LOG_LEVEL 0x7003
 
-/* Options every command takes: --state-dir DIR and --help. */
+/* Options every command takes: --state-dir DIR, the log level, --help. */
 #define VCTL_COMMON_OPTIONS(state_dir_var)                                   \
 	{ "state-dir", '\0', POPT_ARG_STRING, &(state_dir_var), 0,            \
 	  "state directory (default " VCTL_STATE_DIR_DEFAULT                  \
 	  ", or $" VCTL_STATE_DIR_ENV ")", "DIR" },                           \
+	{ "verbose", 'v', POPT_ARG_NONE, NULL, VCTL_OPT_VERBOSE,              \
+	  "log debug messages (--log-level debug)", NULL },                   \
+	{ "log-level", '\0', POPT_ARG_STRING, NULL, VCTL_OPT_LOG_LEVEL,       \
+	  "err, warning, notice, info (default) or debug", "LEVEL" },         \
 	{ "help", 'h', POPT_ARG_NONE, NULL, VCTL_OPT_HELP,                    \
 	  "show this help and exit", NULL }
+/* -j/--json for commands with JSON output (default: a global -j). */
+#define VCTL_JSON_OPTION(json_var)                                           \
+	{ "json", 'j', POPT_ARG_NONE, &(json_var), 0, "print JSON", NULL }
 
 struct vctl_cmdline {
 	const char *cmd;          /* "create", ... */
@@ -345,6 +363,8 @@ int vctl_supervise(const struct vctl_create *c, int report_fd);
 int vctl_pidfile_lock(const char *path, int *out);
 /* Write our pid into the locked pid file. */
 int vctl_pidfile_write(int fd);
+/* stderr to log_path again (after logrotate moved it). */
+int vctl_reopen_stderr(const char *log_path);
 /* Background processes: stdin/stdout to /dev/null, stderr to log_path. */
 int vctl_redirect_stdio(const char *log_path);
 /* Close every inherited fd above stderr except keep. */
