@@ -60,12 +60,17 @@ int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
 			help = true;
 		else if (rc == VCTL_OPT_VERBOSE)
 			vctl_global.log_level = VDU_LOG_DEBUG;
-		else if (rc == VCTL_OPT_LOG_LEVEL &&
-			 vctl_check_log_level(poptGetOptArg(ctx) ?: "",
-					      &vctl_global.log_level, err,
-					      sizeof(err)) < 0) {
-			vctl_error("%s", err);
-			return VCTL_EXIT_USAGE;
+		else if (rc == VCTL_OPT_LOG_LEVEL) {
+			char *arg = poptGetOptArg(ctx); /* ours to free */
+			int r = vctl_check_log_level(arg ? arg : "",
+						     &vctl_global.log_level,
+						     err, sizeof(err));
+
+			free(arg);
+			if (r < 0) {
+				vctl_error("%s", err);
+				return VCTL_EXIT_USAGE;
+			}
 		}
 	}
 	if (help) {
