@@ -11,7 +11,7 @@
 
 struct row {
 	const char *name;
-	char backend[32];
+	char backend[4096];     /* a built-in's name or a plugin's path */
 	bool has_size, has_queues;
 	uint64_t size, queues;
 	char driver[64], node[128];
@@ -104,8 +104,12 @@ static void print_table(struct row *rows, int n)
 			vctl_format_size(r->size, size, sizeof(size));
 		if (r->has_queues)
 			snprintf(queues, sizeof(queues), "%" PRIu64, r->queues);
+		const char *be = strrchr(r->backend, '/');
+
+		/* A plugin by its file name; --json has the path. */
+		be = be ? be + 1 : r->backend[0] ? r->backend : "-";
 		printf("%-*s  %-8s %8s %6s %-12s %-18s %s\n", w, r->name,
-		       r->backend[0] ? r->backend : "-", size, queues,
+		       be, size, queues,
 		       r->driver[0] ? r->driver : "-",
 		       r->node[0] ? r->node : "-", daemon_text(r));
 	}
