@@ -901,7 +901,8 @@ static const struct vdu_option file_options[] = {
 	  "device size (default: the file's); with create=on, the new file's",
 	  0, 512, 0 },
 	{ "create", VDU_OPT_BOOL, "on|off", "off",
-	  "create the file (of size=) when it does not exist", 0, 0, 0 },
+	  "create the file (of size=) when it does not exist", VDU_OPT_F_ACTION,
+	  0, 0 },
 	{ NULL },
 };
 

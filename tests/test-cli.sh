@@ -207,6 +207,10 @@ if [ -e "$state/d0.json" ] || [ -e "$state/d0.pid" ]; then
 else
 	ok "--dry-run left no state"
 fi
+expect 1 "(create= is not acted on under --dry-run)" \
+	create d0 --backend file --path "$tmp/made" --size 1M -o create=on -n
+[ ! -e "$tmp/made" ] && ok "--dry-run with create=on made no file" ||
+	not_ok "--dry-run with create=on made no file"
 expect 1 "nbd: cannot connect to nbd://127.0.0.1:1" \
 	create d0 --backend nbd --url nbd://127.0.0.1:1 --dry-run
 

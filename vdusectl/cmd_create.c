@@ -174,16 +174,35 @@ static int dry_run(const struct vctl_create *c)
 	void *h = NULL;
 	int r;
 
+	struct vdu_param params[VCTL_PARAMS_MAX];
+	const char *left_out = NULL;
+	size_t n = 0;
+
+	/* Keys that would change something (file create=on) stay out. */
+	for (size_t i = 0; i < c->nparams; i++) {
+		const struct vdu_option *o = c->plugin->options;
+
+		while (o && o->key && strcmp(o->key, c->params[i].key))
+			o++;
+		if (o && o->key && (o->flags & VDU_OPT_F_ACTION) &&
+		    vdu_parse_bool(c->params[i].value) != 0)
+			left_out = c->params[i].key;
+		else
+			params[n++] = c->params[i];
+	}
 	vctl_log_setup(NULL, VDU_LOG_ERR);
 	vctl_log_clear_error();
-	r = c->plugin->open(c->params, c->nparams, &h);
+	r = c->plugin->open(params, n, &h);
 	if (r < 0) {
 		vctl_log_last_error(err, sizeof(err));
-		if (err[0])
-			vctl_error("%s", err);
+		if (!err[0])
+			snprintf(err, sizeof(err), "backend %s: cannot open: %s",
+				 c->plugin->name, strerror(-r));
+		if (left_out)
+			vctl_error("%s (%s= is not acted on under --dry-run)",
+				   err, left_out);
 		else
-			vctl_error("backend %s: cannot open: %s",
-				   c->plugin->name, strerror(-r));
+			vctl_error("%s", err);
 		return VCTL_EXIT_FAIL;
 	}
 	memset(&info, 0, sizeof(info));

@@ -171,6 +171,9 @@ enum vdu_option_type {
 #define VDU_OPT_F_REQUIRED (1u << 0)
 /* A file name: front ends that change directory make it absolute first. */
 #define VDU_OPT_F_PATH (1u << 1)
+/* When set, open() changes something outside the process (creates a
+ * file...): a front end's dry run leaves the key out. */
+#define VDU_OPT_F_ACTION (1u << 2)
 
 /* One key a backend accepts (key=value on the command line, -o KEY=V). */
 struct vdu_option {
