@@ -45,8 +45,9 @@ expect() {
 	code=$1
 	text=$2
 	shift 2
-	desc="vdusectl $* -> $code"
-	"$VDUSECTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	desc="${VRUN:+$VRUN }vdusectl $* -> $code"
+	# VRUN: a command prefix (env ..., setpriv ...), split on spaces
+	${VRUN:-} "$VDUSECTL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
 	rc=$?
 	if [ "$rc" -ne "$code" ]; then
 		not_ok "$desc" "exit code $rc, expected $code"
@@ -412,6 +413,28 @@ else
 	not_ok "show warns about a corrupt saved state, says how to remove it"
 fi
 rm -f "$state/bad0.json"
+
+# --- who may use the state directory: root's (0700) refuses others
+# clearly; $VDUSE_GROUP must name a group
+VRUN="env VDUSE_GROUP=no-such-group-x"
+expect 2 "VDUSE_GROUP=no-such-group-x: no such group: create it" \
+	create d0 --backend null --size 1M
+VRUN=
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	mkdir -m 0700 "$tmp/rootonly"
+	: >"$tmp/rootonly/r0.json"
+	chmod 0711 "$tmp"
+	VRUN="setpriv --reuid=65534 --regid=65534 --clear-groups env VDUSE_STATE_DIR=$tmp/rootonly"
+	expect 1 "cannot read the state directory $tmp/rootonly: run vdusectl as root, or as a member of the group" \
+		list
+	expect 1 "cannot read the state directory" show r0
+	expect 1 "the state directory $tmp/rootonly is root's: run vdusectl as root" \
+		destroy r0
+	VRUN=
+	chmod 0700 "$tmp"
+else
+	ok "state directory access as another user # SKIP not root or no setpriv"
+fi
 
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -332,6 +332,9 @@ int vctl_cmd_create(int argc, const char **argv)
 		rc = dry_run(&c);
 		goto out_spec;
 	}
+	rc = vctl_state_dir_check(c.state_dir, true);
+	if (rc)
+		goto out_spec;
 	rc = preflight(&c);
 	if (rc != VCTL_EXIT_OK)
 		goto out_spec;

@@ -68,6 +68,9 @@ int vctl_cmd_destroy(int argc, const char **argv)
 		goto out;
 	name = args[0];
 	dir = vctl_state_dir(state_opt);
+	rc = vctl_state_dir_check(dir, true);
+	if (rc)
+		goto out;
 	if (vctl_check_name(name, NULL, err, sizeof(err)) < 0) {
 		vctl_error("%s", err);
 		rc = VCTL_EXIT_USAGE;

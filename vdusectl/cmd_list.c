@@ -144,6 +144,9 @@ int vctl_cmd_list(int argc, const char **argv)
 	if (rc >= 0)
 		goto out;
 	dir = vctl_state_dir(state_opt);
+	rc = vctl_state_dir_check(dir, false);
+	if (rc)
+		goto out;
 	n = vctl_list_names(dir, &names);
 	if (n < 0) {
 		vctl_error("cannot read %s: %s", dir, strerror(-n));

@@ -119,6 +119,9 @@ int vctl_cmd_recover(int argc, const char **argv)
 	if (rc >= 0)
 		goto out;
 	dir = vctl_state_dir(state_opt);
+	rc = vctl_state_dir_check(dir, true);
+	if (rc)
+		goto out;
 	if (!vctl_kernel_dev_exists(args[0])) {
 		vctl_error("no VDUSE device %s: nothing to recover (vdusectl create)",
 			   args[0]);

@@ -339,6 +339,9 @@ int vctl_cmd_show(int argc, const char **argv)
 		goto out;
 	s.name = args[0];
 	dir = vctl_state_dir(state_opt);
+	rc = vctl_state_dir_check(dir, false);
+	if (rc)
+		goto out;
 	if (vctl_check_name(s.name, NULL, err, sizeof(err)) < 0) {
 		vctl_error("%s", err);
 		rc = VCTL_EXIT_USAGE;

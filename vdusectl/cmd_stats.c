@@ -69,6 +69,9 @@ int vctl_cmd_stats(int argc, const char **argv)
 	if (rc >= 0)
 		goto out;
 	dir = vctl_state_dir(state_opt);
+	rc = vctl_state_dir_check(dir, false);
+	if (rc)
+		goto out;
 	if (vctl_check_name(args[0], NULL, err, sizeof(err)) < 0) {
 		vctl_error("%s", err);
 		rc = VCTL_EXIT_USAGE;

@@ -3,7 +3,9 @@
  * Daemon side of the control socket DIR/NAME.sock.  Protocol: the client
  * sends one line ("info", "stats" or "stop", at most 256 bytes), the
  * daemon answers one line of JSON and closes the connection.  Errors are
- * answered as {"error":"..."}.
+ * answered as {"error":"..."}.  Root (and the daemon's own user) may do
+ * everything; members of $VDUSE_GROUP only info and stats; others are
+ * refused.
  */
 #include "config.h"
 
@@ -26,6 +28,7 @@
 struct conn {
 	struct vctl_ctl_server *srv;
 	struct bufferevent *bev;
+	bool privileged;         /* root or our user: may stop */
 	bool replied;
 	bool stop_after;
 	struct conn *prev, *next;
@@ -37,6 +40,7 @@ struct vctl_ctl_server {
 	const struct vctl_ctl_ops *ops;
 	void *opaque;
 	struct conn *conns;
+	gid_t group;             /* $VDUSE_GROUP, (gid_t)-1: none */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -88,6 +92,10 @@ static void handle(struct conn *c, const char *line)
 	} else if (!strcmp(line, "stats")) {
 		o = s->ops->stats(s->opaque);
 	} else if (!strcmp(line, "stop")) {
+		if (!c->privileged) {
+			reply_error(c, "only root may stop this device", NULL);
+			return;
+		}
 		o = json_object_new_object();
 		if (o)
 			jo_bool(o, "ok", true);
@@ -180,6 +188,24 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		s->ops->stop(s->opaque);
 }
 
+/* The peer's primary or supplementary groups include gid. */
+static bool peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+{
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+
+	if (gid == (gid_t)-1)
+		return false;
+	if (cred->gid == gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return false;
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		      struct sockaddr *sa, int socklen, void *arg)
 {
@@ -189,8 +215,14 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	socklen_t cl = sizeof(cred);
 	struct conn *c;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
+	bool privileged;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		evutil_closesocket(fd);
+		return;
+	}
+	privileged = cred.uid == 0 || cred.uid == geteuid();
+	if (!privileged && !peer_in_group(fd, &cred, s->group)) {
 		vdu_log(VDU_LOG_WARNING,
 			"control socket: refusing a client with uid %u",
 			(unsigned)cred.uid);
@@ -203,6 +235,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	c->srv = s;
+	c->privileged = privileged;
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
 		evutil_closesocket(fd);
@@ -239,6 +272,10 @@ int vctl_ctl_server_new(struct event_base *base, const char *path,
 	s->base = base;
 	s->ops = ops;
 	s->opaque = opaque;
+	if (vctl_state_group(&s->group, err, errlen) < 0) {
+		free(s);
+		return -EINVAL;
+	}
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 
@@ -253,7 +290,12 @@ int vctl_ctl_server_new(struct event_base *base, const char *path,
 	old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+	if (rc == 0 && s->group != (gid_t)-1 &&
+	    (chown(path, (uid_t)-1, s->group) < 0 || chmod(path, 0660) < 0))
+		rc = -1;
+	else if (rc == 0 && s->group == (gid_t)-1 && chmod(path, 0600) < 0)
+		rc = -1;
+	if (rc < 0 || listen(fd, 16) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "control socket %s: %s", path,
 			 strerror(errno));

@@ -729,6 +729,12 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	if (a->bounce && vctl_check_bounce(a->bounce, &c->bounce_mode, err,
 					   errlen) < 0)
 		return -1;
+	{
+		gid_t gid;
+
+		if (vctl_state_group(&gid, err, errlen) < 0)
+			return -1;
+	}
 	c->attach = a->attach;
 	c->driver = a->driver ? a->driver : "virtio_vdpa";
 	c->foreground = a->foreground;

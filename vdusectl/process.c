@@ -35,6 +35,8 @@ int vctl_pidfile_lock(const char *path, int *out)
 	int fd, tries = 0;
 
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		vctl_share_fd(fd);
 	if (fd < 0)
 		return -errno;
 	/* A concurrent reader may hold a shared lock for a moment. */
@@ -70,6 +72,7 @@ int vctl_reopen_stderr(const char *log_path)
 
 	if (fd < 0)
 		return -errno;
+	vctl_share_fd(fd);
 	fflush(stderr);
 	if (dup2(fd, STDERR_FILENO) < 0) {
 		int r = -errno;
@@ -90,6 +93,7 @@ int vctl_redirect_stdio(const char *log_path)
 		      0600);
 	if (log_fd < 0)
 		return -errno;
+	vctl_share_fd(log_fd);
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null_fd < 0) {
 		close(log_fd);

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,8 +40,59 @@ int vctl_path(char *buf, size_t len, const char *dir, const char *name,
 	return 0;
 }
 
+int vctl_state_group(gid_t *gid, char *err, size_t errlen)
+{
+	const char *name = getenv(VCTL_GROUP_ENV);
+	struct group *gr;
+	unsigned long long v;
+
+	*gid = (gid_t)-1;
+	if (!name || !*name)
+		return 0;
+	gr = getgrnam(name);
+	if (gr) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	if (vctl_parse_ull(name, &v) == 0 && v < (gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	snprintf(err, errlen,
+		 "%s=%s: no such group: create it (groupadd %s) or unset %s",
+		 VCTL_GROUP_ENV, name, name, VCTL_GROUP_ENV);
+	return -EINVAL;
+}
+
+int vctl_share_fd(int fd)
+{
+	gid_t gid;
+	char err[8];
+
+	if (vctl_state_group(&gid, err, sizeof(err)) < 0 || gid == (gid_t)-1)
+		return 0;
+	if (fchown(fd, (uid_t)-1, gid) < 0 || fchmod(fd, 0640) < 0)
+		return -errno;
+	return 0;
+}
+
+int vctl_state_dir_check(const char *dir, bool write)
+{
+	if (access(dir, write ? (W_OK | X_OK) : (R_OK | X_OK)) == 0 ||
+	    errno != EACCES)
+		return 0;
+	if (write)
+		vctl_error("the state directory %s is root's: run vdusectl as root",
+			   dir);
+	else
+		vctl_error("cannot read the state directory %s: run vdusectl as root, or as a member of the group the devices were created for (%s=GROUP)",
+			   dir, VCTL_GROUP_ENV);
+	return VCTL_EXIT_FAIL;
+}
+
 int vctl_state_dir_prepare(const char *dir, char *err, size_t errlen)
 {
+	gid_t gid;
 	struct stat st;
 	int fd, e;
 
@@ -84,6 +136,17 @@ int vctl_state_dir_prepare(const char *dir, char *err, size_t errlen)
 			 dir, dir);
 		return -EPERM;
 	}
+	e = vctl_state_group(&gid, err, errlen);
+	if (e < 0)
+		return e;
+	/* A group may look (list, show, stats), never write. */
+	if (gid != (gid_t)-1 &&
+	    (chown(dir, (uid_t)-1, gid) < 0 || chmod(dir, 0750) < 0)) {
+		e = errno;
+		snprintf(err, errlen, "state directory %s: cannot give it to group %u: %s",
+			 dir, (unsigned)gid, strerror(e));
+		return -e;
+	}
 	return 0;
 }
 
@@ -100,7 +163,8 @@ int vctl_write_file(const char *path, const char *data, size_t len)
 		  0600);
 	if (fd < 0)
 		return -errno;
-	while (off < len) {
+	e = -vctl_share_fd(fd);
+	while (!e && off < len) {
 		ssize_t n = write(fd, data + off, len - off);
 		if (n < 0) {
 			if (errno == EINTR)

@@ -268,7 +268,22 @@ int vctl_path(char *buf, size_t len, const char *dir, const char *name,
  * symlink) owned by us and not writable by others.  -errno with err set.
  */
 int vctl_state_dir_prepare(const char *dir, char *err, size_t errlen);
-/* Write a whole file atomically (tmp + rename), mode 0600. */
+/*
+ * $VDUSE_GROUP (a group name or number) at create time lets that group
+ * look at the devices: the state directory becomes 0750 and the pid,
+ * config and log files and the control socket 0640/0660 of that group,
+ * whose members may ask for info and stats but not stop a daemon.
+ * *gid is (gid_t)-1 when unset; -EINVAL (err set) for an unknown group.
+ */
+#define VCTL_GROUP_ENV "VDUSE_GROUP"
+int vctl_state_group(gid_t *gid, char *err, size_t errlen);
+/* Give an open state file to that group (0640); 0 when there is none. */
+int vctl_share_fd(int fd);
+/* Before a command uses dir: 0, or an exit code after a message saying
+ * this user may not (write: create/destroy..., else: list/show...). */
+int vctl_state_dir_check(const char *dir, bool write);
+/* Write a whole file atomically (tmp + rename), mode 0600 (0640 with
+ * $VDUSE_GROUP). */
 int vctl_write_file(const char *path, const char *data, size_t len);
 /* Read a small file (<= 1 MiB) into a malloc'd NUL-terminated string. */
 int vctl_read_file(const char *path, char **out);
