@@ -5,39 +5,9 @@
 # "vdusectl: " and naming the fix; missing devices give exit code 3.
 # Prints TAP; exits 0 (all passed), 1 (a check failed) or 99 (no binary).
 
-VDUSECTL=${VDUSECTL:-./vdusectl/vdusectl}
-if [ ! -x "$VDUSECTL" ]; then
-	echo "Bail out! $VDUSECTL not built" >&2
-	exit 99
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vdusectl-test.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT INT TERM
-state="$tmp/state"
-mkdir -m 0700 "$state"
-# Never touch the real /run/vduse.
-VDUSE_STATE_DIR=$state
-export VDUSE_STATE_DIR
-
-n=0
-failed=0
-
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do
-		echo "# $line"
-	done
-	echo "# stderr:"
-	sed 's/^/#   /' "$tmp/err"
-}
+TAP_NAME=vdusectl-test
+# shellcheck source=shell-tap.sh
+. "$(dirname "$0")/shell-tap.sh"
 
 # expect CODE 'TEXT' ARGS... : exit code CODE; when TEXT is non-empty,
 # stderr is one line starting with "vdusectl: " and containing TEXT.
@@ -179,6 +149,7 @@ expect 2 "unknown backend 'nosuch'" create --backend nosuch --help
 
 # --- man page BACKENDS section == the descriptors (both ways)
 if [ -n "${MANDIR:-}" ] && [ -f "$MANDIR/vdusectl.8" ]; then
+	: >"$tmp/err"
 	for b in null file nbd; do
 		"$VDUSECTL" create --backend "$b" --help 2>/dev/null |
 			sed -n '/^Keys of the/,$p' |

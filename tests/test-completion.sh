@@ -5,40 +5,14 @@
 # names read from `vdusectl list`.  Needs no kernel support.
 # Prints TAP; exits 0 (all passed), 1 (a check failed) or 99 (no binary).
 
-VDUSECTL=${VDUSECTL:-./vdusectl/vdusectl}
 COMPLETION=${COMPLETION:-$(dirname "$0")/../completion/vdusectl}
-if [ ! -x "$VDUSECTL" ]; then
-	echo "Bail out! $VDUSECTL not built" >&2
-	exit 99
-fi
+TAP_NAME=vdusectl-compl
+# shellcheck source=shell-tap.sh
+. "$(dirname "$0")/shell-tap.sh"
 if [ ! -f "$COMPLETION" ]; then
 	echo "Bail out! no $COMPLETION" >&2
 	exit 99
 fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vdusectl-compl.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT INT TERM
-state="$tmp/state"
-mkdir -m 0700 "$state"
-# Never look at the real /run/vduse.
-VDUSE_STATE_DIR=$state
-export VDUSE_STATE_DIR
-
-n=0
-failed=0
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	shift
-	for line in "$@"; do
-		echo "# $line"
-	done
-}
 
 if bash -n "$COMPLETION" 2>"$tmp/err"; then
 	ok "bash -n $COMPLETION"
