@@ -194,7 +194,7 @@ if [ -n "${PLUGINS:-}" ] && [ -f "$PLUGINS/examples/.libs/ramdisk-plugin.so" ]; 
 	expect_out 0 "size=SIZE" create --backend "$rd" --help
 	expect 2 "ramdisk: size=2K is out of range" create d0 --backend "$rd" --size 2K -n
 	expect 2 "the ramdisk backend needs --size SIZE" create d0 --backend "$rd"
-	expect 2 "--path does not apply to the ramdisk backend (it takes size)" \
+	expect 2 "--path does not apply to the ramdisk backend: remove it (vdusectl create --backend $rd --help" \
 		create d0 --backend "$rd" --size 1M --path /x
 	mkdir -p "$tmp/plugdir"
 	cp "$rd" "$tmp/plugdir/ramdisk.so"

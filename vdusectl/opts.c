@@ -139,8 +139,7 @@ static bool is_pow2(unsigned long long v)
 	return v && !(v & (v - 1));
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) VCTL_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int vctl_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -156,36 +155,36 @@ int vctl_check_name(const char *name, const char *state_dir, char *err,
 	size_t len;
 
 	if (!name || !*name)
-		return fail(err, errlen, "missing device NAME");
+		return vctl_fail(err, errlen, "missing device NAME");
 	len = strlen(name);
 	if (len > VDU_NAME_MAX)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "device name is %zu bytes long: use at most %d",
 			    len, VDU_NAME_MAX);
 	for (const char *p = name; *p; p++) {
 		char c = *p;
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		      (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "invalid device name '%s': use only letters, digits, '-', '_' and '.'",
 				    name);
 	}
 	if (name[0] == '.' || name[0] == '-')
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "invalid device name '%s': it must not start with '.' or '-'",
 			    name);
 	if (!strcmp(name, "control"))
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "device name 'control' is reserved by the kernel: choose another NAME");
 	if (vdu_name_valid(name) != 0)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "invalid device name '%s': not accepted by VDUSE, choose another NAME",
 			    name);
 	if (state_dir) {
 		size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
 		size_t need = strlen(state_dir) + 1 + len + strlen(".sock");
 		if (need > max)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "device name too long for the control socket in %s: use at most %zu bytes or a shorter --state-dir",
 				    state_dir,
 				    max > need - len ? max - (need - len) : 0);
@@ -199,11 +198,11 @@ int vctl_check_size(const char *opt, const char *s, uint64_t *out, char *err,
 	uint64_t v;
 
 	if (vdu_parse_size(s, &v) < 0)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "%s '%s' is not a size: use bytes or a number with K, M, G or T (e.g. %s 10G)",
 			    opt, s, opt);
 	if (v < 512)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "%s must be at least 512 bytes (got '%s')", opt, s);
 	*out = v;
 	return 0;
@@ -214,7 +213,7 @@ int vctl_check_queues(const char *s, unsigned *out, char *err, size_t errlen)
 	unsigned long long v;
 
 	if (vctl_parse_ull(s, &v) < 0 || v < 1 || v > VDU_QUEUES_MAX)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--queues must be a number from 1 to %d (got '%s')",
 			    VDU_QUEUES_MAX, s);
 	*out = (unsigned)v;
@@ -228,7 +227,7 @@ int vctl_check_queue_size(const char *s, unsigned *out, char *err,
 
 	if (vctl_parse_ull(s, &v) < 0 || v < VDU_QUEUE_SIZE_MIN || v > VDU_QUEUE_SIZE_MAX ||
 	    !is_pow2(v))
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--queue-size must be a power of two from %d to %d (got '%s')",
 			    VDU_QUEUE_SIZE_MIN, VDU_QUEUE_SIZE_MAX, s);
 	*out = (unsigned)v;
@@ -241,7 +240,7 @@ int vctl_check_block_size(const char *s, uint32_t *out, char *err,
 	unsigned long long v;
 
 	if (vctl_parse_ull(s, &v) < 0 || v < 512 || v > 65536 || !is_pow2(v))
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--block-size must be a power of two from 512 to 65536 (got '%s')",
 			    s);
 	*out = (uint32_t)v;
@@ -253,12 +252,12 @@ int vctl_check_serial(const char *s, char *err, size_t errlen)
 	size_t len = strlen(s);
 
 	if (len > VDU_SERIAL_MAX)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--serial is %zu bytes long: use at most %d",
 			    len, VDU_SERIAL_MAX);
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "--serial must be printable ASCII");
 	return 0;
 }
@@ -266,7 +265,7 @@ int vctl_check_serial(const char *s, char *err, size_t errlen)
 int vctl_check_driver(const char *s, char *err, size_t errlen)
 {
 	if (strcmp(s, "virtio_vdpa") && strcmp(s, "vhost_vdpa"))
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--driver must be virtio_vdpa or vhost_vdpa (got '%s')",
 			    s);
 	return 0;
@@ -277,7 +276,7 @@ int vctl_check_kv(const char *s, char *err, size_t errlen)
 	const char *eq = strchr(s, '=');
 
 	if (!eq || eq == s)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "-o '%s' is not KEY=VALUE (e.g. -o connections=4)",
 			    s);
 	return 0;
@@ -320,7 +319,7 @@ int vctl_check_cpu_list(const char *opt, const char *s, int *cpus,
 			p += len;
 		}
 		if (hi >= (unsigned long long)ncpu)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "%s: CPU %llu does not exist (this system has CPUs 0-%ld)",
 				    opt, hi, ncpu - 1);
 		for (unsigned long long c = lo; c <= hi; c++) {
@@ -337,7 +336,7 @@ int vctl_check_cpu_list(const char *opt, const char *s, int *cpus,
 	*count = n;
 	return 0;
 syntax:
-	return fail(err, errlen,
+	return vctl_fail(err, errlen,
 		    "%s '%s' is not a CPU list: use numbers and ranges, e.g. %s 0,1 or %s 0-3",
 		    opt, s, opt, opt);
 }
@@ -372,7 +371,7 @@ int vctl_check_poll_us(const char *s, unsigned queues, unsigned *out,
 		return 0;
 	}
 	if (vctl_parse_ull(s, &v) < 0 || v > 1000000)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--poll-us must be auto or a number of microseconds from 0 to 1000000 (got '%s')",
 			    s);
 	*out = (unsigned)v;
@@ -388,7 +387,7 @@ int vctl_check_bounce_size(const char *s, uint32_t *out, char *err,
 	 * it rounds down to pages, we insist on them. */
 	if (vdu_parse_size(s, &v) < 0 || v < (1u << 20) || v > (1u << 30) ||
 	    v % 4096)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--bounce-size must be from 1M to 1G in 4K pages (got '%s')",
 			    s);
 	*out = (uint32_t)v;
@@ -408,7 +407,7 @@ int vctl_check_bounce(const char *s, unsigned *mode, char *err, size_t errlen)
 			*mode = i;
 			return 0;
 		}
-	return fail(err, errlen,
+	return vctl_fail(err, errlen,
 		    "--bounce must be auto, user or kernel (got '%s')", s);
 }
 
@@ -425,7 +424,7 @@ int vctl_check_ring(const char *s, bool *packed, char *err, size_t errlen)
 	else if (!strcmp(s, "packed"))
 		*packed = true;
 	else
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--ring must be split or packed (got '%s')", s);
 	return 0;
 }
@@ -451,11 +450,11 @@ static int add_param(struct vctl_create *c, const char *key,
 {
 	for (size_t i = 0; i < c->nparams; i++)
 		if (!strcmp(c->params[i].key, key))
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "backend parameter '%s' given twice (-o %s=... repeats --%s or an earlier -o): give it once",
 				    key, key, key);
 	if (c->nparams >= VCTL_PARAMS_MAX)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "too many backend parameters: at most %d",
 			    VCTL_PARAMS_MAX);
 	c->params[c->nparams].key = key;
@@ -485,38 +484,19 @@ static const struct vdu_option *plugin_option(const struct vdu_plugin *p,
 	return NULL;
 }
 
-/* The keys p takes, for messages. */
-static void plugin_keys(const struct vdu_plugin *p, char *buf, size_t len)
-{
-	size_t off = 0;
-
-	snprintf(buf, len, "no keys");
-	for (const struct vdu_option *o = p->options; o && o->key; o++) {
-		int n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
-				 o->key);
-		if (n < 0 || (size_t)n >= len - off)
-			break;
-		off += (size_t)n;
-	}
-}
-
 /* --size, --path, --url: the keys of the same names, where the backend
  * has them. */
 static int dedicated_option(struct vctl_create *c, const char *key,
 			    const char *value, char *err, size_t errlen)
 {
-	char keys[256];
-
 	if (!value)
 		return 0;
-	if (!plugin_option(c->plugin, key)) {
-		plugin_keys(c->plugin, keys, sizeof(keys));
-		return fail(err, errlen,
-			    "--%s does not apply to the %s backend (it takes %s): remove it",
-			    key, c->plugin->name, keys);
-	}
+	if (!plugin_option(c->plugin, key))
+		return vctl_fail(err, errlen,
+				 "--%s does not apply to the %s backend: remove it (vdusectl create --backend %s --help lists its keys)",
+				 key, c->plugin->name, c->backend_name);
 	if (!*value)
-		return fail(err, errlen, "--%s needs a value", key);
+		return vctl_fail(err, errlen, "--%s needs a value", key);
 	return add_param(c, key, value, err, errlen);
 }
 
@@ -533,12 +513,12 @@ static int absolute_paths(struct vctl_create *c, char *err, size_t errlen)
 		    c->params[i].value[0] == '/' || !c->params[i].value[0])
 			continue;
 		if (!getcwd(cwd, sizeof(cwd)))
-			return fail(err, errlen, "%s=%s: cannot tell the current directory (%s): give an absolute path",
+			return vctl_fail(err, errlen, "%s=%s: cannot tell the current directory (%s): give an absolute path",
 				    c->params[i].key, c->params[i].value,
 				    strerror(errno));
 		if (asprintf(&abs, "%s/%s", cwd, c->params[i].value) < 0 ||
 		    !own(c, abs))
-			return fail(err, errlen, "out of memory");
+			return vctl_fail(err, errlen, "out of memory");
 		c->params[i].value = abs;
 	}
 	return 0;
@@ -558,10 +538,10 @@ static int required_keys(const struct vctl_create *c, char *err, size_t errlen)
 			continue;
 		if (!strcmp(o->key, "size") || !strcmp(o->key, "path") ||
 		    !strcmp(o->key, "url"))
-			return fail(err, errlen, "the %s backend needs --%s %s",
+			return vctl_fail(err, errlen, "the %s backend needs --%s %s",
 				    c->plugin->name, o->key,
 				    o->syntax ? o->syntax : "VALUE");
-		return fail(err, errlen, "the %s backend needs -o %s=%s",
+		return vctl_fail(err, errlen, "the %s backend needs -o %s=%s",
 			    c->plugin->name, o->key,
 			    o->syntax ? o->syntax : "VALUE");
 	}
@@ -576,7 +556,7 @@ static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
 
 	vctl_backend_names(names, sizeof(names));
 	if (!a->backend)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "create needs --backend BACKEND (one of: %s, or a plugin)",
 			    names);
 	if (vctl_backend_find(a->backend, &c->be, err, errlen) < 0)
@@ -601,7 +581,7 @@ static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
 			return -1;
 		copy = own(c, strdup(a->extra[i]));
 		if (!copy)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "too many backend parameters: at most %d",
 				    VCTL_PARAMS_MAX);
 		eq = strchr(copy, '=');
@@ -622,7 +602,7 @@ static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
 		char why[VCTL_ERR_MAX];
 
 		snprintf(why, sizeof(why), "%s", err);
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "backend %s: %s: rebuild it against the installed libvduse",
 			    c->backend_name, why);
 	}
@@ -664,7 +644,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 	c->serial = a->serial;
 	c->read_only = a->read_only;
 	if (a->driver && !a->attach)
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "--driver only applies with --attach: add --attach or remove --driver");
 	if (a->driver && vctl_check_driver(a->driver, err, errlen) < 0)
 		return -1;
@@ -682,7 +662,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 					VDU_QUEUES_MAX, &n, err, errlen) < 0)
 			return -1;
 		if (n != c->queues)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "--cpu-list '%s' names %u CPU%s for %u queue%s: give one CPU per queue",
 				    a->cpu_list, n, n == 1 ? "" : "s", c->queues,
 				    c->queues == 1 ? "" : "s");
@@ -706,7 +686,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 		unsigned n;
 
 		if (!isdigit((unsigned char)c->irq_cpu_list[0]))
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "--irq-cpu-list '%s' is not auto, follow, driver or a CPU list: e.g. --irq-cpu-list follow or --irq-cpu-list 0,1",
 				    c->irq_cpu_list);
 
@@ -715,7 +695,7 @@ int vctl_create_spec(const struct vctl_create_args *a, const char *name,
 					errlen) < 0)
 			return -1;
 		if (n != c->queues)
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "--irq-cpu-list '%s' names %u CPU%s for %u queue%s: give one CPU per queue",
 				    a->irq_cpu_list, n, n == 1 ? "" : "s",
 				    c->queues, c->queues == 1 ? "" : "s");

@@ -17,18 +17,6 @@
 #include "backends.h"
 #include "vdusectl.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	VCTL_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* The smallest descriptor we understand (API 2 without flags/check). */
 #define PLUGIN_MIN_SIZE (offsetof(struct vdu_plugin, close) + sizeof(void *))
 
@@ -41,19 +29,19 @@ static int load_plugin(const char *path, struct vctl_backend *b, char *err,
 
 	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!dl)
-		return fail(err, errlen, "cannot load backend plugin %s: %s",
+		return vctl_fail(err, errlen, "cannot load backend plugin %s: %s",
 			    path, dlerror());
 	*(void **)&entry = dlsym(dl, VDU_PLUGIN_ENTRY);
 	if (!entry) {
 		dlclose(dl);
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "%s is not a vduse backend plugin: it exports no %s() (see VDU_REGISTER_PLUGIN in libvduse(3))",
 			    path, VDU_PLUGIN_ENTRY);
 	}
 	p = entry();
 	if (!p || p->struct_size < PLUGIN_MIN_SIZE ||
 	    p->api_version < 2 || p->api_version > VDU_BACKEND_API_VERSION) {
-		fail(err, errlen,
+		vctl_fail(err, errlen,
 		     "backend plugin %s was built for backend API %u (descriptor of %u bytes); this vdusectl (libvduse %s) loads API 2 to %d: rebuild it against the installed libvduse",
 		     path, p ? p->api_version : 0, p ? p->struct_size : 0,
 		     vdu_version(), VDU_BACKEND_API_VERSION);
@@ -108,7 +96,7 @@ int vctl_backend_find(const char *spec, struct vctl_backend *b, char *err,
 	memset(b, 0, sizeof(*b));
 	if (strchr(spec, '/')) {
 		if (!realpath(spec, b->ref))
-			return fail(err, errlen,
+			return vctl_fail(err, errlen,
 				    "backend plugin %s: %s: give the path of a .so file",
 				    spec, strerror(errno));
 		return load_plugin(b->ref, b, err, errlen);
@@ -120,7 +108,7 @@ int vctl_backend_find(const char *spec, struct vctl_backend *b, char *err,
 	}
 	vctl_backend_names(names, sizeof(names));
 	if (!plugin_name_ok(spec))
-		return fail(err, errlen,
+		return vctl_fail(err, errlen,
 			    "unknown backend '%s': use one of %s, a plugin NAME (NAME.so) or a plugin path (./NAME.so)",
 			    spec, names);
 	dirs = vctl_backend_dirs();
@@ -129,7 +117,7 @@ int vctl_backend_find(const char *spec, struct vctl_backend *b, char *err,
 
 		if (len && find_in(d, len, spec, path, sizeof(path))) {
 			if (!realpath(path, b->ref))
-				return fail(err, errlen, "backend plugin %s: %s",
+				return vctl_fail(err, errlen, "backend plugin %s: %s",
 					    path, strerror(errno));
 			return load_plugin(b->ref, b, err, errlen);
 		}
@@ -137,7 +125,7 @@ int vctl_backend_find(const char *spec, struct vctl_backend *b, char *err,
 		if (*d)
 			d++;
 	}
-	return fail(err, errlen,
+	return vctl_fail(err, errlen,
 		    "unknown backend '%s': use one of %s, or install %s.so in %s (or $%s)",
 		    spec, names, spec, VCTL_BACKEND_DIR, VCTL_BACKEND_PATH_ENV);
 }

@@ -110,6 +110,8 @@ struct vctl_cmdline {
 int vctl_parse_cmd(const struct vctl_cmdline *cl, int argc, const char **argv,
 		   poptContext *ctx, const char **args);
 
+/* Format a one-line message into err; returns -1. */
+int vctl_fail(char *err, size_t errlen, const char *fmt, ...) VCTL_PRINTF(3, 4);
 /* --state-dir, else $VDUSE_STATE_DIR, else /run/vduse. */
 const char *vctl_state_dir(const char *opt);
 
