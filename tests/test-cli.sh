@@ -365,6 +365,7 @@ expect 2 "--log-level must be err, warning, notice, info or debug (got 'loud')" 
 	--log-level loud list
 expect 2 "--log-level must be err, warning, notice, info or debug (got 'loud')" \
 	list --log-level loud
+expect_out 0 "elsewhere" --state-dir "$tmp/other" list
 expect 0 "" -v --log-level=debug list
 expect 0 "" list -v
 expect_out 0 "--log-level=LEVEL" create --help

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vdusectl.h"
@@ -105,6 +106,17 @@ static int global_options(int argc, const char **av)
 
 		if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
 			vctl_global.json = true;
+		} else if (!strcmp(a, "--state-dir") ||
+			   !strncmp(a, "--state-dir=", 12)) {
+			/* Every command reads it from there unless given
+			 * after the command too. */
+			const char *v = a[11] == '=' ? a + 12 : av[++i];
+
+			if (!v || !*v) {
+				vctl_error("--state-dir needs a directory");
+				return -1;
+			}
+			setenv(VCTL_STATE_DIR_ENV, v, 1);
 		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
 			vctl_global.log_level = VDU_LOG_DEBUG;
 		} else if (!strcmp(a, "--log-level") ||
