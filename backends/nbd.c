@@ -21,6 +21,19 @@
  * connection is back.  A live connection whose server stops answering for
  * timeout= seconds is treated as dead, so nothing waits forever.
  *
+ * TLS (nbds://, nbds+unix://): NBD_OPT_STARTTLS is the first option; on
+ * its ACK the connection runs a GnuTLS handshake (blocking with a deadline
+ * in open()'s probe, on the event loop otherwise) and the rest of the
+ * haggling and all transmission go through the session.  Credentials
+ * (X.509 from tls-certificates=DIR or the system trust store, or a PSK)
+ * are loaded once at open() and shared by every session.  Nothing ever
+ * falls back to plain text: a server that refuses STARTTLS, a certificate
+ * that fails verification or a failed handshake fail the open, and fail a
+ * reconnect attempt like any connect failure.  Reads decrypt straight into
+ * the driver's buffers (gnutls_record_recv per iovec); writes are corked
+ * into one flush per batch.  Without TLS the plain path is untouched
+ * except for one branch per read and write call.
+ *
  * All state is per queue; the handle is read-only after open().
  */
 #include <errno.h>
@@ -34,11 +47,18 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pwd.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <event2/event.h>
+#include <gnutls/gnutls.h>
+#if GNUTLS_VERSION_NUMBER >= 0x030703
+#include <gnutls/socket.h>
+#endif
 
 #include "backends.h"
 #include "nbd_proto.h"
@@ -52,6 +72,7 @@
 #define SEND_IOV 256
 #define RECV_IOV 64
 #define TRIM_LIMIT (1u << 30)    /* per NBD trim/zero command */
+#define TLS_BATCH (256u << 10)   /* plaintext corked per TLS flush */
 
 void (*vbe_nbd_complete_hook)(struct vdu_io *io, int result) = vdu_io_complete;
 
@@ -60,9 +81,22 @@ struct nbd_addr {
 	socklen_t len;
 };
 
+/* TLS settings and the credentials all sessions share (read-only after
+ * open(), so queues on other threads may use them). */
+struct nbd_tls {
+	bool on, verify;
+	char certs[NBD_MAX_PATH + 1];           /* "" when not given */
+	char psk_file[NBD_MAX_PATH + 1];
+	char username[256], hostname[256];
+	gnutls_certificate_credentials_t x509;
+	gnutls_psk_client_credentials_t psk;
+	char desc[96];                          /* for the open() log line */
+};
+
 struct nbd_dev {
 	char url[512];
 	struct nbd_url u;
+	struct nbd_tls tls;
 	struct nbd_addr addrs[MAX_ADDRS];
 	int naddrs;
 	unsigned connections, timeout_s;
@@ -113,6 +147,10 @@ struct nbd_conn {
 	int state;
 	int fd;
 	int addr_i;
+	gnutls_session_t tls;    /* NULL: plain */
+	bool tls_handshaking;    /* gnutls_handshake() not done yet */
+	bool tls_corked;         /* a flush left data inside GnuTLS */
+	int tls_rerr;            /* receive error held back behind data */
 	struct event *rev, *wev, *retry;
 	struct nbd_hs *hs;
 	struct nbd_rx rx;
@@ -247,9 +285,444 @@ static int sock_error(int fd)
 	return -e;
 }
 
-/* Move handshake bytes without blocking: NBD_HS_DONE, NBD_HS_MORE (wait;
- * *want_write when output is pending) or -errno with hs->msg set. */
-static int hs_pump(int fd, struct nbd_hs *hs, bool *want_write)
+/* ------------------------------------------------------------------ TLS */
+
+static const char *const tls_keys[] = {
+	"tls-certificates", "tls-psk-file", "tls-username", "tls-hostname",
+	"tls-verify-peer",
+};
+
+/* The TLS settings from the URL's query and the keys: 0, or -EINVAL with
+ * one line in err.  No file is read. */
+static int tls_settings(const struct vdu_param *p, size_t n, const struct nbd_url *u,
+			struct nbd_tls *t, char *err, size_t errlen)
+{
+	const char *in_url[5] = {
+		u->tls_certificates, u->tls_psk_file, u->tls_username, u->tls_hostname,
+		u->tls_verify_peer < 0 ? "" : u->tls_verify_peer ? "on" : "off",
+	};
+	const char *v[5];
+
+	for (int i = 0; i < 5; i++) {
+		const char *o = vdu_param_get(p, n, tls_keys[i]);
+
+		if (o && !u->tls) {
+			snprintf(err, errlen, "nbd: %s= needs TLS: use %s:// instead of %s://",
+				 tls_keys[i], u->unix_socket ? "nbds+unix" : "nbds",
+				 u->unix_socket ? "nbd+unix" : "nbd");
+			return -EINVAL;
+		}
+		if (o && in_url[i][0]) {
+			snprintf(err, errlen, "nbd: %s is both in the URL and a key: give it once",
+				 tls_keys[i]);
+			return -EINVAL;
+		}
+		v[i] = o ? o : in_url[i];
+	}
+	/* The daemon runs in /: a relative path in the URL would change
+	 * meaning (a key's is made absolute by the front end). */
+	for (int i = 0; i < 2; i++)
+		if (in_url[i][0] && in_url[i][0] != '/') {
+			snprintf(err, errlen, "nbd: url: %s=%s: give an absolute path in the "
+				 "URL (or -o %s=%s)", tls_keys[i], in_url[i], tls_keys[i],
+				 in_url[i]);
+			return -EINVAL;
+		}
+	if (*v[0] && *v[1]) {
+		snprintf(err, errlen, "nbd: tls-certificates and tls-psk-file exclude "
+			 "each other: give one");
+		return -EINVAL;
+	}
+	t->on = u->tls;
+	snprintf(t->certs, sizeof(t->certs), "%s", v[0]);
+	snprintf(t->psk_file, sizeof(t->psk_file), "%s", v[1]);
+	snprintf(t->username, sizeof(t->username), "%s", v[2]);
+	snprintf(t->hostname, sizeof(t->hostname), "%s",
+		 *v[3] ? v[3] : u->unix_socket ? "" : u->host);
+	t->verify = *v[4] ? vdu_parse_bool(v[4]) == 1 : true;
+	return 0;
+}
+
+static void tls_free(struct nbd_tls *t)
+{
+	if (t->x509)
+		gnutls_certificate_free_credentials(t->x509);
+	if (t->psk)
+		gnutls_psk_free_client_credentials(t->psk);
+	t->x509 = NULL;
+	t->psk = NULL;
+}
+
+static bool dir_has(const char *dir, const char *name, char *path, size_t len)
+{
+	struct stat st;
+
+	snprintf(path, len, "%s/%s", dir, name);
+	return stat(path, &st) == 0;
+}
+
+/* psktool's "user:hexkey" lines: the key of t->username into key. */
+static int psk_key(const struct nbd_tls *t, char *key, size_t keylen, bool user_given)
+{
+	char *buf = malloc(65537);
+	size_t len = 0, ulen = strlen(t->username);
+	int fd = open(t->psk_file, O_RDONLY | O_CLOEXEC), r = -ENOENT;
+	ssize_t k = 0;
+
+	if (!buf) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOMEM;
+	}
+	if (fd < 0) {
+		r = -errno;
+		vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file %s: %s", t->psk_file, strerror(-r));
+		free(buf);
+		return r;
+	}
+	while (len < 65536 && (k = read(fd, buf + len, 65536 - len)) > 0)
+		len += k;
+	if (k < 0)
+		r = -errno;
+	close(fd);
+	buf[len] = 0;
+	for (char *line = buf; r == -ENOENT && *line;) {
+		size_t n = strcspn(line, "\r\n");
+
+		if (n > ulen + 1 && line[ulen] == ':' && !strncmp(line, t->username, ulen)) {
+			r = n - ulen - 1 < keylen ? 0 : -E2BIG;
+			if (!r) {
+				memcpy(key, line + ulen + 1, n - ulen - 1);
+				key[n - ulen - 1] = 0;
+			}
+		}
+		line += n;
+		line += strspn(line, "\r\n");
+	}
+	explicit_bzero(buf, len);
+	free(buf);
+	if (r == -ENOENT)
+		vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file %s has no key for user '%s'%s",
+			t->psk_file, t->username, user_given ? "" :
+			" (the local user): set tls-username=NAME");
+	else if (r == -E2BIG)
+		vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file %s: the key of user '%s' is too long",
+			t->psk_file, t->username);
+	else if (r < 0)
+		vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file %s: %s", t->psk_file, strerror(-r));
+	return r;
+}
+
+/* Credentials for all sessions, at open(): 0 or -errno (logged). */
+static int tls_load(struct nbd_tls *t)
+{
+	char path[NBD_MAX_PATH + 32];
+	bool ca = false, cert, key;
+	int r;
+
+	if (t->psk_file[0]) {
+		char hex[1024];
+		gnutls_datum_t k;
+		bool user_given = t->username[0];
+
+		if (!user_given) {
+			struct passwd *pw = getpwuid(geteuid());
+
+			if (!pw) {
+				vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file needs tls-username=NAME "
+					"(the local user has no name)");
+				return -EINVAL;
+			}
+			snprintf(t->username, sizeof(t->username), "%s", pw->pw_name);
+		}
+		r = psk_key(t, hex, sizeof(hex), user_given);
+		if (r < 0)
+			return r;
+		k.data = (unsigned char *)hex;
+		k.size = strlen(hex);
+		r = gnutls_psk_allocate_client_credentials(&t->psk);
+		if (r >= 0)
+			r = gnutls_psk_set_client_credentials(t->psk, t->username, &k,
+							      GNUTLS_PSK_KEY_HEX);
+		explicit_bzero(hex, sizeof(hex));
+		if (r < 0) {
+			vdu_log(VDU_LOG_ERR, "nbd: tls-psk-file %s: the key of user '%s': %s",
+				t->psk_file, t->username, gnutls_strerror(r));
+			return -EINVAL;
+		}
+		snprintf(t->desc, sizeof(t->desc), "PSK user %s", t->username);
+		return 0;
+	}
+	r = gnutls_certificate_allocate_credentials(&t->x509);
+	if (r < 0)
+		return -ENOMEM;
+	if (t->certs[0]) {
+		struct stat st;
+
+		if (stat(t->certs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			r = stat(t->certs, &st) < 0 ? -errno : -ENOTDIR;
+			vdu_log(VDU_LOG_ERR, "nbd: tls-certificates %s: %s", t->certs,
+				strerror(-r));
+			return r;
+		}
+		if (dir_has(t->certs, "ca-cert.pem", path, sizeof(path))) {
+			r = gnutls_certificate_set_x509_trust_file(t->x509, path,
+								   GNUTLS_X509_FMT_PEM);
+			if (r <= 0) {
+				vdu_log(VDU_LOG_ERR, "nbd: %s: %s", path,
+					r < 0 ? gnutls_strerror(r) : "no certificate in it");
+				return -EINVAL;
+			}
+			ca = true;
+		}
+		if (dir_has(t->certs, "ca-crl.pem", path, sizeof(path))) {
+			r = gnutls_certificate_set_x509_crl_file(t->x509, path,
+								 GNUTLS_X509_FMT_PEM);
+			if (r < 0) {
+				vdu_log(VDU_LOG_ERR, "nbd: %s: %s", path, gnutls_strerror(r));
+				return -EINVAL;
+			}
+		}
+		cert = dir_has(t->certs, "client-cert.pem", path, sizeof(path));
+		key = dir_has(t->certs, "client-key.pem", path, sizeof(path));
+		if (cert != key) {
+			vdu_log(VDU_LOG_ERR, "nbd: tls-certificates %s: client-cert.pem and "
+				"client-key.pem go together: %s is missing", t->certs,
+				cert ? "client-key.pem" : "client-cert.pem");
+			return -EINVAL;
+		}
+		if (cert) {
+			char cpath[NBD_MAX_PATH + 32];
+
+			dir_has(t->certs, "client-cert.pem", cpath, sizeof(cpath));
+			r = gnutls_certificate_set_x509_key_file(t->x509, cpath, path,
+								 GNUTLS_X509_FMT_PEM);
+			if (r < 0) {
+				vdu_log(VDU_LOG_ERR, "nbd: %s, %s: %s", cpath, path,
+					gnutls_strerror(r));
+				return -EINVAL;
+			}
+		}
+	}
+	if (!ca) {
+		r = gnutls_certificate_set_x509_system_trust(t->x509);
+		if (r <= 0 && t->verify) {
+			vdu_log(VDU_LOG_ERR, "nbd: no CA to verify the server with: the system "
+				"trust store %s (give tls-certificates=DIR with ca-cert.pem)",
+				r < 0 ? gnutls_strerror(r) : "is empty");
+			return -EINVAL;
+		}
+	}
+	snprintf(t->desc, sizeof(t->desc), "X.509, CA %s%s%s",
+		 ca ? "ca-cert.pem" : "system", t->certs[0] && dir_has(t->certs,
+		 "client-cert.pem", path, sizeof(path)) ? ", client certificate" : "",
+		 t->verify ? "" : ", peer NOT verified");
+	return 0;
+}
+
+/* Kernel TLS in use (GnuTLS 3.7.3+ built with it, "ktls = true" in its
+ * system configuration, the kernel's tls module)? */
+static bool tls_ktls(gnutls_session_t s)
+{
+#if GNUTLS_VERSION_NUMBER >= 0x030703
+	return gnutls_transport_is_ktls_enabled(s) != 0;
+#else
+	(void)s;
+	return false;
+#endif
+}
+
+static bool is_ip_literal(const char *h)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, h, &a) == 1 || inet_pton(AF_INET6, h, &a) == 1;
+}
+
+/* A client session on fd: 0, or -errno with msg. */
+static int tls_session_new(const struct nbd_tls *t, int fd, gnutls_session_t *sp,
+			   char *msg, size_t len)
+{
+	gnutls_session_t s;
+	int r = gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+
+	if (r < 0) {
+		snprintf(msg, len, "TLS: %s", gnutls_strerror(r));
+		return -ENOMEM;
+	}
+	if (t->psk) {
+		r = gnutls_set_default_priority_append(s, "+ECDHE-PSK:+DHE-PSK:+PSK", NULL, 0);
+		if (r >= 0)
+			r = gnutls_credentials_set(s, GNUTLS_CRD_PSK, t->psk);
+	} else {
+		r = gnutls_set_default_priority(s);
+		if (r >= 0)
+			r = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, t->x509);
+		if (r >= 0 && t->hostname[0] && !is_ip_literal(t->hostname))
+			r = gnutls_server_name_set(s, GNUTLS_NAME_DNS, t->hostname,
+						   strlen(t->hostname));
+		/* the chain always; the name when there is one (a unix
+		 * socket's only with tls-hostname=) */
+		if (r >= 0 && t->verify)
+			gnutls_session_set_verify_cert(s, t->hostname[0] ? t->hostname : NULL, 0);
+	}
+	if (r < 0) {
+		snprintf(msg, len, "TLS: %s", gnutls_strerror(r));
+		gnutls_deinit(s);
+		return -EINVAL;
+	}
+	gnutls_transport_set_int(s, fd);
+	*sp = s;
+	return 0;
+}
+
+static int tls_errno(int r)
+{
+	switch (r) {
+	case GNUTLS_E_PREMATURE_TERMINATION: return -ECONNRESET;
+	case GNUTLS_E_PUSH_ERROR: return -EPIPE;
+	case GNUTLS_E_PULL_ERROR: return -EIO;
+	case GNUTLS_E_MEMORY_ERROR: return -ENOMEM;
+	default: return -EPROTO;
+	}
+}
+
+static void tls_errmsg(gnutls_session_t s, int r, const char *what, char *msg, size_t len)
+{
+	int e = errno;
+
+	if (r == GNUTLS_E_PUSH_ERROR || r == GNUTLS_E_PULL_ERROR) {
+		/* The server hung up; an alert it sent first says why (e.g.
+		 * it wanted a client certificate). */
+		char c;
+
+		if (gnutls_record_recv(s, &c, 1) == GNUTLS_E_FATAL_ALERT_RECEIVED)
+			r = GNUTLS_E_FATAL_ALERT_RECEIVED;
+		else if (e) {
+			snprintf(msg, len, "%s: TLS: %s", what, strerror(e));
+			return;
+		}
+	}
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED || r == GNUTLS_E_WARNING_ALERT_RECEIVED) {
+		const char *a = gnutls_alert_get_name(gnutls_alert_get(s));
+
+		snprintf(msg, len, "%s: TLS: the server sent the alert '%s'", what,
+			 a ? a : "unknown");
+	} else
+		snprintf(msg, len, "%s: TLS: %s", what, gnutls_strerror(r));
+}
+
+/* Advance the TLS handshake: 1 done, 0 call again when the socket is ready
+ * (*want_write), or -errno with one line in msg. */
+static int tls_handshake_step(gnutls_session_t s, const struct nbd_tls *t, bool *want_write,
+			      char *msg, size_t len)
+{
+	for (int tries = 0;; tries++) {
+		int r = gnutls_handshake(s);
+
+		if (r == GNUTLS_E_SUCCESS)
+			return 1;
+		if (r == GNUTLS_E_AGAIN) {
+			*want_write = gnutls_record_get_direction(s) == 1;
+			return 0;
+		}
+		if (tries < 16 && (r == GNUTLS_E_INTERRUPTED || !gnutls_error_is_fatal(r)))
+			continue;
+		if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+			unsigned st = gnutls_session_get_verify_cert_status(s);
+			gnutls_datum_t out = { NULL, 0 };
+			char why[200] = "unknown reason";
+			size_t n;
+
+			if (gnutls_certificate_verification_status_print(st, GNUTLS_CRT_X509,
+									 &out, 0) >= 0 && out.data) {
+				snprintf(why, sizeof(why), "%s", (const char *)out.data);
+				gnutls_free(out.data);
+			}
+			n = strlen(why);
+			while (n && why[n - 1] == ' ')
+				why[--n] = 0;
+			snprintf(msg, len, "TLS: the server's certificate failed verification: "
+				 "%.140s%s%.100s%s", why,
+				 st & GNUTLS_CERT_UNEXPECTED_OWNER ? " (expected name: " : "",
+				 st & GNUTLS_CERT_UNEXPECTED_OWNER ? t->hostname : "",
+				 st & GNUTLS_CERT_UNEXPECTED_OWNER ? ")" : "");
+			return -EKEYREJECTED;
+		}
+		if (r == GNUTLS_E_FATAL_ALERT_RECEIVED || r == GNUTLS_E_WARNING_ALERT_RECEIVED) {
+			const char *a = gnutls_alert_get_name(gnutls_alert_get(s));
+
+			snprintf(msg, len, "TLS handshake failed: the server sent the alert "
+				 "'%s'", a ? a : "unknown");
+		} else
+			snprintf(msg, len, "TLS handshake failed: %s", gnutls_strerror(r));
+		return r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_PULL_ERROR ||
+		       r == GNUTLS_E_PUSH_ERROR ? -ECONNRESET : -EPROTO;
+	}
+}
+
+/* One send or receive on a connection, through TLS when tls: bytes (0:
+ * end of stream), or -errno: -EAGAIN (wait; *want_write says for what),
+ * -EINTR, or another with msg set. */
+static ssize_t link_send(int fd, gnutls_session_t tls, const void *b, size_t n,
+			 bool *want_write, char *msg, size_t len)
+{
+	ssize_t r;
+
+	if (!tls) {
+		r = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r >= 0)
+			return r;
+		r = -errno;
+		*want_write = true;
+		if (r != -EAGAIN && r != -EINTR)
+			snprintf(msg, len, "send: %s", strerror(-r));
+		return r;
+	}
+	r = gnutls_record_send(tls, b, n);
+	if (r >= 0)
+		return r;
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		*want_write = gnutls_record_get_direction(tls) == 1;
+		return r == GNUTLS_E_AGAIN ? -EAGAIN : -EINTR;
+	}
+	tls_errmsg(tls, (int)r, "send", msg, len);
+	return tls_errno((int)r);
+}
+
+static ssize_t link_recv(int fd, gnutls_session_t tls, void *b, size_t n,
+			 bool *want_write, char *msg, size_t len)
+{
+	ssize_t r;
+
+	if (!tls) {
+		r = recv(fd, b, n, MSG_DONTWAIT);
+		if (r >= 0)
+			return r;
+		r = -errno;
+		*want_write = false;
+		if (r != -EAGAIN && r != -EINTR)
+			snprintf(msg, len, "recv: %s", strerror(-r));
+		return r;
+	}
+	r = gnutls_record_recv(tls, b, n);
+	if (r >= 0)
+		return r;
+	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+		*want_write = gnutls_record_get_direction(tls) == 1;
+		return r == GNUTLS_E_AGAIN ? -EAGAIN : -EINTR;
+	}
+	if (r == GNUTLS_E_PREMATURE_TERMINATION)
+		return 0;
+	tls_errmsg(tls, (int)r, "recv", msg, len);
+	return tls_errno((int)r);
+}
+
+/* Move handshake bytes without blocking (through tls once the server
+ * accepted STARTTLS and the TLS handshake is done): NBD_HS_DONE,
+ * NBD_HS_MORE (wait; *want_write when output is pending), NBD_HS_STARTTLS
+ * or -errno with hs->msg set. */
+static int hs_pump(int fd, gnutls_session_t tls, struct nbd_hs *hs, bool *want_write)
 {
 	for (;;) {
 		size_t len;
@@ -258,35 +731,29 @@ static int hs_pump(int fd, struct nbd_hs *hs, bool *want_write)
 		int r;
 
 		while (hs->out_off < hs->out_len) {
-			n = send(fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (n < 0 && errno == EINTR)
+			n = link_send(fd, tls, hs->out + hs->out_off, hs->out_len - hs->out_off,
+				      want_write, hs->msg, sizeof(hs->msg));
+			if (n == -EINTR)
 				continue;
-			if (n < 0 && errno == EAGAIN) {
-				*want_write = true;
+			if (n == -EAGAIN)
 				return NBD_HS_MORE;
-			}
-			if (n < 0) {
-				r = -errno;
-				snprintf(hs->msg, sizeof(hs->msg), "send: %s", strerror(errno));
-				return r;
-			}
+			if (n < 0)
+				return (int)n;
 			hs->out_off += n;
 		}
 		*want_write = false;
 		b = nbd_hs_rbuf(hs, &len);
-		if (!len)
+		if (!len) {
+			snprintf(hs->msg, sizeof(hs->msg), "handshake: nothing to read");
 			return -EPROTO;
-		n = recv(fd, b, len, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return NBD_HS_MORE;
-		if (n < 0) {
-			r = -errno;
-			snprintf(hs->msg, sizeof(hs->msg), "recv: %s", strerror(errno));
-			return r;
 		}
+		n = link_recv(fd, tls, b, len, want_write, hs->msg, sizeof(hs->msg));
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN)
+			return NBD_HS_MORE;
+		if (n < 0)
+			return (int)n;
 		if (n == 0) {
 			snprintf(hs->msg, sizeof(hs->msg),
 				 "the server closed the connection during the handshake");
@@ -298,14 +765,31 @@ static int hs_pump(int fd, struct nbd_hs *hs, bool *want_write)
 	}
 }
 
-static void send_disc(int fd)
+/* Best effort: what the handshake machine queued (NBD_OPT_ABORT). */
+static void hs_send_rest(int fd, gnutls_session_t tls, struct nbd_hs *hs)
+{
+	bool ww;
+	char msg[8];
+
+	if (hs->out_off < hs->out_len &&
+	    link_send(fd, hs->tls ? tls : NULL, hs->out + hs->out_off,
+		      hs->out_len - hs->out_off, &ww, msg, sizeof(msg)) < 0) {
+		/* the server copes with a plain close */
+	}
+}
+
+static void send_disc(int fd, gnutls_session_t tls)
 {
 	uint8_t h[NBD_REQUEST_SIZE];
+	bool ww;
+	char msg[8];
 
 	nbd_encode_request(h, 0, NBD_CMD_DISC, 0, 0, 0);
-	if (send(fd, h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+	if (link_send(fd, tls, h, sizeof(h), &ww, msg, sizeof(msg)) < 0) {
 		/* best effort: the server copes with a plain close */
 	}
+	if (tls)
+		gnutls_bye(tls, GNUTLS_SHUT_WR); /* non-blocking: best effort */
 }
 
 /* ---------------------------------------------------------------- open */
@@ -313,6 +797,8 @@ static void send_disc(int fd)
 static int probe(struct nbd_dev *d, struct nbd_hs *hs)
 {
 	uint64_t deadline = now_ms() + (uint64_t)d->timeout_s * 1000;
+	gnutls_session_t tls = NULL;
+	bool tls_hs = false;
 	int fd = -1, r = -ECONNREFUSED;
 	bool ww = false;
 
@@ -336,35 +822,62 @@ static int probe(struct nbd_dev *d, struct nbd_hs *hs)
 		vdu_log(VDU_LOG_ERR, "nbd: cannot connect to %s: %s", d->url, strerror(-r));
 		return r;
 	}
-	nbd_hs_init(hs, d->u.export_name, true);
+	nbd_hs_init(hs, d->u.export_name, true, d->tls.on);
 	for (;;) {
 		struct pollfd p = { .fd = fd };
 		int64_t left;
 
-		r = hs_pump(fd, hs, &ww);
-		if (r != NBD_HS_MORE)
-			break;
+		if (tls_hs) {
+			r = tls_handshake_step(tls, &d->tls, &ww, hs->msg, sizeof(hs->msg));
+			if (r < 0)
+				break;
+			if (r == 1) {
+				tls_hs = false;
+				nbd_hs_tls_ready(hs);
+				continue;
+			}
+		} else {
+			r = hs_pump(fd, tls, hs, &ww);
+			if (r == NBD_HS_STARTTLS) {
+				r = tls_session_new(&d->tls, fd, &tls, hs->msg, sizeof(hs->msg));
+				if (r < 0)
+					break;
+				tls_hs = true;
+				continue;
+			}
+			if (r != NBD_HS_MORE)
+				break;
+		}
 		p.events = ww ? POLLOUT : POLLIN;
 		left = (int64_t)(deadline - now_ms());
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
 			r = -ETIMEDOUT;
-			snprintf(hs->msg, sizeof(hs->msg), "handshake timed out after %u s",
-				 d->timeout_s);
+			snprintf(hs->msg, sizeof(hs->msg), "%shandshake timed out after %u s",
+				 tls_hs ? "TLS " : "", d->timeout_s);
 			break;
 		}
 	}
 	if (r < 0) {
 		vdu_log(VDU_LOG_ERR, "nbd: %s: %s", d->url, hs->msg);
 		nbd_hs_abort(hs);
-		if (hs->out_off < hs->out_len &&
-		    send(fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
-			 MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* best effort */
-		}
+		hs_send_rest(fd, tls, hs);
+		if (tls)
+			gnutls_deinit(tls);
 		close(fd);
 		return r;
 	}
-	send_disc(fd);
+	if (tls) {
+		const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(tls));
+		const char *c = gnutls_cipher_get_name(gnutls_cipher_get(tls));
+		size_t n = strlen(d->tls.desc);
+
+		snprintf(d->tls.desc + n, sizeof(d->tls.desc) - n, ", %s %s%s",
+			 v ? v : "?", c ? c : "?",
+			 tls_ktls(tls) ? ", kTLS" : "");
+	}
+	send_disc(fd, tls);
+	if (tls)
+		gnutls_deinit(tls);
 	close(fd);
 	return 0;
 }
@@ -416,10 +929,24 @@ static int nbd_check(const struct vdu_param *p, size_t n, char *err,
 		     size_t errlen)
 {
 	struct nbd_url u;
+	struct nbd_tls t;
+	struct stat st;
 	char why[300];
 
 	if (nbd_url_parse(vdu_param_get(p, n, "url"), &u, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "nbd: url: %s", why);
+		return -EINVAL;
+	}
+	memset(&t, 0, sizeof(t));
+	if (tls_settings(p, n, &u, &t, err, errlen) < 0)
+		return -EINVAL;
+	if (t.certs[0] && (stat(t.certs, &st) < 0 || !S_ISDIR(st.st_mode))) {
+		snprintf(err, errlen, "nbd: tls-certificates=%s: %s", t.certs,
+			 stat(t.certs, &st) < 0 ? strerror(errno) : "not a directory");
+		return -EINVAL;
+	}
+	if (t.psk_file[0] && access(t.psk_file, R_OK) < 0) {
+		snprintf(err, errlen, "nbd: tls-psk-file=%s: %s", t.psk_file, strerror(errno));
 		return -EINVAL;
 	}
 	return 0;
@@ -450,6 +977,12 @@ static int nbd_open(const struct vdu_param *p, size_t n, void **handle)
 		goto fail;
 	}
 	snprintf(d->url, sizeof(d->url), "%s", url);
+	if (tls_settings(p, n, &d->u, &d->tls, err, sizeof(err)) < 0) {
+		vdu_log(VDU_LOG_ERR, "%s", err);
+		goto fail;
+	}
+	if (d->tls.on && (r = tls_load(&d->tls)) < 0)
+		goto fail;
 	r = resolve(d);
 	if (r < 0)
 		goto fail;
@@ -503,7 +1036,7 @@ static int nbd_open(const struct vdu_param *p, size_t n, void **handle)
 			"connections (no NBD_FLAG_CAN_MULTI_CONN); using one per queue",
 			d->url);
 	vdu_log(VDU_LOG_INFO, "nbd: %s: %" PRIu64 " bytes, block %u, max request %u, "
-		"%s replies, flags 0x%x%s%s%s%s%s, %u connection(s) per queue",
+		"%s replies, flags 0x%x%s%s%s%s%s, %u connection(s) per queue%s%s%s",
 		d->url, d->size, d->lbs, d->max_payload,
 		d->structured ? "structured" : "simple", d->tflags,
 		d->readonly ? ", read-only" : "",
@@ -511,19 +1044,24 @@ static int nbd_open(const struct vdu_param *p, size_t n, void **handle)
 		d->tflags & NBD_FLAG_SEND_TRIM ? ", trim" : "",
 		d->tflags & NBD_FLAG_SEND_WRITE_ZEROES ? ", write-zeroes" : "",
 		d->tflags & NBD_FLAG_CAN_MULTI_CONN ? ", multi-conn" : "",
-		d->nconns);
+		d->nconns, d->tls.on ? ", TLS (" : "", d->tls.on ? d->tls.desc : "",
+		d->tls.on ? ")" : "");
 	free(hs);
 	*handle = d;
 	return 0;
 fail:
 	free(hs);
+	tls_free(&d->tls);
 	free(d);
 	return r;
 }
 
 static void nbd_close(void *handle)
 {
-	free(handle);
+	struct nbd_dev *d = handle;
+
+	tls_free(&d->tls);
+	free(d);
 }
 
 static int nbd_get_info(void *handle, struct vdu_backend_info *info)
@@ -564,6 +1102,12 @@ static void conn_close_fd(struct nbd_conn *c)
 		event_free(c->wev);
 		c->wev = NULL;
 	}
+	if (c->tls) {
+		gnutls_deinit(c->tls);
+		c->tls = NULL;
+	}
+	c->tls_handshaking = c->tls_corked = false;
+	c->tls_rerr = 0;
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -702,14 +1246,37 @@ static void conn_ready(struct nbd_conn *c)
 	q->down = false;
 	q->failfast = false;
 	q->ever_up = true;
+	/* Bytes GNUTLS already holds do not make the socket readable. */
+	if (c->tls && gnutls_record_check_pending(c->tls))
+		event_active(c->rev, EV_READ, 0);
 	q_dispatch_pending(q);
 }
 
 static void conn_handshake(struct nbd_conn *c)
 {
+	const struct nbd_tls *t = &c->q->d->tls;
 	bool ww = false;
-	int r = hs_pump(c->fd, c->hs, &ww);
+	int r;
 
+	for (;;) {
+		if (c->tls_handshaking) {
+			r = tls_handshake_step(c->tls, t, &ww, c->hs->msg, sizeof(c->hs->msg));
+			if (r <= 0) {
+				if (r == 0)
+					r = NBD_HS_MORE;
+				break;
+			}
+			c->tls_handshaking = false;
+			nbd_hs_tls_ready(c->hs);
+		}
+		r = hs_pump(c->fd, c->tls, c->hs, &ww);
+		if (r != NBD_HS_STARTTLS)
+			break;
+		r = tls_session_new(t, c->fd, &c->tls, c->hs->msg, sizeof(c->hs->msg));
+		if (r < 0)
+			break;
+		c->tls_handshaking = true;
+	}
 	if (r == NBD_HS_MORE) {
 		if (ww)
 			event_add(c->wev, NULL);
@@ -725,11 +1292,7 @@ static void conn_handshake(struct nbd_conn *c)
 
 		snprintf(why, sizeof(why), "%s", c->hs->msg);
 		nbd_hs_abort(c->hs);
-		if (c->hs->out_off < c->hs->out_len &&
-		    send(c->fd, c->hs->out + c->hs->out_off,
-			 c->hs->out_len - c->hs->out_off, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* best effort */
-		}
+		hs_send_rest(c->fd, c->tls, c->hs);
 		conn_retry(c, r, why);
 	}
 }
@@ -741,7 +1304,7 @@ static void conn_connected(struct nbd_conn *c)
 		conn_retry(c, -ENOMEM, "out of memory");
 		return;
 	}
-	nbd_hs_init(c->hs, c->q->d->u.export_name, true);
+	nbd_hs_init(c->hs, c->q->d->u.export_name, true, c->q->d->tls.on);
 	c->state = C_HANDSHAKE;
 	event_add(c->rev, NULL);
 	conn_handshake(c);
@@ -781,34 +1344,106 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- I/O */
 
+/* The next bytes to send, from c->tx_next on: the iovec count. */
+static inline int conn_tx_iov(struct nbd_conn *c, struct iovec *iov)
+{
+	struct nbd_cmd *cmd;
+	int n = 0;
+
+	for (cmd = c->tx_next; cmd && n < SEND_IOV - 1; cmd = cmd->next) {
+		if (cmd->tx_done < NBD_REQUEST_SIZE) {
+			iov[n].iov_base = cmd->hdr + cmd->tx_done;
+			iov[n].iov_len = NBD_REQUEST_SIZE - cmd->tx_done;
+			n++;
+		}
+		if (cmd->rx.type == NBD_CMD_WRITE) {
+			uint64_t off = cmd->tx_done > NBD_REQUEST_SIZE ?
+				       cmd->tx_done - NBD_REQUEST_SIZE : 0;
+			uint64_t covered;
+
+			n += nbd_iov_slice(&cmd->rx, off, cmd->rx.len - off,
+					   iov + n, SEND_IOV - n, &covered);
+			if (covered < cmd->rx.len - off)
+				break;
+		}
+	}
+	return n;
+}
+
+/* w bytes from c->tx_next on went out. */
+static inline void conn_tx_advance(struct nbd_conn *c, size_t w)
+{
+	c->last_progress = now_ms();
+	while (w > 0) {
+		struct nbd_cmd *cmd = c->tx_next;
+		uint32_t rem = cmd_total(cmd) - cmd->tx_done;
+
+		if ((uint64_t)w < rem) {
+			cmd->tx_done += w;
+			break;
+		}
+		cmd->tx_done += rem;
+		w -= rem;
+		c->tx_next = cmd->next;
+	}
+}
+
+/* conn_flush through TLS: a batch is corked into GnuTLS (which then owns
+ * it: the requests count as sent) and flushed as whole records; a flush
+ * that would block is finished first on the next call. */
+static int conn_flush_tls(struct nbd_conn *c)
+{
+	for (;;) {
+		struct iovec iov[SEND_IOV];
+		size_t w = 0;
+		int n;
+
+		while (c->tls_corked) {
+			ssize_t r = gnutls_record_uncork(c->tls, 0);
+
+			if (r == GNUTLS_E_INTERRUPTED)
+				continue;
+			if (r == GNUTLS_E_AGAIN) {
+				event_add(c->wev, NULL);
+				return 0;
+			}
+			if (r < 0)
+				return tls_errno((int)r);
+			c->tls_corked = false;
+			c->last_progress = now_ms();
+		}
+		if (!c->tx_next)
+			break;
+		n = conn_tx_iov(c, iov);
+		gnutls_record_cork(c->tls);
+		c->tls_corked = true;
+		for (int i = 0; i < n && w < TLS_BATCH; i++) {
+			size_t l = iov[i].iov_len < TLS_BATCH - w ? iov[i].iov_len : TLS_BATCH - w;
+			ssize_t r = gnutls_record_send(c->tls, iov[i].iov_base, l);
+
+			if (r < 0)
+				return tls_errno((int)r);
+			w += r;
+			if ((size_t)r < l)
+				break;
+		}
+		conn_tx_advance(c, w);
+	}
+	event_del(c->wev);
+	return 0;
+}
+
 /* Send what can be sent: 0, or -errno when the connection is broken. */
 static int conn_flush(struct nbd_conn *c)
 {
+	if (c->tls)
+		return conn_flush_tls(c);
 	while (c->tx_next) {
 		struct iovec iov[SEND_IOV];
 		struct msghdr m = { .msg_iov = iov };
-		struct nbd_cmd *cmd;
-		int n = 0;
 		ssize_t w;
 
-		for (cmd = c->tx_next; cmd && n < SEND_IOV - 1; cmd = cmd->next) {
-			if (cmd->tx_done < NBD_REQUEST_SIZE) {
-				iov[n].iov_base = cmd->hdr + cmd->tx_done;
-				iov[n].iov_len = NBD_REQUEST_SIZE - cmd->tx_done;
-				n++;
-			}
-			if (cmd->rx.type == NBD_CMD_WRITE) {
-				uint64_t off = cmd->tx_done > NBD_REQUEST_SIZE ?
-					       cmd->tx_done - NBD_REQUEST_SIZE : 0;
-				uint64_t covered;
-
-				n += nbd_iov_slice(&cmd->rx, off, cmd->rx.len - off,
-						   iov + n, SEND_IOV - n, &covered);
-				if (covered < cmd->rx.len - off)
-					break;
-			}
-		}
-		m.msg_iovlen = n;
+		m.msg_iovlen = conn_tx_iov(c, iov);
 		w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -818,20 +1453,7 @@ static int conn_flush(struct nbd_conn *c)
 		}
 		if (w < 0)
 			return -errno;
-		c->last_progress = now_ms();
-		while (w > 0) {
-			uint32_t rem;
-
-			cmd = c->tx_next;
-			rem = cmd_total(cmd) - cmd->tx_done;
-			if ((uint64_t)w < rem) {
-				cmd->tx_done += w;
-				break;
-			}
-			cmd->tx_done += rem;
-			w -= rem;
-			c->tx_next = cmd->next;
-		}
+		conn_tx_advance(c, w);
 	}
 	event_del(c->wev);
 	return 0;
@@ -965,8 +1587,103 @@ static const struct nbd_rx_ops rx_ops = {
 	.done = rx_done,
 };
 
+/* readv through TLS: records decrypt straight into the iovecs.  Bytes, 0
+ * at the end of the stream, or -errno (-EAGAIN: nothing more for now; why
+ * set for errors).  *drained: GnuTLS holds nothing more and the socket had
+ * nothing either, so wait for EV_READ. */
+static ssize_t tls_readv(struct nbd_conn *c, const struct iovec *iov, int n,
+			 bool *drained, char *why, size_t whylen)
+{
+	size_t total = 0;
+
+	if (c->tls_rerr) {
+		snprintf(why, whylen, "recv: TLS: %s", gnutls_strerror(c->tls_rerr));
+		return c->tls_rerr == GNUTLS_E_PREMATURE_TERMINATION ? 0 : tls_errno(c->tls_rerr);
+	}
+	for (int i = 0; i < n; i++) {
+		char *b = iov[i].iov_base;
+		size_t len = iov[i].iov_len, off = 0;
+
+		while (off < len) {
+			ssize_t r = gnutls_record_recv(c->tls, b + off, len - off);
+
+			if (r > 0) {
+				off += r;
+				total += r;
+				continue;
+			}
+			if (r == GNUTLS_E_INTERRUPTED)
+				continue;
+			if (r == GNUTLS_E_AGAIN) {
+				*drained = true;
+				return total ? (ssize_t)total : -EAGAIN;
+			}
+			if (r == 0)
+				r = GNUTLS_E_PREMATURE_TERMINATION; /* close_notify: the same here */
+			if (total) {
+				c->tls_rerr = (int)r; /* after the data */
+				return total;
+			}
+			if (r == GNUTLS_E_PREMATURE_TERMINATION)
+				return 0;
+			tls_errmsg(c->tls, (int)r, "recv", why, whylen);
+			return tls_errno((int)r);
+		}
+	}
+	return total;
+}
+
+/* n bytes arrived where nbd_rx_iov() said: false when that dropped the
+ * connection. */
+static inline bool conn_rx(struct nbd_conn *c, size_t n)
+{
+	char why[200];
+	int e;
+
+	c->last_progress = now_ms();
+	e = nbd_rx_consume(&c->rx, n);
+	if (!e)
+		return true;
+	if (e == -ESHUTDOWN)
+		conn_drop(c, "the server is shutting down");
+	else {
+		snprintf(why, sizeof(why), "protocol error: %s", c->rx.errtext);
+		conn_drop(c, why);
+	}
+	return false;
+}
+
+static void conn_readable_tls(struct nbd_conn *c)
+{
+	for (int rounds = 0; rounds < 64; rounds++) {
+		struct iovec iov[RECV_IOV];
+		int n = nbd_rx_iov(&c->rx, iov, RECV_IOV);
+		bool drained = false;
+		char why[200];
+		ssize_t r = tls_readv(c, iov, n, &drained, why, sizeof(why));
+
+		if (r == -EAGAIN)
+			return;
+		if (r <= 0) {
+			if (!r)
+				snprintf(why, sizeof(why), "the server closed the connection");
+			conn_drop(c, why);
+			return;
+		}
+		if (!conn_rx(c, r) || drained)
+			return;
+	}
+	/* Out of rounds: what GnuTLS already decrypted would not wake us. */
+	if (gnutls_record_check_pending(c->tls))
+		event_active(c->rev, EV_READ, 0);
+}
+
 static void conn_readable(struct nbd_conn *c)
 {
+	if (c->tls) {
+		conn_readable_tls(c);
+		return;
+	}
 	for (int rounds = 0; rounds < 64; rounds++) {
 		struct iovec iov[RECV_IOV];
 		int n = nbd_rx_iov(&c->rx, iov, RECV_IOV);
@@ -983,17 +1700,8 @@ static void conn_readable(struct nbd_conn *c)
 			conn_drop(c, why);
 			return;
 		}
-		c->last_progress = now_ms();
-		int e = nbd_rx_consume(&c->rx, r);
-		if (e == -ESHUTDOWN) {
-			conn_drop(c, "the server is shutting down");
+		if (!conn_rx(c, r))
 			return;
-		}
-		if (e < 0) {
-			snprintf(why, sizeof(why), "protocol error: %s", c->rx.errtext);
-			conn_drop(c, why);
-			return;
-		}
 	}
 }
 
@@ -1135,8 +1843,9 @@ static void nbd_queue_close(void *qctx)
 		struct nbd_conn *c = &q->conns[i];
 		struct nbd_cmd *cmd;
 
-		if (c->state == C_READY && (!c->tx_next || !c->tx_next->tx_done))
-			send_disc(c->fd);
+		if (c->state == C_READY && (!c->tx_next || !c->tx_next->tx_done) &&
+		    !c->tls_corked)
+			send_disc(c->fd, c->tls);
 		while ((cmd = c->cmds.head)) {
 			list_del(&c->cmds, cmd);
 			part_done(cmd, -EIO);
@@ -1257,7 +1966,8 @@ static const struct vdu_backend nbd_backend = {
 
 static const struct vdu_option nbd_options[] = {
 	{ "url", VDU_OPT_STRING, "URL", NULL,
-	  "nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH",
+	  "nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH; "
+	  "nbds:// and nbds+unix:// for TLS",
 	  VDU_OPT_F_REQUIRED, 0, 0 },
 	{ "connections", VDU_OPT_UINT, "N", "1",
 	  "connections per queue (servers that allow multi-conn)", 0, 1,
@@ -1265,13 +1975,26 @@ static const struct vdu_option nbd_options[] = {
 	{ "timeout", VDU_OPT_UINT, "SECONDS", "30",
 	  "give up reconnecting after this long (requests then fail)", 0, 1, 86400 },
 	{ "readonly", VDU_OPT_BOOL, "on|off", "off", "export read-only", 0, 0, 0 },
+	{ "tls-certificates", VDU_OPT_STRING, "DIR", NULL,
+	  "TLS: ca-cert.pem (else the system's CAs), client-cert.pem and "
+	  "client-key.pem for client authentication", VDU_OPT_F_PATH, 0, 0 },
+	{ "tls-psk-file", VDU_OPT_STRING, "FILE", NULL,
+	  "TLS with a pre-shared key instead: a psktool file (USER:HEXKEY lines)",
+	  VDU_OPT_F_PATH, 0, 0 },
+	{ "tls-username", VDU_OPT_STRING, "NAME", NULL,
+	  "TLS: the PSK user (default: nbds://NAME@..., else the local user)", 0, 0, 0 },
+	{ "tls-hostname", VDU_OPT_STRING, "NAME", NULL,
+	  "TLS: the name the server's certificate must carry (default: the URL's "
+	  "host; none for a unix socket)", 0, 0, 0 },
+	{ "tls-verify-peer", VDU_OPT_BOOL, "on|off", "on",
+	  "TLS: verify the server's certificate", 0, 0, 0 },
 	{ NULL },
 };
 
 const struct vdu_plugin vbe_nbd = {
 	VDU_PLUGIN_INIT,
 	.name = "nbd",
-	.description = "remote storage on an NBD server over TCP or a unix socket (nbdkit, qemu-nbd, nbd-server)",
+	.description = "remote storage on an NBD server (nbdkit, qemu-nbd, nbd-server) over TCP or a unix socket, optionally with TLS",
 	.options = nbd_options,
 	.backend = &nbd_backend,
 	.open = nbd_open,

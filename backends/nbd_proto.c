@@ -3,6 +3,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,24 +72,116 @@ static int pct_decode(char *dst, size_t dstlen, const char *src, size_t n)
 
 #define URL_ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
 
+/* "on"/"off" and the other spellings of vdu_parse_bool(): 1, 0 or -1
+ * (this file does not link libvduse, for the fuzzer). */
+static int parse_bool(const char *s)
+{
+	static const char *const yes[] = { "1", "on", "yes", "true" };
+	static const char *const no[] = { "0", "off", "no", "false" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcmp(s, yes[i]))
+			return 1;
+		if (!strcmp(s, no[i]))
+			return 0;
+	}
+	return -1;
+}
+
+/* One name=value of the query: 0, or -EINVAL with the message in err. */
+static int url_query_param(const char *url, struct nbd_url *u, const char *q,
+			   size_t n, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		size_t off, size;
+	} tls_keys[] = {
+		{ "tls-certificates", offsetof(struct nbd_url, tls_certificates),
+		  sizeof(((struct nbd_url *)0)->tls_certificates) },
+		{ "tls-psk-file", offsetof(struct nbd_url, tls_psk_file),
+		  sizeof(((struct nbd_url *)0)->tls_psk_file) },
+		{ "tls-username", offsetof(struct nbd_url, tls_username),
+		  sizeof(((struct nbd_url *)0)->tls_username) },
+		{ "tls-hostname", offsetof(struct nbd_url, tls_hostname),
+		  sizeof(((struct nbd_url *)0)->tls_hostname) },
+	};
+	const char *eq = memchr(q, '=', n);
+	size_t klen = eq ? (size_t)(eq - q) : n;
+	const char *v = eq ? eq + 1 : q + n;
+	size_t vlen = q + n - v;
+
+	if (klen == 6 && !strncmp(q, "socket", 6)) {
+		if (!u->unix_socket)
+			URL_ERR("'%s': socket= is for nbd+unix:// and nbds+unix:// URLs", url);
+		if (u->socket_path[0])
+			URL_ERR("'%s': socket= given twice", url);
+		if (!vlen || pct_decode(u->socket_path, sizeof(u->socket_path), v, vlen) < 0)
+			URL_ERR("'%s': bad socket path (empty, bad %%-escape or "
+				"longer than %zu bytes)", url, sizeof(u->socket_path) - 1);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++) {
+		char *dst = (char *)u + tls_keys[i].off;
+
+		if (strlen(tls_keys[i].name) != klen || strncmp(q, tls_keys[i].name, klen))
+			continue;
+		if (!u->tls)
+			URL_ERR("'%s': %s= needs TLS: use %s:// instead of %s://", url,
+				tls_keys[i].name, u->unix_socket ? "nbds+unix" : "nbds",
+				u->unix_socket ? "nbd+unix" : "nbd");
+		if (dst[0])
+			URL_ERR("'%s': %s= given twice%s", url, tls_keys[i].name,
+				i == 2 ? " (or also as USER@)" : "");
+		if (!vlen || pct_decode(dst, tls_keys[i].size, v, vlen) < 0)
+			URL_ERR("'%s': bad %s= value (empty, bad %%-escape or longer "
+				"than %zu bytes)", url, tls_keys[i].name, tls_keys[i].size - 1);
+		return 0;
+	}
+	if (klen == 15 && !strncmp(q, "tls-verify-peer", 15)) {
+		char b[8];
+
+		if (!u->tls)
+			URL_ERR("'%s': tls-verify-peer= needs TLS: use %s:// instead of %s://",
+				url, u->unix_socket ? "nbds+unix" : "nbds",
+				u->unix_socket ? "nbd+unix" : "nbd");
+		if (u->tls_verify_peer >= 0)
+			URL_ERR("'%s': tls-verify-peer= given twice", url);
+		if (pct_decode(b, sizeof(b), v, vlen) < 0 ||
+		    (u->tls_verify_peer = parse_bool(b)) < 0)
+			URL_ERR("'%s': tls-verify-peer= wants on or off", url);
+		return 0;
+	}
+	URL_ERR("'%s': unknown query parameter '%.*s' (the URL takes %s"
+		"tls-certificates, tls-psk-file, tls-username, tls-hostname and "
+		"tls-verify-peer)", url, (int)klen, q,
+		u->unix_socket ? "socket, " : "");
+}
+
 int nbd_url_parse(const char *url, struct nbd_url *u, char *err, size_t errlen)
 {
-	const char *p, *auth, *auth_end, *path, *query;
+	static const struct {
+		const char *scheme;
+		bool unix_socket, tls;
+	} schemes[] = {
+		{ "nbd://", false, false }, { "nbd+unix://", true, false },
+		{ "nbds://", false, true }, { "nbds+unix://", true, true },
+	};
+	const char *p = NULL, *auth, *auth_end, *path, *query, *at;
 	size_t alen;
 
 	memset(u, 0, sizeof(*u));
+	u->tls_verify_peer = -1;
 	if (!url || !*url)
 		URL_ERR("empty URL");
-	if (!strncmp(url, "nbd://", 6))
-		p = url + 6;
-	else if (!strncmp(url, "nbd+unix://", 11)) {
-		p = url + 11;
-		u->unix_socket = true;
-	} else if (!strncmp(url, "nbds://", 7) || !strncmp(url, "nbds+unix://", 12))
-		URL_ERR("'%s': NBD over TLS is not supported", url);
-	else
-		URL_ERR("'%s': expected nbd://HOST[:PORT][/EXPORT] or "
-			"nbd+unix:///EXPORT?socket=PATH", url);
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]) && !p; i++)
+		if (!strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme))) {
+			p = url + strlen(schemes[i].scheme);
+			u->unix_socket = schemes[i].unix_socket;
+			u->tls = schemes[i].tls;
+		}
+	if (!p)
+		URL_ERR("'%s': expected nbd[s]://HOST[:PORT][/EXPORT] or "
+			"nbd[s]+unix:///EXPORT?socket=PATH", url);
 	for (const char *c = url; *c; c++)
 		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
 			URL_ERR("'%s': spaces or control characters in the URL", url);
@@ -101,6 +194,18 @@ int nbd_url_parse(const char *url, struct nbd_url *u, char *err, size_t errlen)
 	query = strchr(path, '?');
 	if (strchr(path, '#'))
 		URL_ERR("'%s': fragments (#) are not allowed", url);
+
+	/* USER@: the TLS user name (PSK), as libnbd takes it */
+	at = memchr(auth, '@', auth_end - auth);
+	if (at) {
+		if (!u->tls)
+			URL_ERR("'%s': a user name (USER@) is the TLS user: it needs "
+				"%s://", url, u->unix_socket ? "nbds+unix" : "nbds");
+		if (at == auth || pct_decode(u->tls_username, sizeof(u->tls_username),
+					     auth, at - auth) < 0)
+			URL_ERR("'%s': bad user name", url);
+		auth = at + 1;
+	}
 	alen = auth_end - auth;
 
 	/* export name: the path without its leading slash */
@@ -112,41 +217,26 @@ int nbd_url_parse(const char *url, struct nbd_url *u, char *err, size_t errlen)
 				"than %d bytes)", url, NBD_MAX_STRING);
 	}
 
-	if (u->unix_socket) {
-		if (alen)
-			URL_ERR("'%s': nbd+unix URLs have no host: use "
-				"nbd+unix:///EXPORT?socket=PATH", url);
-		if (!query)
-			URL_ERR("'%s': missing ?socket=PATH", url);
-		for (const char *q = query + 1; *q;) {
-			size_t n = strcspn(q, "&");
+	if (u->unix_socket && alen)
+		URL_ERR("'%s': %s URLs have no host: use %s:///EXPORT?socket=PATH", url,
+			u->tls ? "nbds+unix" : "nbd+unix", u->tls ? "nbds+unix" : "nbd+unix");
+	for (const char *q = query ? query + 1 : NULL; q && *q;) {
+		size_t n = strcspn(q, "&");
 
-			if (n > 7 && !strncmp(q, "socket=", 7)) {
-				if (u->socket_path[0])
-					URL_ERR("'%s': socket= given twice", url);
-				if (pct_decode(u->socket_path, sizeof(u->socket_path),
-					       q + 7, n - 7) < 0)
-					URL_ERR("'%s': bad socket path (bad %%-escape or "
-						"longer than %zu bytes)", url,
-						sizeof(u->socket_path) - 1);
-			} else
-				URL_ERR("'%s': unknown query parameter '%.*s'", url,
-					(int)n, q);
-			q += n;
-			if (*q == '&')
-				q++;
-		}
+		if (n && url_query_param(url, u, q, n, err, errlen) < 0)
+			return -EINVAL;
+		q += n;
+		if (*q == '&')
+			q++;
+	}
+	if (u->unix_socket) {
 		if (!u->socket_path[0])
 			URL_ERR("'%s': missing ?socket=PATH", url);
 		return 0;
 	}
 
-	if (query)
-		URL_ERR("'%s': query parameters are not supported in nbd:// URLs", url);
 	if (!alen)
 		URL_ERR("'%s': missing host", url);
-	if (memchr(auth, '@', alen))
-		URL_ERR("'%s': user names are not supported", url);
 	const char *port = NULL;
 	size_t hlen;
 
@@ -203,6 +293,7 @@ enum {
 	HS_OPT_HDR,
 	HS_OPT_DATA,
 	HS_EXPORT_NAME,
+	HS_TLS,      /* NBD_OPT_STARTTLS accepted: the caller runs TLS */
 	HS_DONE,
 	HS_FAILED,
 };
@@ -266,7 +357,18 @@ static void hs_send_go(struct nbd_hs *hs)
 	hs_expect(hs, HS_OPT_HDR, 20);
 }
 
-void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structured)
+/* The first option after the greeting, or after STARTTLS. */
+static void hs_send_first(struct nbd_hs *hs)
+{
+	if (hs->want_structured) {
+		hs_send_opt(hs, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		hs_expect(hs, HS_OPT_HDR, 20);
+	} else
+		hs_send_go(hs);
+}
+
+void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structured,
+		 bool want_tls)
 {
 	memset(hs, 0, offsetof(struct nbd_hs, buf));
 	hs->out_len = hs->out_off = 0;
@@ -277,7 +379,18 @@ void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structure
 	hs->msg[0] = 0;
 	snprintf(hs->export_name, sizeof(hs->export_name), "%s", export_name);
 	hs->want_structured = want_structured;
+	hs->want_tls = want_tls;
+	hs->tls = false;
 	hs_expect(hs, HS_GREETING, 18);
+}
+
+int nbd_hs_tls_ready(struct nbd_hs *hs)
+{
+	if (hs->state != HS_TLS)
+		return -EPROTO;
+	hs->tls = true;
+	hs_send_first(hs);
+	return 0;
 }
 
 uint8_t *nbd_hs_rbuf(struct nbd_hs *hs, size_t *len)
@@ -305,7 +418,7 @@ static const char *rep_name(uint32_t t)
 	case NBD_REP_ERR_POLICY: return "refused by server policy";
 	case NBD_REP_ERR_INVALID: return "invalid request";
 	case NBD_REP_ERR_PLATFORM: return "not supported on the server's platform";
-	case NBD_REP_ERR_TLS_REQD: return "the server requires TLS, which this client does not support";
+	case NBD_REP_ERR_TLS_REQD: return "the server requires TLS";
 	case NBD_REP_ERR_UNKNOWN: return "no such export";
 	case NBD_REP_ERR_SHUTDOWN: return "the server is shutting down";
 	case NBD_REP_ERR_BLOCK_SIZE_REQD: return "the server requires block size negotiation";
@@ -370,6 +483,16 @@ static int hs_reply(struct nbd_hs *hs)
 		char text[200];
 
 		sanitize(text, sizeof(text), d, len);
+		if (hs->opt == NBD_OPT_STARTTLS)
+			/* nbds:// never falls back to plain text */
+			return hs_fail(hs, t == NBD_REP_ERR_UNSUP ? -EPROTONOSUPPORT :
+				       rep_errno(t), "the server does not offer TLS "
+				       "(NBD_OPT_STARTTLS: %s%s%s), which nbds:// requires",
+				       rep_name(t), *text ? ": " : "", text);
+		if (t == NBD_REP_ERR_TLS_REQD && !hs->tls)
+			return hs_fail(hs, -EPROTONOSUPPORT, "the server requires TLS: "
+				       "use nbds:// (or nbds+unix://) instead of nbd://%s%s",
+				       *text ? ": " : "", text);
 		if (hs->opt == NBD_OPT_STRUCTURED_REPLY) {
 			/* fine: simple replies only */
 			hs->structured = false;
@@ -388,6 +511,16 @@ static int hs_reply(struct nbd_hs *hs)
 			return hs_fail(hs, -ENOENT, "export '%.200s' not found on the server%s%s",
 				       hs->export_name, *text ? ": " : "", text);
 		return hs_fail(hs, rep_errno(t), "%s%s%s", rep_name(t), *text ? ": " : "", text);
+	}
+	if (hs->opt == NBD_OPT_STARTTLS) {
+		if (t != NBD_REP_ACK || len)
+			return hs_fail(hs, -EPROTO, "protocol error: reply type %u "
+				       "(%u bytes) to NBD_OPT_STARTTLS", t, len);
+		/* Nothing more in plain text: the server now waits for the
+		 * TLS client hello. */
+		hs->state = HS_TLS;
+		hs->need = hs->have = 0;
+		return NBD_HS_STARTTLS;
 	}
 	if (hs->opt == NBD_OPT_STRUCTURED_REPLY) {
 		if (t != NBD_REP_ACK || len)
@@ -441,11 +574,11 @@ static int hs_step(struct nbd_hs *hs)
 		hs->no_zeroes = flags & NBD_FLAG_NO_ZEROES;
 		put32(cf, NBD_FLAG_C_FIXED_NEWSTYLE | (hs->no_zeroes ? NBD_FLAG_C_NO_ZEROES : 0));
 		hs_out(hs, cf, 4);
-		if (hs->want_structured) {
-			hs_send_opt(hs, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		if (hs->want_tls) {
+			hs_send_opt(hs, NBD_OPT_STARTTLS, NULL, 0);
 			hs_expect(hs, HS_OPT_HDR, 20);
 		} else
-			hs_send_go(hs);
+			hs_send_first(hs);
 		return NBD_HS_MORE;
 	}
 	case HS_OPT_HDR:
@@ -482,6 +615,9 @@ int nbd_hs_consume(struct nbd_hs *hs, size_t n)
 		return -EPROTO;
 	if (hs->state == HS_DONE)
 		return n ? -EPROTO : NBD_HS_DONE;
+	if (hs->state == HS_TLS)
+		return n ? hs_fail(hs, -EPROTO, "handshake: bytes before the TLS "
+				   "handshake") : NBD_HS_STARTTLS;
 	if (n > hs->need - hs->have)
 		return hs_fail(hs, -EPROTO, "handshake: more bytes than asked for");
 	hs->have += n;

@@ -53,6 +53,7 @@
 /* options */
 #define NBD_OPT_EXPORT_NAME      1
 #define NBD_OPT_ABORT            2
+#define NBD_OPT_STARTTLS         5
 #define NBD_OPT_GO               7
 #define NBD_OPT_STRUCTURED_REPLY 8
 
@@ -99,16 +100,28 @@
 #define NBD_DEFAULT_MAX_PAYLOAD (32u << 20)
 
 /* ---------------------------------------------------------------- URI */
+#define NBD_MAX_PATH 4096
+
 struct nbd_url {
 	bool unix_socket;
+	bool tls;                    /* nbds:// or nbds+unix:// */
 	char host[256];              /* without [] for IPv6 literals */
 	char port[8];
 	char export_name[NBD_MAX_STRING + 1];
 	char socket_path[108];
+	/* TLS settings from the query (libnbd's names); "" when not given */
+	char tls_certificates[NBD_MAX_PATH + 1];
+	char tls_psk_file[NBD_MAX_PATH + 1];
+	char tls_username[256];      /* ?tls-username= or USER@ */
+	char tls_hostname[256];
+	int tls_verify_peer;         /* -1: not given, else 0/1 */
 };
 
-/* Parse nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH.
- * 0, or -EINVAL with a message in err. */
+/* Parse nbd[s]://[USER@]HOST[:PORT][/EXPORT][?QUERY] or
+ * nbd[s]+unix://[USER@]/EXPORT?socket=PATH[&QUERY], QUERY being libnbd's
+ * tls-certificates=, tls-psk-file=, tls-username=, tls-hostname= and
+ * tls-verify-peer= (refused without TLS, as USER@ is).  0, or -EINVAL with
+ * a message in err. */
 int nbd_url_parse(const char *url, struct nbd_url *u, char *err, size_t errlen);
 
 /* ---------------------------------------------------------- handshake */
@@ -116,6 +129,7 @@ struct nbd_hs {
 	/* settings */
 	char export_name[NBD_MAX_STRING + 1];
 	bool want_structured;
+	bool want_tls;               /* NBD_OPT_STARTTLS first, no fallback */
 
 	/* progress */
 	int state;
@@ -127,6 +141,7 @@ struct nbd_hs {
 	size_t out_len, out_off;     /* bytes to send: out[out_off..out_len) */
 
 	/* results */
+	bool tls;                    /* the rest of the haggling went over TLS */
 	bool structured, no_zeroes, got_export, got_block_size;
 	uint64_t size;
 	uint16_t tflags;
@@ -136,13 +151,24 @@ struct nbd_hs {
 
 #define NBD_HS_MORE 0
 #define NBD_HS_DONE 1
+#define NBD_HS_STARTTLS 2
 
-void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structured);
-/* Where the next bytes from the server go (len > 0 unless done/failed). */
+/* want_tls: send NBD_OPT_STARTTLS before any other option and fail, never
+ * fall back, when the server refuses it. */
+void nbd_hs_init(struct nbd_hs *hs, const char *export_name, bool want_structured,
+		 bool want_tls);
+/* Where the next bytes from the server go (len > 0 unless done/failed, or
+ * waiting for the TLS handshake). */
 uint8_t *nbd_hs_rbuf(struct nbd_hs *hs, size_t *len);
 /* n bytes arrived at nbd_hs_rbuf(): NBD_HS_MORE, NBD_HS_DONE (transmission
- * phase reached) or -errno with hs->msg set.  May queue output. */
+ * phase reached), NBD_HS_STARTTLS (the server accepted NBD_OPT_STARTTLS:
+ * run the TLS handshake on the socket, then call nbd_hs_tls_ready(); every
+ * byte after that goes through TLS) or -errno with hs->msg set.  May queue
+ * output. */
 int nbd_hs_consume(struct nbd_hs *hs, size_t n);
+/* The TLS handshake after NBD_HS_STARTTLS succeeded: queues the next
+ * option (to be sent over TLS).  0, or -EPROTO in any other state. */
+int nbd_hs_tls_ready(struct nbd_hs *hs);
 /* True while still in option haggling (NBD_OPT_ABORT makes sense). */
 bool nbd_hs_in_options(const struct nbd_hs *hs);
 /* Queue NBD_OPT_ABORT (only during option haggling). */

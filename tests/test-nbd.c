@@ -4,6 +4,11 @@
  * straight through the backend API on a private event loop.  Completions
  * come back through the backend's test seam (vbe_nbd_complete_hook), so
  * no device or ring is involved.  Skips (77) when nbdkit is missing.
+ *
+ * TLS (nbds://): a CA, server and client certificates, a second CA, an
+ * expired server certificate and a PSK file are made with certtool and
+ * psktool in the test's directory; those tests are skipped (TAP "# skip")
+ * when gnutls-bin is missing or nbdkit was built without TLS.
  */
 #include <endian.h>
 #include <errno.h>
@@ -17,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -35,6 +42,7 @@ static struct event_base *base;
 static char tmpdir[64];
 static char logbuf[16384];
 static size_t loglen;
+static char check_err[512]; /* vdu_plugin_check()'s last refusal */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -68,29 +76,40 @@ static void log_reset(void)
 
 struct srv {
 	pid_t pid;
-	char sock[128], pidfile[128];
+	char sock[128], pidfile[128], port[8];
 };
 
-/* nbdkit --exit-with-parent -f -U SOCK -P PIDFILE ARGS... */
-static int srv_start(struct srv *s, const char *name, const char *const *args)
+/* nbdkit --exit-with-parent -f (-U SOCK | -i 127.0.0.1 -p PORT) -P PIDFILE
+ * ARGS...: a unix socket unless port is given. */
+static int srv_start_at(struct srv *s, const char *name, const char *port,
+			const char *const *args)
 {
-	const char *argv[32];
+	const char *argv[40];
 	int n = 0;
 	uint64_t t0 = now_ms();
 	struct stat st;
 
 	snprintf(s->sock, sizeof(s->sock), "%s/%s.sock", tmpdir, name);
 	snprintf(s->pidfile, sizeof(s->pidfile), "%s/%s.pid", tmpdir, name);
-	unlink(s->sock);
+	snprintf(s->port, sizeof(s->port), "%s", port ? port : "");
+	if (!port)
+		unlink(s->sock);
 	unlink(s->pidfile);
 	argv[n++] = "nbdkit";
 	argv[n++] = "--exit-with-parent";
 	argv[n++] = "-f";
-	argv[n++] = "-U";
-	argv[n++] = s->sock;
+	if (port) {
+		argv[n++] = "-i";
+		argv[n++] = "127.0.0.1";
+		argv[n++] = "-p";
+		argv[n++] = s->port;
+	} else {
+		argv[n++] = "-U";
+		argv[n++] = s->sock;
+	}
 	argv[n++] = "-P";
 	argv[n++] = s->pidfile;
-	while (*args && n < 31)
+	while (*args && n < 39)
 		argv[n++] = *args++;
 	argv[n] = NULL;
 	fflush(stdout);
@@ -116,6 +135,11 @@ static int srv_start(struct srv *s, const char *name, const char *const *args)
 		usleep(10000);
 	}
 	return 0;
+}
+
+static int srv_start(struct srv *s, const char *name, const char *const *args)
+{
+	return srv_start_at(s, name, NULL, args);
 }
 
 static void srv_stop(struct srv *s, int sig)
@@ -229,10 +253,9 @@ static int do_io(void *q, enum vdu_io_op op, uint64_t off, uint64_t len, void *b
 /* As a front end does: the descriptor's checks, then open. */
 static int checked_open(const struct vdu_param *p, size_t n, void **h)
 {
-	char err[256];
-
-	if (vdu_plugin_check(pl, p, n, err, sizeof(err)) < 0)
+	if (vdu_plugin_check(pl, p, n, check_err, sizeof(check_err)) < 0)
 		return -EINVAL;
+	check_err[0] = 0;
 	return pl->open(p, n, h);
 }
 
@@ -292,7 +315,7 @@ static void test_urls(void)
 		{ "nbd+unix:///?socket=/tmp/a%20b", 1, NULL, NULL, "", "/tmp/a b" },
 		{ "nbd://", 0, NULL, NULL, NULL, NULL }, { "nbd://:10809/", 0, NULL, NULL, NULL, NULL }, { "nbd://h:0/", 0, NULL, NULL, NULL, NULL },
 		{ "nbd://h:65536", 0, NULL, NULL, NULL, NULL }, { "nbd://h:12a", 0, NULL, NULL, NULL, NULL }, { "nbd://h:", 0, NULL, NULL, NULL, NULL },
-		{ "nbd://h/?x=1", 0, NULL, NULL, NULL, NULL }, { "nbd://u@h/", 0, NULL, NULL, NULL, NULL }, { "nbds://h/", 0, NULL, NULL, NULL, NULL },
+		{ "nbd://h/?x=1", 0, NULL, NULL, NULL, NULL }, { "nbd://u@h/", 0, NULL, NULL, NULL, NULL }, { "nbds://h/", 1, "h", "10809", "", NULL },
 		{ "http://h/", 0, NULL, NULL, NULL, NULL }, { "nbd+unix://host/?socket=/s", 0, NULL, NULL, NULL, NULL },
 		{ "nbd+unix:///e", 0, NULL, NULL, NULL, NULL }, { "nbd+unix:///e?sock=/s", 0, NULL, NULL, NULL, NULL },
 		{ "nbd+unix:///e?socket=", 0, NULL, NULL, NULL, NULL }, { "nbd://h/a%zz", 0, NULL, NULL, NULL, NULL },
@@ -877,6 +900,575 @@ static void test_hostile(void)
 	}
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+static char pki[128];           /* certificates and keys, made by pki_make() */
+static const char *tls_skip;    /* why the TLS tests cannot run, or NULL */
+
+static void skip(const char *why, const char *what)
+{
+	tap_count++;
+	printf("ok %u # skip %s: %s\n", tap_count, what, why);
+	fflush(stdout);
+}
+
+/* A CA, a server certificate for localhost and 127.0.0.1, a client
+ * certificate, a second CA with a server certificate of its own, an
+ * expired server certificate and a PSK file, laid out as nbdkit and qemu
+ * read them: DIR/{ca-cert,server-cert,server-key,client-cert,client-key}.pem. */
+static bool pki_make(void)
+{
+	static const char script[] =
+		"set -e; cd '%s'; exec >pki.log 2>&1\n"
+		"key() { certtool --generate-privkey --key-type=ecdsa --outfile $1; }\n"
+		"ca() { key $1-key.pem\n"
+		"  printf 'cn = test CA %%s\\nca\\ncert_signing_key\\nexpiration_days = 30\\n' $1 >$1.info\n"
+		"  certtool --generate-self-signed --load-privkey $1-key.pem --template $1.info --outfile $1-cert.pem; }\n"
+		"sign() { key $2-key.pem\n"
+		"  certtool --generate-certificate --load-privkey $2-key.pem --load-ca-certificate $1-cert.pem \\\n"
+		"    --load-ca-privkey $1-key.pem --template $3 --outfile $2-cert.pem; }\n"
+		"ca ca1; ca ca2\n"
+		"srv='cn = localhost\\ndns_name = localhost\\nip_address = 127.0.0.1\\ntls_www_server\\nsigning_key\\nencryption_key\\n'\n"
+		"printf \"$srv\"'expiration_days = 30\\n' >server.info\n"
+		"printf \"$srv\"'activation_date = \"2020-01-01 00:00:00 UTC\"\\nexpiration_date = \"2020-12-31 00:00:00 UTC\"\\n' >expired.info\n"
+		"printf 'cn = client\\ntls_www_client\\nsigning_key\\nencryption_key\\nexpiration_days = 30\\n' >client.info\n"
+		"sign ca1 server server.info; sign ca2 server2 server.info; sign ca1 expired expired.info\n"
+		"sign ca1 client client.info\n"
+		"mk() { mkdir -p $1; cp $2-cert.pem $1/ca-cert.pem; cp $3-cert.pem $1/$4-cert.pem; cp $3-key.pem $1/$4-key.pem; }\n"
+		"mk srv ca1 server server; mk srv-untrusted ca2 server2 server; mk srv-expired ca1 expired server\n"
+		"mk cli ca1 client client\n"
+		"mkdir -p cli-nocert; cp ca1-cert.pem cli-nocert/ca-cert.pem\n"
+		"psktool -u alice -p keys.psk; psktool -u alice -p other.psk\n";
+	char cmd[sizeof(script) + 256];
+
+	snprintf(pki, sizeof(pki), "%s/pki", tmpdir);
+	if (mkdir(pki, 0700) < 0)
+		return false;
+	snprintf(cmd, sizeof(cmd), script, pki);
+	return system(cmd) == 0;
+}
+
+static void tls_setup(void)
+{
+	if (system("certtool --version >/dev/null 2>&1 && psktool --version >/dev/null 2>&1"))
+		tls_skip = "certtool/psktool missing (apt-get install gnutls-bin)";
+	else if (system("nbdkit --dump-config 2>/dev/null | grep -qx tls=yes"))
+		tls_skip = "nbdkit built without TLS";
+	else if (!pki_make())
+		tls_skip = "certtool failed (see pki/pki.log)";
+}
+
+/* Open with key=value pairs after the URL (NULL-terminated). */
+static int open_kv(const char *url, const char *const *kv, void **h)
+{
+	struct vdu_param p[12];
+	size_t n = 0;
+
+	p[n].key = "url";
+	p[n++].value = url;
+	for (; kv && kv[0] && n < 12; kv += 2) {
+		p[n].key = kv[0];
+		p[n++].value = kv[1];
+	}
+	return checked_open(p, n, h);
+}
+
+static void pki_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", pki, name);
+}
+
+/* Write, read back, compare: len bytes at off in nseg pieces. */
+static bool rw_verify(void *q, uint64_t off, size_t len, uint32_t seed)
+{
+	uint8_t *w = malloc(len), *r = malloc(len);
+	bool good;
+
+	fill(w, len, seed);
+	memset(r, 0xaa, len);
+	good = do_io(q, VDU_IO_WRITE, off, len, w, 5, 0) == 0 &&
+	       do_io(q, VDU_IO_READ, off, len, r, 3, 0) == 0 && !memcmp(w, r, len);
+	free(w);
+	free(r);
+	return good;
+}
+
+/* Settings refused before anything connects, with their one line. */
+static void test_tls_config(void)
+{
+	static const struct {
+		const char *url;
+		const char *kv[5];
+		const char *msg;
+	} cases[] = {
+		{ "nbd+unix:///?socket=/s", { "tls-certificates", "/tmp", NULL },
+		  "tls-certificates= needs TLS: use nbds+unix:// instead of nbd+unix://" },
+		{ "nbd://h/", { "tls-psk-file", "/etc/hostname", NULL },
+		  "tls-psk-file= needs TLS: use nbds:// instead of nbd://" },
+		{ "nbd://h/", { "tls-verify-peer", "off", NULL }, "needs TLS: use nbds://" },
+		{ "nbd://h/?tls-certificates=/tmp", { NULL }, "needs TLS: use nbds://" },
+		{ "nbds://h/", { "tls-certificates", "/tmp", "tls-psk-file", "/etc/hostname", NULL },
+		  "exclude each other" },
+		{ "nbds://h/?tls-certificates=/tmp", { "tls-certificates", "/tmp", NULL },
+		  "both in the URL and a key" },
+		{ "nbds://h/?tls-certificates=certs", { NULL }, "give an absolute path" },
+		{ "nbds://h/", { "tls-certificates", "/nonexistent-dir", NULL },
+		  "tls-certificates=/nonexistent-dir: No such file or directory" },
+		{ "nbds://h/", { "tls-psk-file", "/nonexistent-file", NULL },
+		  "tls-psk-file=/nonexistent-file: No such file or directory" },
+		{ "nbds://h/", { "tls-verify-peer", "maybe", NULL }, "tls-verify-peer" },
+		{ "nbds://h/?tls-verify-peer=maybe", { NULL }, "wants on or off" },
+		{ "nbds://h/?tls-bogus=1", { NULL }, "unknown query parameter 'tls-bogus'" },
+		{ "nbds://h/?socket=/s", { NULL }, "socket= is for nbd+unix" },
+		{ "nbds+unix:///?socket=/s&tls-hostname=a&tls-hostname=b", { NULL },
+		  "tls-hostname= given twice" },
+	};
+	static const struct {
+		const char *url;
+		bool tls, unix_socket;
+		const char *certs, *psk, *user, *host;
+		int verify;
+	} good[] = {
+		{ "nbds://h:99/e?tls-certificates=/c&tls-hostname=x.example&tls-verify-peer=off",
+		  true, false, "/c", "", "", "x.example", 0 },
+		{ "nbds+unix://alice@/e?socket=/s&tls-psk-file=/k%20f", true, true, "", "/k f",
+		  "alice", "", -1 },
+		{ "nbds+unix:///?tls-username=bob&socket=/s&tls-verify-peer=1", true, true, "", "",
+		  "bob", "", 1 },
+		{ "nbd://h/", false, false, "", "", "", "", -1 },
+	};
+	void *h;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = open_kv(cases[i].url, cases[i].kv, &h);
+
+		ok(r == -EINVAL && strstr(check_err, cases[i].msg),
+		   "refused: %s%s%s (%s)", cases[i].url, cases[i].kv[0] ? " -o " : "",
+		   cases[i].kv[0] ? cases[i].kv[0] : "", check_err);
+		if (r == 0)
+			pl->close(h);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct nbd_url u;
+		char err[300];
+		int r = nbd_url_parse(good[i].url, &u, err, sizeof(err));
+
+		ok(r == 0 && u.tls == good[i].tls && u.unix_socket == good[i].unix_socket &&
+		   !strcmp(u.tls_certificates, good[i].certs) &&
+		   !strcmp(u.tls_psk_file, good[i].psk) &&
+		   !strcmp(u.tls_username, good[i].user) &&
+		   !strcmp(u.tls_hostname, good[i].host) &&
+		   u.tls_verify_peer == good[i].verify, "url '%s' parsed%s%s", good[i].url,
+		   r ? ": " : "", r ? err : "");
+	}
+}
+
+/* X.509 with client certificates, two connections per queue. */
+static void test_tls_x509(void)
+{
+	char srvdir[160], clidir[160], nocert[160], opt[200], url[200];
+	const char *args[] = { "--tls=require", opt, "--tls-verify-peer", "memory", "64M", NULL };
+	struct srv s;
+	void *h, *q;
+
+	pki_path(srvdir, sizeof(srvdir), "srv");
+	pki_path(clidir, sizeof(clidir), "cli");
+	pki_path(nocert, sizeof(nocert), "cli-nocert");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	if (!ok(srv_start(&s, "tls", args) == 0, "nbdkit --tls=require --tls-verify-peer started"))
+		return;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	log_reset();
+	{
+		const char *kv[] = { "tls-certificates", clidir, "connections", "2", NULL };
+
+		if (is_int(open_kv(url, kv, &h), 0, "nbds+unix: open with a client certificate")) {
+			ok(strstr(logbuf, "2 connection(s) per queue") &&
+			   strstr(logbuf, "TLS (X.509, CA ca-cert.pem, client certificate, TLS1."),
+			   "2 connections, TLS with X.509 logged");
+			is_int(be->queue_open(h, 0, base, &q), 0, "queue_open (2 TLS handshakes)");
+			ok(rw_verify(q, 4096, MiB, 1), "1 MiB written and read back over TLS");
+			ok(rw_verify(q, 8 * MiB + 512, 5 * MiB + 4096, 2),
+			   "5 MiB written and read back (records, corked batches)");
+			{
+				enum { N = 64 };
+				struct treq *t[N];
+				uint8_t *bufs = malloc(N * 8192), *r = malloc(N * 8192);
+				bool good = true;
+
+				for (int i = 0; i < N; i++) {
+					fill(bufs + i * 8192, 8192, 100 + i);
+					t[i] = treq_new(VDU_IO_WRITE, 32 * MiB + (uint64_t)i * 8192,
+							8192, bufs + i * 8192, 2);
+					be->submit(q, &t[i]->io);
+				}
+				be->unplug(q);
+				ok(run_until(t, N, 10000), "%d TLS writes in flight complete", N);
+				for (int i = 0; i < N; i++) {
+					good = good && t[i]->result == 0;
+					free(t[i]);
+				}
+				for (int i = 0; i < N; i++)
+					t[i] = treq_new(VDU_IO_READ, 32 * MiB + (uint64_t)i * 8192,
+							8192, r + i * 8192, 3);
+				for (int i = 0; i < N; i++)
+					be->submit(q, &t[i]->io);
+				be->unplug(q);
+				ok(run_until(t, N, 10000), "%d TLS reads in flight complete", N);
+				for (int i = 0; i < N; i++) {
+					good = good && t[i]->result == 0;
+					free(t[i]);
+				}
+				ok(good && !memcmp(r, bufs, N * 8192), "all succeeded, data matches");
+				free(bufs);
+				free(r);
+			}
+			is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush over TLS");
+			be->queue_close(q);
+			pl->close(h);
+		}
+	}
+	{
+		const char *kv[] = { "tls-certificates", clidir, "tls-hostname", "wrong.example",
+				     NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 &&
+		   strstr(logbuf, "TLS: the server's certificate failed verification: ") &&
+		   strstr(logbuf, "does not match") && strstr(logbuf, "wrong.example"),
+		   "tls-hostname=wrong.example refused, naming the reason");
+		diag("%s", logbuf);
+	}
+	{
+		const char *kv[] = { "tls-certificates", nocert, NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 && strstr(logbuf, "nbd: nbds+unix:"),
+		   "no client certificate: the server refuses");
+		diag("%s", logbuf);
+	}
+	{
+		snprintf(url, sizeof(url), "nbd+unix:///?socket=%s", s.sock);
+		log_reset();
+		ok(open_kv(url, NULL, &h) < 0 &&
+		   strstr(logbuf, "the server requires TLS: use nbds:// (or nbds+unix://) "
+			  "instead of nbd://"), "plain client to a TLS-only server: refused with the nbds:// hint");
+		diag("%s", logbuf);
+	}
+	srv_stop(&s, SIGTERM);
+}
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* TCP: the URL's host is the name checked (IP and DNS SANs). */
+static void test_tls_tcp(void)
+{
+	char srvdir[160], clidir[160], opt[200], url[400], port[8];
+	const char *args[] = { "--tls=require", opt, "memory", "16M", NULL };
+	struct srv s;
+	void *h, *q;
+
+	pki_path(srvdir, sizeof(srvdir), "srv");
+	pki_path(clidir, sizeof(clidir), "cli");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	snprintf(port, sizeof(port), "%u", free_port());
+	if (!ok(srv_start_at(&s, "tlstcp", port, args) == 0, "nbdkit TLS on 127.0.0.1:%s", port))
+		return;
+	snprintf(url, sizeof(url), "nbds://127.0.0.1:%s/", port);
+	{
+		const char *kv[] = { "tls-certificates", clidir, NULL };
+
+		if (is_int(open_kv(url, kv, &h), 0, "nbds://127.0.0.1: the IP SAN verifies")) {
+			be->queue_open(h, 0, base, &q);
+			ok(rw_verify(q, 0, 65536, 5), "I/O over TLS on TCP");
+			be->queue_close(q);
+			pl->close(h);
+		}
+	}
+	snprintf(url, sizeof(url), "nbds://localhost:%s/?tls-certificates=%s", port, clidir);
+	if (is_int(open_kv(url, NULL, &h), 0, "nbds://localhost/?tls-certificates=DIR: the DNS SAN verifies"))
+		pl->close(h);
+	snprintf(url, sizeof(url), "nbds://127.0.0.1:%s/?tls-certificates=%s&tls-hostname=other.example",
+		 port, clidir);
+	log_reset();
+	ok(open_kv(url, NULL, &h) < 0 && strstr(logbuf, "other.example"),
+	   "?tls-hostname=other.example refused");
+	snprintf(url, sizeof(url), "nbd://127.0.0.1:%s/", port);
+	log_reset();
+	ok(open_kv(url, NULL, &h) < 0 && strstr(logbuf, "use nbds://"),
+	   "nbd:// to the TLS-only server refused with the nbds:// hint");
+	srv_stop(&s, SIGTERM);
+}
+
+/* An untrusted CA and an expired certificate: refused, unless
+ * tls-verify-peer=off. */
+static void test_tls_untrusted(void)
+{
+	char srvdir[160], clidir[160], opt[200], url[200];
+	const char *args[] = { "--tls=require", opt, "memory", "16M", NULL };
+	struct srv s;
+	void *h, *q;
+
+	pki_path(srvdir, sizeof(srvdir), "srv-untrusted");
+	pki_path(clidir, sizeof(clidir), "cli");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	if (!ok(srv_start(&s, "tlsu", args) == 0, "nbdkit with a certificate of another CA"))
+		return;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-certificates", clidir, NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 &&
+		   strstr(logbuf, "TLS: the server's certificate failed verification: ") &&
+		   strstr(logbuf, "issuer is unknown") && !strchr(strchr(logbuf, ':'), '\n')[1],
+		   "untrusted CA refused in one line naming it");
+		diag("%s", logbuf);
+	}
+	{
+		const char *kv[] = { "tls-certificates", clidir, "tls-verify-peer", "off", NULL };
+
+		log_reset();
+		if (is_int(open_kv(url, kv, &h), 0, "tls-verify-peer=off accepts it")) {
+			ok(strstr(logbuf, "peer NOT verified") != NULL, "and says so in the log");
+			be->queue_open(h, 0, base, &q);
+			ok(rw_verify(q, 0, 65536, 6), "I/O works");
+			be->queue_close(q);
+			pl->close(h);
+		}
+	}
+	srv_stop(&s, SIGTERM);
+
+	pki_path(srvdir, sizeof(srvdir), "srv-expired");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	if (!ok(srv_start(&s, "tlsx", args) == 0, "nbdkit with an expired certificate"))
+		return;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-certificates", clidir, NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 && strstr(logbuf, "failed verification") &&
+		   strstr(logbuf, "expired"), "expired certificate refused, naming it");
+		diag("%s", logbuf);
+	}
+	srv_stop(&s, SIGTERM);
+}
+
+static void test_tls_psk(void)
+{
+	char psk[160], other[160], opt[200], url[400];
+	const char *args[] = { "--tls=require", opt, "memory", "16M", NULL };
+	struct srv s;
+	void *h, *q;
+
+	pki_path(psk, sizeof(psk), "keys.psk");
+	pki_path(other, sizeof(other), "other.psk");
+	snprintf(opt, sizeof(opt), "--tls-psk=%s", psk);
+	if (!ok(srv_start(&s, "psk", args) == 0, "nbdkit --tls-psk started"))
+		return;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-psk-file", psk, "tls-username", "alice", NULL };
+
+		log_reset();
+		if (is_int(open_kv(url, kv, &h), 0, "PSK: open as alice")) {
+			ok(strstr(logbuf, "TLS (PSK user alice, TLS1.") != NULL, "PSK logged");
+			{
+				char key[200] = "", *k;
+				FILE *f = fopen(psk, "r");
+
+				if (f && fgets(key, sizeof(key), f))
+					key[strcspn(key, "\n")] = 0;
+				if (f)
+					fclose(f);
+				k = strchr(key, ':');
+				ok(k && strlen(k) > 16 && !strstr(logbuf, k + 1),
+				   "the key is not logged");
+			}
+			be->queue_open(h, 0, base, &q);
+			ok(rw_verify(q, 4096, 3 * MiB, 7), "3 MiB written and read back with PSK");
+			be->queue_close(q);
+			pl->close(h);
+		}
+	}
+	snprintf(url, sizeof(url), "nbds+unix://alice@/?socket=%s&tls-psk-file=%s", s.sock, psk);
+	if (is_int(open_kv(url, NULL, &h), 0, "nbds+unix://alice@/?...&tls-psk-file=FILE"))
+		pl->close(h);
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-psk-file", psk, "tls-username", "bob", NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 && strstr(logbuf, "has no key for user 'bob'"),
+		   "unknown PSK user refused");
+	}
+	{
+		const char *kv[] = { "tls-psk-file", other, "tls-username", "alice", NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 && strstr(logbuf, "TLS"), "wrong key refused");
+		diag("%s", logbuf);
+	}
+	srv_stop(&s, SIGTERM);
+}
+
+/* nbds:// to a server without TLS: no silent downgrade. */
+static void test_tls_downgrade(void)
+{
+	const char *args[] = { "--tls=off", "memory", "1M", NULL };
+	char clidir[160], url[200];
+	struct srv s;
+	void *h;
+
+	pki_path(clidir, sizeof(clidir), "cli");
+	if (!ok(srv_start(&s, "notls", args) == 0, "nbdkit --tls=off started"))
+		return;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-certificates", clidir, NULL };
+
+		log_reset();
+		ok(open_kv(url, kv, &h) < 0 &&
+		   strstr(logbuf, "the server does not offer TLS (NBD_OPT_STARTTLS: ") &&
+		   strstr(logbuf, "), which nbds:// requires\n"),
+		   "nbds:// to a server without TLS refused");
+		diag("%s", logbuf);
+	}
+	srv_stop(&s, SIGTERM);
+}
+
+/* TLS server killed and restarted under I/O; then restarted with a
+ * certificate that does not verify: no fallback, no completion, until the
+ * right one is back. */
+static void test_tls_reconnect(void)
+{
+	char file[128], fileopt[160], url[200], srvdir[160], clidir[160], opt[200];
+	const char *args[] = { "--tls=require", opt, "--filter=delay", "file", fileopt,
+			       "delay-write=200ms", NULL };
+	enum { N = 32, BS = 16384 };
+	struct treq *t[N];
+	struct srv s;
+	void *h, *q;
+	uint8_t *bufs = malloc(N * BS), *r = malloc(N * BS);
+	int fd;
+	bool good = true;
+
+	pki_path(srvdir, sizeof(srvdir), "srv");
+	pki_path(clidir, sizeof(clidir), "cli");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	snprintf(file, sizeof(file), "%s/tlsdisk.img", tmpdir);
+	snprintf(fileopt, sizeof(fileopt), "file=%s", file);
+	fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, 16 * MiB) < 0)
+		goto out;
+	close(fd);
+	if (!ok(srv_start(&s, "tlsfile", args) == 0, "nbdkit TLS file started"))
+		goto out;
+	snprintf(url, sizeof(url), "nbds+unix:///?socket=%s", s.sock);
+	{
+		const char *kv[] = { "tls-certificates", clidir, "timeout", "20",
+				     "connections", "2", NULL };
+
+		if (!is_int(open_kv(url, kv, &h), 0, "open, timeout=20, 2 connections"))
+			goto out;
+	}
+	be->queue_open(h, 0, base, &q);
+	for (int i = 0; i < N; i++) {
+		fill(bufs + i * BS, BS, 700 + i);
+		t[i] = treq_new(VDU_IO_WRITE, (uint64_t)i * BS * 3, BS, bufs + i * BS, 3);
+		be->submit(q, &t[i]->io);
+	}
+	be->unplug(q);
+	run_for(50);
+	srv_stop(&s, SIGKILL);
+	diag("TLS server killed with writes in flight");
+	run_for(1500);
+	{
+		int n = 0;
+
+		for (int i = 0; i < N; i++)
+			n += t[i]->done;
+		ok(n < N, "writes wait while the server is down (%d of %d done)", n, N);
+	}
+	ok(srv_start(&s, "tlsfile", args) == 0, "server restarted with TLS");
+	ok(run_until(t, N, 20000), "all writes complete after reconnecting (TLS again)");
+	for (int i = 0; i < N; i++) {
+		good = good && t[i]->done == 1 && t[i]->result == 0;
+		free(t[i]);
+	}
+	ok(good, "all writes succeeded");
+	for (int i = 0; i < N; i++)
+		good = good && do_io(q, VDU_IO_READ, (uint64_t)i * BS * 3, BS, r + i * BS, 2, 0) == 0;
+	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect");
+
+	/* back with a certificate of another CA */
+	srv_stop(&s, SIGKILL);
+	pki_path(srvdir, sizeof(srvdir), "srv-untrusted");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	log_reset();
+	ok(srv_start(&s, "tlsfile", args) == 0, "server back with an untrusted certificate");
+	{
+		uint8_t b[4096];
+		struct treq *tr = treq_new(VDU_IO_READ, 0, 4096, b, 1);
+
+		be->submit(q, &tr->io);
+		be->unplug(q);
+		run_for(2000);
+		ok(!tr->done, "a read waits: no connection verifies");
+		ok(strstr(logbuf, "failed verification") && strstr(logbuf, "retrying"),
+		   "reconnects fail verification and are retried");
+		srv_stop(&s, SIGKILL);
+		pki_path(srvdir, sizeof(srvdir), "srv");
+		snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+		ok(srv_start(&s, "tlsfile", args) == 0, "server back with its certificate");
+		ok(run_until(&tr, 1, 15000) && tr->result == 0 && !memcmp(b, bufs, 4096),
+		   "the read completes with the right data");
+		free(tr);
+	}
+	be->queue_close(q);
+	pl->close(h);
+out:
+	srv_stop(&s, SIGTERM);
+	free(bufs);
+	free(r);
+}
+
+static void test_tls(void)
+{
+	static const char *const what[] = {
+		"x509 and multi-conn", "TCP and host names", "untrusted and expired",
+		"PSK", "no downgrade", "reconnect",
+	};
+	void (*const fn[])(void) = {
+		test_tls_x509, test_tls_tcp, test_tls_untrusted, test_tls_psk,
+		test_tls_downgrade, test_tls_reconnect,
+	};
+
+	test_tls_config();
+	tls_setup();
+	for (size_t i = 0; i < sizeof(fn) / sizeof(fn[0]); i++) {
+		if (tls_skip)
+			skip(tls_skip, what[i]);
+		else
+			fn[i]();
+	}
+}
+
 int main(void)
 {
 	struct event *tick;
@@ -907,6 +1499,7 @@ int main(void)
 	test_hostile();
 	test_reconnect();
 	test_timeout();
+	test_tls();
 
 	event_free(tick);
 	event_base_free(base);

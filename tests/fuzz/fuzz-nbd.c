@@ -3,9 +3,11 @@
  * libFuzzer target: arbitrary bytes from an NBD "server" through the
  * client's handshake and then its transmission-phase reply parser.
  *
- * Input: byte 0 = settings (bit 0: ask for structured replies; bits 1-7:
- * bytes per read, 0 = as many as asked for), then the server's byte
- * stream.  After the handshake, eight requests of assorted kinds are "in
+ * Input: byte 0 = settings (bit 0: ask for structured replies; bit 1:
+ * TLS, i.e. NBD_OPT_STARTTLS first; bits 2-7: bytes per read, 0 = as many
+ * as asked for), then the server's byte stream.  When the machine asks
+ * for the TLS handshake (NBD_HS_STARTTLS) the "handshake" succeeds at once
+ * and the same stream goes on as the decrypted one.  After the handshake, eight requests of assorted kinds are "in
  * flight" with cookies 1..8 (reads have exactly-sized buffers in three
  * pieces, so ASan catches any write outside them); a completed request is
  * re-armed so the stream can keep going.
@@ -94,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	step = data[0] >> 1;
-	nbd_hs_init(&hs, "export", data[0] & 1);
+	step = data[0] >> 2;
+	nbd_hs_init(&hs, "export", data[0] & 1, data[0] & 2);
 
 	/* handshake */
 	for (;;) {
@@ -118,10 +120,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			nbd_hs_abort(&hs);
 			return 0;
 		}
+		if (r == NBD_HS_STARTTLS) {
+			/* only when asked for, once, and nothing queued for
+			 * plain text is left behind */
+			assert((data[0] & 2) && !hs.tls);
+			assert(!nbd_hs_in_options(&hs));
+			b = nbd_hs_rbuf(&hs, &len);
+			assert(len == 0);
+			assert(nbd_hs_consume(&hs, 0) == NBD_HS_STARTTLS);
+			r = nbd_hs_tls_ready(&hs);
+			assert(r == 0 && hs.tls && hs.out_len > hs.out_off);
+			assert(nbd_hs_tls_ready(&hs) < 0);
+			continue;
+		}
 		if (r == NBD_HS_DONE)
 			break;
 	}
 	assert(hs.got_export);
+	assert(hs.tls == !!(data[0] & 2));
 
 	/* transmission */
 	setup_cmds();
