@@ -655,7 +655,11 @@ static int tls_handshake_step(gnutls_session_t s, const struct nbd_tls *t, bool 
 			snprintf(msg, len, "TLS handshake failed: the server sent the alert "
 				 "'%s'", a ? a : "unknown");
 		} else
-			snprintf(msg, len, "TLS handshake failed: %s", gnutls_strerror(r));
+			snprintf(msg, len, "TLS handshake failed: %.120s%s%.64s%s",
+				 gnutls_strerror(r),
+				 t->psk ? " (servers close like this on a wrong key: is the key of PSK user '" : "",
+				 t->psk ? t->username : "",
+				 t->psk ? "' in tls-psk-file the server's?)" : "");
 		return r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_PULL_ERROR ||
 		       r == GNUTLS_E_PUSH_ERROR ? -ECONNRESET : -EPROTO;
 	}
@@ -1150,9 +1154,13 @@ static void conn_retry(struct nbd_conn *c, int err, const char *why)
 	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (c->backoff_ms > BACKOFF_MAX_MS)
 		c->backoff_ms = BACKOFF_MAX_MS;
+	/* why may already end with the error's text: say it once. */
 	vdu_log(c->fail_logged ? VDU_LOG_DEBUG : VDU_LOG_WARNING,
-		"nbd: %s: queue %u connection %u: %s (%s); retrying every %s",
-		q->d->url, q->qidx, c->idx, why, strerror(-err),
+		"nbd: %s: queue %u connection %u: %s%s%s%s; retrying every %s",
+		q->d->url, q->qidx, c->idx, why,
+		strstr(why, strerror(-err)) ? "" : " (",
+		strstr(why, strerror(-err)) ? "" : strerror(-err),
+		strstr(why, strerror(-err)) ? "" : ")",
 		c->backoff_ms >= BACKOFF_MAX_MS ? "5 s" : "0.1-5 s");
 	c->fail_logged = true;
 	conn_schedule(c, c->backoff_ms);

@@ -516,8 +516,9 @@ static int setup(struct daemon *d)
 		}
 	}
 	vctl_log_setup(stderr, vctl_global.log_level);
-	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queues of %u, block size %s)",
-		c->name, c->backend_name, c->queues, c->queue_size,
+	vdu_log(VDU_LOG_INFO, "starting device %s (backend %s, %u queue%s of %u, block size %s)",
+		c->name, c->backend_name, c->queues, c->queues == 1 ? "" : "s",
+		c->queue_size,
 		c->block_size ? (snprintf(more, sizeof(more), "%u", c->block_size), more)
 			      : "from the backend");
 
@@ -545,9 +546,16 @@ static int setup(struct daemon *d)
 	vctl_log_clear_error();
 	rc = c->plugin->open(c->params, c->nparams, &d->bh);
 	if (rc < 0) {
+		size_t nl = strlen(c->plugin->name);
+
 		d->bh = NULL;
-		report_err(d, "backend %s: cannot open: %s", c->backend_name,
-			   detail(more, sizeof(more), rc));
+		vctl_log_last_error(more, sizeof(more));
+		/* The backend's own "NAME: why" says it all. */
+		if (!strncmp(more, c->plugin->name, nl) && more[nl] == ':')
+			report_err(d, "%s", more);
+		else
+			report_err(d, "backend %s: cannot open: %s", c->backend_name,
+				   detail(more, sizeof(more), rc));
 		return rc;
 	}
 
