@@ -608,6 +608,11 @@ static void tls_errmsg(gnutls_session_t s, int r, const char *what, char *msg, s
 
 		snprintf(msg, len, "%s: TLS: the server sent the alert '%s'", what,
 			 a ? a : "unknown");
+	} else if (r == GNUTLS_E_UNEXPECTED_PACKET_LENGTH) {
+		/* What GnuTLS says of a record cut short by a hang-up: not
+		 * corruption. */
+		snprintf(msg, len, "%s: the connection ended in the middle of a TLS record",
+			 what);
 	} else
 		snprintf(msg, len, "%s: TLS: %s", what, gnutls_strerror(r));
 }

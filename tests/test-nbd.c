@@ -8,13 +8,19 @@
  * TLS (nbds://): a CA, server and client certificates, a second CA, an
  * expired server certificate and a PSK file are made with certtool and
  * psktool in the test's directory; those tests are skipped (TAP "# skip")
- * when gnutls-bin is missing or nbdkit was built without TLS.
+ * when gnutls-bin is missing or nbdkit was built without TLS.  Some of
+ * them go through a proxy on a thread of this program that forwards in
+ * tiny pieces, stalls, holds replies back or closes a connection in the
+ * middle of a TLS record, and count the backend's GnuTLS record calls.
  */
+#include <dlfcn.h>
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,11 +30,14 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <event2/event.h>
+#include <gnutls/gnutls.h>
 
 #include "backends.h"
 #include "nbd_proto.h"
@@ -1448,15 +1457,899 @@ out:
 	free(r);
 }
 
+/* ------------------------------------------ TLS through a trickle proxy */
+
+/*
+ * The backend's GnuTLS record calls, counted.  The backend is linked into
+ * this program statically, so its calls land on these definitions, which
+ * pass them on to GnuTLS's own (dlsym RTLD_NEXT).  Should that ever not
+ * hold (spy.uncork_calls and spy.recv_calls stay 0), the checks that need
+ * the counts are skipped and say so.
+ */
+static struct {
+	unsigned long uncork_calls, uncork_again, uncork_resumed;
+	unsigned long recv_calls, recv_again;
+	gnutls_session_t again[8];	/* sessions whose last uncork said AGAIN */
+} spy;
+
+static void *spy_real(const char *name)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+
+	if (!f) {
+		printf("Bail out! dlsym(%s): %s\n", name, dlerror());
+		exit(1);
+	}
+	return f;
+}
+
+int gnutls_record_uncork(gnutls_session_t s, unsigned int flags)
+{
+	static int (*real)(gnutls_session_t, unsigned int);
+	int r, i, e = -1;
+
+	if (!real)
+		real = (int (*)(gnutls_session_t, unsigned int))spy_real("gnutls_record_uncork");
+	r = real(s, flags);
+	spy.uncork_calls++;
+	for (i = 0; i < 8; i++) {
+		if (spy.again[i] == s)
+			break;
+		if (!spy.again[i] && e < 0)
+			e = i;
+	}
+	if (r == GNUTLS_E_AGAIN) {
+		spy.uncork_again++;
+		if (i == 8 && e >= 0)
+			spy.again[e] = s;
+	} else if (i < 8) {
+		if (r >= 0)
+			spy.uncork_resumed++;	/* the flush that stopped went on */
+		spy.again[i] = NULL;
+	}
+	return r;
+}
+
+ssize_t gnutls_record_recv(gnutls_session_t s, void *data, size_t len)
+{
+	static ssize_t (*real)(gnutls_session_t, void *, size_t);
+	ssize_t r;
+
+	if (!real)
+		real = (ssize_t (*)(gnutls_session_t, void *, size_t))spy_real("gnutls_record_recv");
+	r = real(s, data, len);
+	spy.recv_calls++;
+	if (r == GNUTLS_E_AGAIN)
+		spy.recv_again++;
+	return r;
+}
+
+static void spy_reset(void)
+{
+	memset(&spy, 0, sizeof(spy));
+}
+
+/*
+ * A TCP proxy on its own thread and poll loop, between the backend and a
+ * TLS server: each accepted connection gets one of its own to the server,
+ * and both directions are forwarded in pieces whose sizes are drawn (with
+ * a fixed seed) per direction: 1..tiny bytes, and big_pct% of them
+ * 1..big, each followed by a pause of pace_us.  Its sockets have small
+ * buffers (4 KiB) and a small MSS (1 KiB: with loopback's 64 KiB one the
+ * kernel lets the sender's socket buffer grow to megabytes), so a
+ * direction it does not read (paused) soon fills up the sender's.  It
+ * follows the TLS records it forwards (from a sync on, when the streams
+ * are idle, so at a record boundary) and can close a connection in the
+ * middle of one: cut_dir, after letting cut_skip such records through.
+ */
+enum { TP_PAIRS = 8, TP_CONNS = 16, TP_BUF = 65536, TP_SOCKBUF = 4096, TP_MSS = 1024,
+       TP_BIG_RECORD = 4097 };	/* longer than any piece of the trickle shapes */
+
+struct tp_dir {
+	int from, to;
+	bool eof;
+	size_t off, len;
+	uint8_t hdr[5];		/* the record being forwarded */
+	unsigned hgot, rpieces;
+	uint32_t rlen, rdone;
+	uint8_t buf[TP_BUF];
+};
+
+struct tp_pair {
+	int cfd, sfd, idx;	/* idx: in accept order, from 0 */
+	bool synced;		/* the record trackers are in step */
+	bool big_sndbuf;	/* set by a hold, for its release */
+	struct tp_dir d[2];	/* 0: up (to the server), 1: down */
+};
+
+struct tproxy {
+	int lfd, wake[2];
+	char port[8];
+	struct sockaddr_in srv;
+	pthread_t th;
+	unsigned seed;
+	struct tp_pair *pairs[TP_PAIRS];
+	/* set by the test, per direction */
+	atomic_int tiny[2], big[2], big_pct[2], pace_us[2], paused[2];
+	atomic_int hold[2];	/* read, keep, forward nothing; then all at once */
+	atomic_int cut_dir;	/* -1, or close mid-record going that way */
+	atomic_int cut_skip;	/* after this many whole records of 1000+ bytes */
+	atomic_int calm_after_cut;	/* and then forward in big pieces */
+	atomic_uint gen, gen_seen;
+	atomic_uint iter;	/* rounds of the proxy's loop */
+	/* counted by the proxy; the first group since the last sync */
+	atomic_ulong bytes[2], pieces[2], records[2], big_records[2], big_min_pieces[2];
+	atomic_ulong held[2];
+	atomic_ulong conn_bytes[TP_CONNS][2], total;
+	atomic_int accepted, cuts;
+	atomic_uint cut_len, cut_at;
+};
+
+/* How the proxy cuts up one direction. */
+static void tp_shape(struct tproxy *p, int dir, int tiny, int big, int big_pct, int pace_us)
+{
+	p->tiny[dir] = tiny;
+	p->big[dir] = big;
+	p->big_pct[dir] = big_pct;
+	p->pace_us[dir] = pace_us;
+}
+
+static size_t tp_pick(struct tproxy *p, int dir)
+{
+	int tiny = p->tiny[dir], big = p->big[dir];
+	int r;
+
+	if (tiny >= TP_BUF)
+		return TP_BUF;	/* well-behaved: whatever there is */
+	r = rand_r(&p->seed);
+	if (big > 0 && r % 100 < p->big_pct[dir])
+		return 1 + rand_r(&p->seed) % big;
+	return 1 + (size_t)(r >> 8) % (tiny > 0 ? tiny : 1);
+}
+
+/* A record of application data this direction may cut (or skip)? */
+static bool tp_may_cut(const struct tproxy *p, const struct tp_dir *d, int dir)
+{
+	return p->cut_dir == dir && !p->cuts && d->hgot == 5 && d->hdr[0] == 23 &&
+	       d->hdr[1] == 3 && d->hdr[2] == 3 && d->rlen >= 1000;
+}
+
+static bool tp_cuttable(const struct tproxy *p, const struct tp_dir *d, int dir)
+{
+	return tp_may_cut(p, d, dir) && !p->cut_skip;
+}
+
+/* While a cut is armed: no piece goes past a record's header or past the
+ * middle of a record it may cut. */
+static size_t tp_clamp(const struct tproxy *p, const struct tp_dir *d, int dir, size_t n)
+{
+	size_t lim;
+
+	if (p->cut_dir != dir || p->cuts)
+		return n;
+	if (d->hgot < 5)
+		lim = 5 - d->hgot;
+	else if (tp_cuttable(p, d, dir) && d->rdone < d->rlen / 2)
+		lim = d->rlen / 2 - d->rdone;
+	else
+		lim = d->rlen - d->rdone;
+	return n < lim ? n : lim;
+}
+
+/* n bytes of b went on: follow the records. */
+static void tp_track(struct tproxy *p, struct tp_pair *pr, int dir, const uint8_t *b, size_t n)
+{
+	struct tp_dir *d = &pr->d[dir];
+
+	if (d->hgot)
+		d->rpieces++;	/* this piece goes on with a record */
+	while (n) {
+		if (d->hgot < 5) {
+			if (!d->hgot)
+				d->rpieces = 1;
+			d->hdr[d->hgot++] = *b++;
+			n--;
+			if (d->hgot < 5)
+				continue;
+			d->rlen = (uint32_t)d->hdr[3] << 8 | d->hdr[4];
+			d->rdone = 0;
+		} else {
+			size_t k = n < d->rlen - d->rdone ? n : d->rlen - d->rdone;
+
+			d->rdone += k;
+			b += k;
+			n -= k;
+		}
+		if (d->rdone == d->rlen) {
+			if (pr->synced && tp_may_cut(p, d, dir) && p->cut_skip > 0)
+				p->cut_skip--;
+			d->hgot = 0;
+			p->records[dir]++;
+			if (d->rlen < TP_BIG_RECORD)
+				continue;
+			p->big_records[dir]++;
+			if (!p->big_min_pieces[dir] || d->rpieces < p->big_min_pieces[dir])
+				p->big_min_pieces[dir] = d->rpieces;
+		}
+	}
+}
+
+static void tp_close(struct tproxy *p, int i)
+{
+	close(p->pairs[i]->cfd);
+	close(p->pairs[i]->sfd);
+	free(p->pairs[i]);
+	p->pairs[i] = NULL;
+}
+
+static bool tp_wants_read(const struct tproxy *p, const struct tp_pair *pr, int dir)
+{
+	const struct tp_dir *d = &pr->d[dir];
+
+	if (d->eof || p->paused[dir])
+		return false;
+	return p->hold[dir] ? d->len < TP_BUF || d->off == d->len : d->off == d->len;
+}
+
+static bool tp_wants_write(const struct tproxy *p, const struct tp_pair *pr, int dir)
+{
+	return !p->hold[dir] && pr->d[dir].off < pr->d[dir].len;
+}
+
+/* Holding: append what comes to the buffer. */
+static int tp_hold(struct tproxy *p, struct tp_pair *pr, int dir)
+{
+	struct tp_dir *d = &pr->d[dir];
+	int big = 1 << 20;
+	ssize_t r;
+
+	if (!pr->big_sndbuf) {
+		/* the release goes out in one send() */
+		setsockopt(d->to, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+		pr->big_sndbuf = true;
+	}
+	if (d->off == d->len)
+		d->off = d->len = 0;
+	if (!tp_wants_read(p, pr, dir))
+		return 0;
+	r = recv(d->from, d->buf + d->len, TP_BUF - d->len, MSG_DONTWAIT);
+	if (r > 0) {
+		d->len += r;
+		p->held[dir] += r;
+		return 1;
+	}
+	if (r == 0 || (errno != EAGAIN && errno != EINTR))
+		d->eof = true;	/* closed once released */
+	return 0;
+}
+
+/* One piece in and one out, one way: 1 when bytes moved, -1 when the
+ * pair is gone, else 0. */
+static int tp_pump(struct tproxy *p, int i, int dir)
+{
+	struct tp_pair *pr = p->pairs[i];
+	struct tp_dir *d = &pr->d[dir];
+	int moved = 0;
+
+	if (p->hold[dir])
+		return tp_hold(p, pr, dir);
+	if (tp_wants_read(p, pr, dir)) {
+		ssize_t r = recv(d->from, d->buf, tp_pick(p, dir), MSG_DONTWAIT);
+
+		if (r > 0) {
+			d->off = 0;
+			d->len = r;
+			moved = 1;
+		} else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+			d->eof = true;
+	}
+	if (d->off < d->len) {
+		size_t n = tp_pick(p, dir);
+		ssize_t w;
+
+		if (n > d->len - d->off)
+			n = d->len - d->off;
+		if (pr->synced)
+			n = tp_clamp(p, d, dir, n);
+		w = send(d->to, d->buf + d->off, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0) {
+			tp_track(p, pr, dir, d->buf + d->off, w);
+			d->off += w;
+			p->bytes[dir] += w;
+			p->pieces[dir]++;
+			p->total += w;
+			if (pr->idx < TP_CONNS)
+				p->conn_bytes[pr->idx][dir] += w;
+			moved = 1;
+			if (pr->synced && tp_cuttable(p, d, dir) && d->rdone == d->rlen / 2) {
+				p->cut_len = d->rlen;
+				p->cut_at = d->rdone;
+				p->cuts++;
+				tp_close(p, i);
+				if (p->calm_after_cut)
+					for (int k = 0; k < 2; k++)
+						tp_shape(p, k, TP_BUF, 0, 0, 0);
+				return -1;
+			}
+			if (p->pace_us[dir]) {
+				struct timespec ts = { 0, p->pace_us[dir] * 1000L };
+
+				nanosleep(&ts, NULL);
+			}
+		} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			d->eof = true;
+			d->off = d->len;
+		}
+	}
+	if (d->eof && d->off == d->len) {
+		tp_close(p, i);
+		return -1;
+	}
+	return moved;
+}
+
+static void tp_accept(struct tproxy *p)
+{
+	int cfd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int sfd, one = 1, sz = TP_SOCKBUF, mss = TP_MSS, slot = 0;
+	struct tp_pair *pr;
+
+	if (cfd < 0)
+		return;
+	while (slot < TP_PAIRS && p->pairs[slot])
+		slot++;
+	sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (slot == TP_PAIRS || sfd < 0) {
+		close(cfd);
+		if (sfd >= 0)
+			close(sfd);
+		return;
+	}
+	setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	setsockopt(sfd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
+	if (connect(sfd, (struct sockaddr *)&p->srv, sizeof(p->srv)) < 0) {
+		close(cfd);
+		close(sfd);
+		return;
+	}
+	fcntl(sfd, F_SETFL, O_NONBLOCK);
+	setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pr = calloc(1, sizeof(*pr));
+	if (!pr) {
+		close(cfd);
+		close(sfd);
+		return;
+	}
+	pr->cfd = cfd;
+	pr->sfd = sfd;
+	pr->idx = p->accepted++;
+	pr->d[0].from = pr->d[1].to = cfd;
+	pr->d[0].to = pr->d[1].from = sfd;
+	p->pairs[slot] = pr;
+}
+
+static void *tp_thread(void *arg)
+{
+	struct tproxy *p = arg;
+	bool moved = false;
+
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);	/* pace_us means microseconds */
+	for (;;) {
+		struct pollfd pf[2 + 2 * TP_PAIRS];
+		unsigned g = p->gen;
+		int n = 0;
+
+		p->iter++;
+
+		if (g != p->gen_seen) {
+			for (int i = 0; i < TP_PAIRS; i++)
+				if (p->pairs[i]) {
+					p->pairs[i]->synced = true;
+					for (int dir = 0; dir < 2; dir++)
+						p->pairs[i]->d[dir].hgot = 0;
+				}
+			for (int dir = 0; dir < 2; dir++)
+				p->bytes[dir] = p->pieces[dir] = p->records[dir] =
+					p->big_records[dir] = p->big_min_pieces[dir] =
+					p->held[dir] = 0;
+			p->gen_seen = g;
+		}
+		pf[n++] = (struct pollfd){ .fd = p->wake[0], .events = POLLIN };
+		pf[n++] = (struct pollfd){ .fd = p->lfd, .events = POLLIN };
+		for (int i = 0; i < TP_PAIRS; i++) {
+			struct tp_pair *pr = p->pairs[i];
+
+			if (!pr)
+				continue;
+			pf[n].fd = pr->cfd;
+			pf[n++].events = (tp_wants_read(p, pr, 0) ? POLLIN : 0) |
+					 (tp_wants_write(p, pr, 1) ? POLLOUT : 0);
+			pf[n].fd = pr->sfd;
+			pf[n++].events = (tp_wants_read(p, pr, 1) ? POLLIN : 0) |
+					 (tp_wants_write(p, pr, 0) ? POLLOUT : 0);
+		}
+		if (poll(pf, n, moved ? 0 : 5) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents)
+			break;
+		if (pf[1].revents & POLLIN)
+			tp_accept(p);
+		moved = false;
+		for (int i = 0; i < TP_PAIRS; i++)
+			for (int dir = 0; dir < 2 && p->pairs[i]; dir++)
+				if (tp_pump(p, i, dir) > 0)
+					moved = true;
+	}
+	for (int i = 0; i < TP_PAIRS; i++)
+		if (p->pairs[i])
+			tp_close(p, i);
+	return NULL;
+}
+
+/* The proxy's counts start again and its record trackers take up the
+ * streams, which must be idle (at a record boundary). */
+static void tp_sync(struct tproxy *p)
+{
+	unsigned g = ++p->gen;
+	uint64_t end = now_ms() + 2000;
+
+	while (p->gen_seen != g && now_ms() < end)
+		usleep(500);
+	if (p->gen_seen != g)
+		diag("the proxy did not take up the sync: its counts are off");
+}
+
+static struct tproxy *tp_start(const char *srv_port, unsigned seed)
+{
+	struct tproxy *p = calloc(1, sizeof(*p));
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t l = sizeof(a);
+	int one = 1, sz = TP_SOCKBUF, mss = TP_MSS;
+
+	if (!p)
+		return NULL;
+	p->seed = seed;
+	p->cut_dir = -1;
+	p->srv.sin_family = AF_INET;
+	p->srv.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->srv.sin_port = htons((uint16_t)atoi(srv_port));
+	for (int dir = 0; dir < 2; dir++)
+		tp_shape(p, dir, 7, 0, 0, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* accepted sockets inherit the small buffers (and the window) */
+	if (p->lfd < 0 ||
+	    setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(p->lfd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)) < 0 ||
+	    setsockopt(p->lfd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) < 0 ||
+	    setsockopt(p->lfd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)) < 0 ||
+	    bind(p->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(p->lfd, 8) < 0 ||
+	    getsockname(p->lfd, (struct sockaddr *)&a, &l) < 0 || pipe(p->wake) < 0) {
+		if (p->lfd >= 0)
+			close(p->lfd);
+		free(p);
+		return NULL;
+	}
+	snprintf(p->port, sizeof(p->port), "%u", ntohs(a.sin_port));
+	if (pthread_create(&p->th, NULL, tp_thread, p)) {
+		close(p->lfd);
+		close(p->wake[0]);
+		close(p->wake[1]);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void tp_stop(struct tproxy *p)
+{
+	if (!p)
+		return;
+	if (write(p->wake[1], "x", 1) != 1) {
+		/* the thread then never ends: the join would hang */
+		abort();
+	}
+	pthread_join(p->th, NULL);
+	close(p->lfd);
+	close(p->wake[0]);
+	close(p->wake[1]);
+	free(p);
+}
+
+/* The proxy counts a piece after its send(), which may already have
+ * completed the request: wait for the next rounds of its loop. */
+static void tp_settle(struct tproxy *p)
+{
+	unsigned i = p->iter;
+	uint64_t end = now_ms() + 2000;
+
+	while (p->iter - i < 2 && now_ms() < end)
+		usleep(200);
+}
+
+/* Run the loop until the proxy has carried nothing for quiet_ms (the
+ * handshakes are over) with at least conns connections accepted. */
+static bool tp_wait_quiet(struct tproxy *p, int conns, unsigned quiet_ms, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms, moved_at = now_ms();
+	unsigned long last = p->total;
+
+	while (now_ms() < end) {
+		run_for(10);
+		if (p->total != last) {
+			last = p->total;
+			moved_at = now_ms();
+		} else if (p->accepted >= conns && now_ms() - moved_at >= quiet_ms)
+			return true;
+	}
+	return false;
+}
+
+static bool all_ok(struct treq **t, int n)
+{
+	bool good = true;
+
+	for (int i = 0; i < n; i++)
+		good = good && t[i]->done == 1 && t[i]->result == 0;
+	return good;
+}
+
+static void free_all(struct treq **t, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(t[i]);
+		t[i] = NULL;
+	}
+}
+
+static unsigned long long since(uint64_t t0)
+{
+	return (unsigned long long)(now_ms() - t0);
+}
+
+/* Through the trickle proxy: writes that block the client's sends, reads
+ * whose records arrive in pieces (and one byte at a time), two
+ * connections, a flush; then connections cut in the middle of a record. */
+static void test_tls_trickle(void)
+{
+	enum { NW = 7, CUT = 256 * 1024 };
+	static const struct {
+		uint64_t off;
+		uint32_t len;
+	} wr[NW] = {
+		{ 4096, MiB },			/* 1 MiB */
+		{ 2 * MiB, 65536 },
+		{ 3 * MiB, 65536 + 512 },
+		{ 4 * MiB + 512, 65536 + 4608 },
+		{ 5 * MiB + 1, 65536 + 17 },	/* odd offset and length */
+		{ 6 * MiB + 3, 12345 },
+		{ 7 * MiB + 7, 1 },
+	};
+	char srvdir[160], clidir[160], opt[200], url[200], port[8];
+	const char *args[] = { "--tls=require", opt, "memory", "16M", NULL };
+	struct srv s;
+	struct tproxy *p = NULL;
+	struct treq *t[NW] = { NULL }, *tt[56];
+	int ntt = 0;
+	uint8_t *w[NW] = { NULL }, *r[NW] = { NULL };
+	void *h = NULL, *q = NULL, *h1 = NULL, *q1 = NULL;
+	bool spying, good;
+	uint64_t t0;
+	int e;
+
+	pki_path(srvdir, sizeof(srvdir), "srv");
+	pki_path(clidir, sizeof(clidir), "cli");
+	snprintf(opt, sizeof(opt), "--tls-certificates=%s", srvdir);
+	snprintf(port, sizeof(port), "%u", free_port());
+	if (!ok(srv_start_at(&s, "trickle", port, args) == 0,
+		"nbdkit --tls=require on 127.0.0.1:%s", port))
+		return;
+	p = tp_start(port, 20240613);
+	if (!ok(p != NULL, "trickle proxy on 127.0.0.1:%s", p ? p->port : "?"))
+		goto out;
+	for (int i = 0; i < NW; i++) {
+		w[i] = malloc(wr[i].len > CUT ? wr[i].len : CUT);
+		r[i] = malloc(wr[i].len > CUT ? wr[i].len : CUT);
+		fill(w[i], wr[i].len, 900 + i);
+	}
+
+	/* the handshakes in 1..7 byte pieces */
+	snprintf(url, sizeof(url), "nbds://127.0.0.1:%s/", p->port);
+	spy_reset();
+	log_reset();
+	t0 = now_ms();
+	{
+		const char *kv[] = { "tls-certificates", clidir, "connections", "2",
+				     "timeout", "10", NULL };
+
+		e = open_kv(url, kv, &h);
+		if (!is_int(e, 0, "open through the proxy: NBD and TLS handshakes in "
+			    "1-7 byte pieces (%llu ms)", since(t0)))
+			goto out;
+	}
+	spying = spy.recv_calls > 0;
+	if (!spying)
+		diag("the GnuTLS calls are not counted here (not linked statically?)");
+	be->queue_open(h, 0, base, &q);
+	good = tp_wait_quiet(p, 3, 150, 10000);
+	ok(good && p->accepted == 3, "2 connections up through the proxy (%d accepted: "
+	   "open's and the queue's)", (int)p->accepted);
+
+	/* writes while the proxy reads nothing from the client */
+	tp_shape(p, 0, 7, 4096, 10, 5);
+	p->paused[0] = 1;
+	tp_sync(p);
+	spy_reset();
+	for (int i = 0; i < NW; i++) {
+		t[i] = treq_new(VDU_IO_WRITE, wr[i].off, wr[i].len, w[i], 1 + i % 5);
+		be->submit(q, &t[i]->io);
+	}
+	be->unplug(q);
+	t0 = now_ms();
+	run_for(300);
+	{
+		unsigned long long ms = since(t0);
+		int n = 0;
+
+		for (int i = 0; i < NW; i++)
+			n += t[i]->done;
+		ok(n == 0 && p->bytes[0] == 0 && ms < 1500,
+		   "proxy not reading: no write completes, the loop is not blocked "
+		   "(%d done, 300 ms took %llu ms)", n, ms);
+	}
+	if (spying)
+		ok(spy.uncork_again > 0, "the TLS flush stopped with GNUTLS_E_AGAIN "
+		   "(%lu of %lu uncorks)", spy.uncork_again, spy.uncork_calls);
+	else
+		skip("GnuTLS calls not counted", "uncork GNUTLS_E_AGAIN");
+	p->paused[0] = 0;
+	t0 = now_ms();
+	good = run_until(t, NW, 20000) && all_ok(t, NW);
+	if (!ok(good, "proxy reading again in 1-7 byte pieces (10%% up to 4 KiB): 1 MiB "
+		"and 6 64 KiB/odd-sized writes complete (%llu ms)", since(t0)))
+		goto out;	/* what is still out is completed by queue_close */
+	tp_settle(p);
+	diag("up: %lu bytes in %lu pieces, %lu TLS records, %lu over 4 KiB each in "
+	     ">= %lu pieces", (unsigned long)p->bytes[0], (unsigned long)p->pieces[0],
+	     (unsigned long)p->records[0], (unsigned long)p->big_records[0],
+	     (unsigned long)p->big_min_pieces[0]);
+	ok(p->big_records[0] > 80 && p->big_min_pieces[0] >= 2,
+	   "every TLS record of the writes went up in pieces");
+	if (spying)
+		ok(spy.uncork_again > 1 && spy.uncork_resumed > 0,
+		   "flushes stopped with GNUTLS_E_AGAIN %lu times, resumed %lu times",
+		   spy.uncork_again, spy.uncork_resumed);
+	else
+		skip("GnuTLS calls not counted", "uncork resumed");
+	ok(p->conn_bytes[1][0] > 65536 && p->conn_bytes[2][0] > 65536,
+	   "both connections carried writes (%lu and %lu bytes)",
+	   (unsigned long)p->conn_bytes[1][0], (unsigned long)p->conn_bytes[2][0]);
+	free_all(t, NW);
+	is_int(do_io(q, VDU_IO_FLUSH, 0, 0, NULL, 0, 0), 0, "flush through the proxy");
+
+	/* read back, the replies in pieces */
+	tp_shape(p, 1, 7, 4096, 10, 5);
+	tp_sync(p);
+	spy_reset();
+	for (int i = 0; i < NW; i++) {
+		memset(r[i], 0xaa, wr[i].len);
+		t[i] = treq_new(VDU_IO_READ, wr[i].off, wr[i].len, r[i], 1 + (i + 2) % 5);
+		be->submit(q, &t[i]->io);
+	}
+	be->unplug(q);
+	t0 = now_ms();
+	if (!run_until(t, NW, 20000)) {
+		ok(0, "read back in pieces: all 7 complete");
+		goto out;
+	}
+	good = all_ok(t, NW);
+	for (int i = 0; i < NW && good; i++)
+		good = !memcmp(w[i], r[i], wr[i].len);
+	ok(good, "read back in pieces: all 7 match (%llu ms)", since(t0));
+	tp_settle(p);
+	free_all(t, NW);
+	diag("down: %lu bytes in %lu pieces, %lu TLS records, %lu over 4 KiB each in "
+	     ">= %lu pieces; backend: %lu record reads, %lu GNUTLS_E_AGAIN",
+	     (unsigned long)p->bytes[1], (unsigned long)p->pieces[1],
+	     (unsigned long)p->records[1], (unsigned long)p->big_records[1],
+	     (unsigned long)p->big_min_pieces[1], spy.recv_calls, spy.recv_again);
+	ok(p->big_records[1] > 80 && p->big_min_pieces[1] >= 2,
+	   "every TLS record of the replies came down in pieces");
+	if (spying)
+		ok(spy.recv_again > p->records[1], "the backend met GNUTLS_E_AGAIN "
+		   "mid-record: %lu times for %lu records", spy.recv_again,
+		   (unsigned long)p->records[1]);
+	else
+		skip("GnuTLS calls not counted", "recv GNUTLS_E_AGAIN");
+	ok(p->conn_bytes[1][1] > 65536 && p->conn_bytes[2][1] > 65536,
+	   "both connections carried reads");
+
+	/* a reply one byte at a time: 20 KiB + 77 bytes, two records */
+	tp_shape(p, 1, 1, 0, 0, 2);
+	tp_sync(p);
+	spy_reset();
+	{
+		uint32_t len = 20480 + 77;
+		uint64_t off = wr[0].off + 12345;
+
+		memset(r[0], 0xaa, len);
+		t0 = now_ms();
+		e = do_io(q, VDU_IO_READ, off, len, r[0], 3, 0);
+		is_int(e, 0, "read of %u bytes, the reply one byte at a time (%llu ms)", len,
+		       since(t0));
+		tp_settle(p);
+		ok(!memcmp(r[0], w[0] + 12345, len) && p->pieces[1] == p->bytes[1] &&
+		   p->bytes[1] > len && p->records[1] >= 2,
+		   "data matches; %lu bytes came in %lu pieces, %lu records",
+		   (unsigned long)p->bytes[1], (unsigned long)p->pieces[1],
+		   (unsigned long)p->records[1]);
+		if (spying)
+			diag("backend: %lu record reads, %lu GNUTLS_E_AGAIN", spy.recv_calls,
+			     spy.recv_again);
+	}
+	ok(p->accepted == 3 && !strstr(logbuf, " lost: "),
+	   "no connection was lost or made again (%d accepted)", (int)p->accepted);
+
+	/* Many replies decrypted in one go: the proxy holds the replies to
+	 * 2 x n reads of 2 KiB (n on each connection), then lets them all
+	 * go in one send.  The backend reads a bounded number of rounds per
+	 * wakeup; when those end inside the last record, what GnuTLS holds
+	 * does not make the socket readable, and only the check for pending
+	 * records gets the rest read.  n from 16 to 28 makes the rounds run
+	 * out at every point of the last replies. */
+	tp_shape(p, 0, TP_BUF, 0, 0, 0);
+	tp_shape(p, 1, TP_BUF, 0, 0, 0);
+	good = true;
+	t0 = now_ms();
+	for (int n = 16; n <= 28 && good; n++) {
+		enum { RB = 2048 };
+		unsigned long want = 2UL * n * (RB + 28);
+		uint64_t end = now_ms() + 5000, moved_at = now_ms();
+		unsigned long last = 0;
+
+		p->hold[1] = 1;
+		tp_sync(p);
+		for (ntt = 0; ntt < 2 * n; ntt++) {
+			tt[ntt] = treq_new(VDU_IO_READ, wr[0].off + (uint64_t)ntt * RB, RB,
+					   r[0] + (size_t)ntt * RB, 1 + ntt % 2);
+			be->submit(q, &tt[ntt]->io);
+		}
+		be->unplug(q);
+		while (now_ms() < end && (p->held[1] < want || now_ms() - moved_at < 20)) {
+			run_for(2);
+			if (p->held[1] != last) {
+				last = p->held[1];
+				moved_at = now_ms();
+			}
+		}
+		p->hold[1] = 0;
+		good = p->held[1] >= want && run_until(tt, 2 * n, 3000) && all_ok(tt, 2 * n) &&
+		       !memcmp(r[0], w[0], (size_t)2 * n * RB);
+		if (!good) {
+			diag("n = %d: %lu bytes held, %lu wanted", n, (unsigned long)p->held[1],
+			     want);
+			break;
+		}
+		free_all(tt, ntt);
+		ntt = 0;
+	}
+	if (!ok(good, "2 x 16..28 replies held and let go at once: all read, data "
+		"matches (%llu ms)", since(t0)))
+		goto out;	/* what is still out is completed by queue_close */
+
+	/* Closed in the middle of the first record of a reply, which came in
+	 * pieces; the proxy then forwards in big pieces.  The request goes
+	 * to the other connection, or to this one once it is back. */
+	p->calm_after_cut = 1;
+	tp_shape(p, 0, 7, 4096, 10, 5);
+	tp_shape(p, 1, 7, 4096, 10, 5);
+	p->cut_dir = 1;
+	tp_sync(p);
+	log_reset();
+	memset(r[0], 0xaa, CUT);
+	t0 = now_ms();
+	e = do_io(q, VDU_IO_READ, wr[0].off, CUT, r[0], 4, 0);
+	is_int(e, 0, "256 KiB read: the proxy closes the connection in the middle of "
+	       "the reply's first record; no error (%llu ms)", since(t0));
+	ok(p->cuts == 1 && !memcmp(r[0], w[0], CUT), "data matches (cut after %u bytes "
+	   "of a %u-byte record)", (unsigned)p->cut_at, (unsigned)p->cut_len);
+	good = tp_wait_quiet(p, 4, 50, 5000);
+	ok(good && strstr(logbuf, " lost: ") && strstr(logbuf, "re-sent") && p->accepted == 4,
+	   "dropped, request re-sent, the lost connection back through the proxy "
+	   "(%d accepted)", (int)p->accepted);
+
+	/* The same on a queue of one connection, so the request waits for the
+	 * reconnect: cut in a reply's third record (two records of data are in
+	 * the request's buffers by then), then in a write's first record while
+	 * the backend's flush waits (GNUTLS_E_AGAIN). */
+	tp_shape(p, 0, 7, 0, 0, 0);
+	tp_shape(p, 1, 7, 0, 0, 0);
+	{
+		const char *kv[] = { "tls-certificates", clidir, "timeout", "10", NULL };
+
+		e = open_kv(url, kv, &h1);
+		if (!is_int(e, 0, "another open through the proxy, one connection"))
+			goto out;
+	}
+	be->queue_open(h1, 0, base, &q1);
+	good = tp_wait_quiet(p, 6, 150, 10000);
+	ok(good && p->accepted == 6, "its connection up (%d accepted)", (int)p->accepted);
+
+	tp_shape(p, 0, 7, 4096, 10, 5);
+	tp_shape(p, 1, 7, 4096, 10, 5);
+	p->cut_dir = 1;
+	p->cut_skip = 2;
+	p->cuts = 0;
+	tp_sync(p);
+	log_reset();
+	memset(r[0], 0xaa, CUT);
+	t0 = now_ms();
+	e = do_io(q1, VDU_IO_READ, wr[0].off + 3, CUT, r[0], 4, 0);
+	is_int(e, 0, "256 KiB read: the proxy closes the connection in the middle of "
+	       "the reply's third record; no error (%llu ms)", since(t0));
+	ok(p->cuts == 1 && !memcmp(r[0], w[0] + 3, CUT), "data matches (cut after %u "
+	   "bytes of a %u-byte record)", (unsigned)p->cut_at, (unsigned)p->cut_len);
+	ok(strstr(logbuf, " lost: ") && strstr(logbuf, "re-sent") && p->accepted == 7,
+	   "dropped, reconnected through the proxy (%d accepted), request re-sent",
+	   (int)p->accepted);
+
+	tp_shape(p, 0, 7, 4096, 10, 5);
+	tp_shape(p, 1, 7, 4096, 10, 5);
+	fill(w[0], CUT, 999);
+	p->cut_dir = 0;
+	p->cut_skip = 0;
+	p->cuts = 0;
+	tp_sync(p);
+	log_reset();
+	spy_reset();
+	t0 = now_ms();
+	e = do_io(q1, VDU_IO_WRITE, wr[0].off, CUT, w[0], 5, 0);
+	is_int(e, 0, "256 KiB write: the proxy closes the connection in the middle of a "
+	       "record of the request; no error (%llu ms)", since(t0));
+	if (spying)
+		ok(spy.uncork_again > 0, "the flush had stopped with GNUTLS_E_AGAIN "
+		   "(%lu of %lu uncorks)", spy.uncork_again, spy.uncork_calls);
+	else
+		skip("GnuTLS calls not counted", "uncork GNUTLS_E_AGAIN before the cut");
+	ok(strstr(logbuf, " lost: ") && p->accepted == 8,
+	   "dropped, reconnected (%d accepted), write re-sent", (int)p->accepted);
+	diag("%s", logbuf);
+	p->cut_dir = -1;
+	memset(r[0], 0xaa, CUT);
+	e = do_io(q, VDU_IO_READ, wr[0].off, CUT, r[0], 2, 0);
+	ok(p->cuts == 1 && e == 0 && !memcmp(r[0], w[0], CUT), "read back on the other "
+	   "queue: data matches (cut after %u bytes of a %u-byte record)",
+	   (unsigned)p->cut_at, (unsigned)p->cut_len);
+out:
+	if (q1)
+		be->queue_close(q1);
+	if (h1)
+		pl->close(h1);
+	if (q)
+		be->queue_close(q);
+	if (h)
+		pl->close(h);
+	free_all(tt, ntt);
+	for (int i = 0; i < NW; i++) {
+		free(t[i]);	/* NULL unless a phase failed */
+		free(w[i]);
+		free(r[i]);
+	}
+	tp_stop(p);
+	srv_stop(&s, SIGTERM);
+}
+
 static void test_tls(void)
 {
 	static const char *const what[] = {
 		"x509 and multi-conn", "TCP and host names", "untrusted and expired",
-		"PSK", "no downgrade", "reconnect",
+		"PSK", "no downgrade", "reconnect", "trickle proxy",
 	};
 	void (*const fn[])(void) = {
 		test_tls_x509, test_tls_tcp, test_tls_untrusted, test_tls_psk,
-		test_tls_downgrade, test_tls_reconnect,
+		test_tls_downgrade, test_tls_reconnect, test_tls_trickle,
 	};
 
 	test_tls_config();
