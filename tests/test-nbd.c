@@ -624,18 +624,56 @@ static void test_errors(void)
 	srv_stop(&s, SIGTERM);
 }
 
+enum { RESTART_N = 32, RESTART_BS = 16384 };
+
+/* RESTART_N writes of RESTART_BS bytes (pattern seed..) in flight on q
+ * when the server s is killed; they wait, then complete once it is back
+ * (kind, args) and read back intact (into r). */
+static void writes_survive_restart(struct srv *s, const char *kind,
+				   const char **args, void *q, uint8_t *bufs,
+				   uint8_t *r, int seed, const char *what)
+{
+	enum { N = RESTART_N, BS = RESTART_BS };
+	struct treq *t[N];
+	bool good = true;
+	int n = 0;
+
+	for (int i = 0; i < N; i++) {
+		fill(bufs + i * BS, BS, seed + i);
+		t[i] = treq_new(VDU_IO_WRITE, (uint64_t)i * BS * 3, BS, bufs + i * BS, 3);
+		be->submit(q, &t[i]->io);
+	}
+	be->unplug(q);
+	run_for(50);
+	srv_stop(s, SIGKILL);
+	diag("server%s killed with writes in flight", what);
+	run_for(1500);
+	for (int i = 0; i < N; i++)
+		n += t[i]->done;
+	ok(n < N, "writes wait while the server%s is down (%d of %d done)", what, n, N);
+	ok(srv_start(s, kind, args) == 0, "server%s restarted", what);
+	ok(run_until(t, N, 20000), "all writes complete after the reconnect%s", what);
+	for (int i = 0; i < N; i++) {
+		good = good && t[i]->done == 1 && t[i]->result == 0;
+		free(t[i]);
+	}
+	ok(good, "all writes succeeded%s", what);
+	for (int i = 0; i < N; i++)
+		good = good && do_io(q, VDU_IO_READ, (uint64_t)i * BS * 3, BS,
+				     r + i * BS, 2, 0) == 0;
+	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect%s", what);
+}
+
 /* Server killed and restarted under I/O: nothing lost. */
 static void test_reconnect(void)
 {
 	char file[128], fileopt[160], url[200];
 	const char *args[] = { "--filter=delay", "file", fileopt, "delay-write=200ms", NULL };
-	enum { N = 32, BS = 16384 };
-	struct treq *t[N];
+	enum { N = RESTART_N, BS = RESTART_BS };
 	struct srv s;
 	void *h, *q;
 	uint8_t *bufs = malloc(N * BS), *r = malloc(N * BS);
 	int fd;
-	bool good = true;
 
 	snprintf(file, sizeof(file), "%s/disk.img", tmpdir);
 	snprintf(fileopt, sizeof(fileopt), "file=%s", file);
@@ -649,36 +687,7 @@ static void test_reconnect(void)
 	if (!is_int(be_open(url, "timeout", "20", NULL, NULL, &h), 0, "open, timeout=20"))
 		goto out;
 	be->queue_open(h, 0, base, &q);
-	for (int i = 0; i < N; i++) {
-		fill(bufs + i * BS, BS, 500 + i);
-		t[i] = treq_new(VDU_IO_WRITE, (uint64_t)i * BS * 3, BS, bufs + i * BS, 3);
-		be->submit(q, &t[i]->io);
-	}
-	be->unplug(q);
-	run_for(50);
-	srv_stop(&s, SIGKILL);
-	diag("server killed with writes in flight");
-	run_for(1500);
-	{
-		int n = 0;
-
-		for (int i = 0; i < N; i++)
-			n += t[i]->done;
-		ok(n < N, "writes wait while the server is down (%d of %d done)", n, N);
-	}
-	ok(srv_start(&s, "file", args) == 0, "server restarted");
-	ok(run_until(t, N, 20000), "all writes complete after reconnect");
-	for (int i = 0; i < N; i++) {
-		good = good && t[i]->done == 1 && t[i]->result == 0;
-		free(t[i]);
-	}
-	ok(good, "all writes succeeded");
-	for (int i = 0; i < N; i++) {
-		int e = do_io(q, VDU_IO_READ, (uint64_t)i * BS * 3, BS, r + i * BS, 2, 0);
-
-		good = good && e == 0;
-	}
-	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect");
+	writes_survive_restart(&s, "file", args, q, bufs, r, 500, "");
 	be->queue_close(q);
 	pl->close(h);
 out:
@@ -1369,13 +1378,11 @@ static void test_tls_reconnect(void)
 	char file[128], fileopt[160], url[200], srvdir[160], clidir[160], opt[200];
 	const char *args[] = { "--tls=require", opt, "--filter=delay", "file", fileopt,
 			       "delay-write=200ms", NULL };
-	enum { N = 32, BS = 16384 };
-	struct treq *t[N];
+	enum { N = RESTART_N, BS = RESTART_BS };
 	struct srv s;
 	void *h, *q;
 	uint8_t *bufs = malloc(N * BS), *r = malloc(N * BS);
 	int fd;
-	bool good = true;
 
 	pki_path(srvdir, sizeof(srvdir), "srv");
 	pki_path(clidir, sizeof(clidir), "cli");
@@ -1397,33 +1404,7 @@ static void test_tls_reconnect(void)
 			goto out;
 	}
 	be->queue_open(h, 0, base, &q);
-	for (int i = 0; i < N; i++) {
-		fill(bufs + i * BS, BS, 700 + i);
-		t[i] = treq_new(VDU_IO_WRITE, (uint64_t)i * BS * 3, BS, bufs + i * BS, 3);
-		be->submit(q, &t[i]->io);
-	}
-	be->unplug(q);
-	run_for(50);
-	srv_stop(&s, SIGKILL);
-	diag("TLS server killed with writes in flight");
-	run_for(1500);
-	{
-		int n = 0;
-
-		for (int i = 0; i < N; i++)
-			n += t[i]->done;
-		ok(n < N, "writes wait while the server is down (%d of %d done)", n, N);
-	}
-	ok(srv_start(&s, "tlsfile", args) == 0, "server restarted with TLS");
-	ok(run_until(t, N, 20000), "all writes complete after reconnecting (TLS again)");
-	for (int i = 0; i < N; i++) {
-		good = good && t[i]->done == 1 && t[i]->result == 0;
-		free(t[i]);
-	}
-	ok(good, "all writes succeeded");
-	for (int i = 0; i < N; i++)
-		good = good && do_io(q, VDU_IO_READ, (uint64_t)i * BS * 3, BS, r + i * BS, 2, 0) == 0;
-	ok(good && !memcmp(r, bufs, N * BS), "data intact after the reconnect");
+	writes_survive_restart(&s, "tlsfile", args, q, bufs, r, 700, " (TLS)");
 
 	/* back with a certificate of another CA */
 	srv_stop(&s, SIGKILL);
