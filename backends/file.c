@@ -903,7 +903,7 @@ static const struct vdu_option file_options[] = {
 	{ "create", VDU_OPT_BOOL, "on|off", "off",
 	  "create the file (of size=) when it does not exist", VDU_OPT_F_ACTION,
 	  0, 0 },
-	{ NULL },
+	{ 0 },
 };
 
 const struct vdu_plugin vbe_file = {

@@ -2001,7 +2001,7 @@ static const struct vdu_option nbd_options[] = {
 	  "host; none for a unix socket)", 0, 0, 0 },
 	{ "tls-verify-peer", VDU_OPT_BOOL, "on|off", "on",
 	  "TLS: verify the server's certificate", 0, 0, 0 },
-	{ NULL },
+	{ 0 },
 };
 
 const struct vdu_plugin vbe_nbd = {

@@ -84,7 +84,7 @@ static const struct vdu_option null_options[] = {
 	{ "read-zeroes", VDU_OPT_BOOL, "on|off", "on",
 	  "reads return zeroes; off leaves read buffers untouched, like null_blk (for benchmarks)",
 	  0, 0, 0 },
-	{ NULL },
+	{ 0 },
 };
 
 const struct vdu_plugin vbe_null = {

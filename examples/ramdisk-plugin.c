@@ -103,7 +103,7 @@ static const struct vdu_option ramdisk_options[] = {
 	/* key, type, syntax, default, help, flags, min, max */
 	{ "size", VDU_OPT_SIZE, "SIZE", NULL, "disk size (K, M, G), kept in memory",
 	  VDU_OPT_F_REQUIRED, 4096, 1ULL << 40 },
-	{ NULL },
+	{ 0 },
 };
 
 static const struct vdu_plugin ramdisk_plugin = {

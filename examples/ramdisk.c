@@ -83,7 +83,8 @@ int main(int argc, char **argv)
 		rd.size = strtoull(argv[2], NULL, 10) << 20;
 	rd.data = rd.size ? calloc(1, rd.size) : NULL;
 	if (!rd.data) {
-		fprintf(stderr, "ramdisk: cannot allocate %s MiB\n", argv[2]);
+		fprintf(stderr, "ramdisk: cannot allocate %llu MiB\n",
+			(unsigned long long)(rd.size >> 20));
 		return 1;
 	}
 	vdu_set_log(log_to_stderr, NULL, VDU_LOG_INFO);

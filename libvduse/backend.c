@@ -175,6 +175,11 @@ static int check_value(const struct vdu_plugin *p, const struct vdu_option *o,
 		return fail(err, errlen, "%s: option %s has an unknown type %u",
 			    p->name, o->key, o->type);
 	}
+	if (x < o->min && !o->max)
+		return fail(err, errlen,
+			    "%s: %s=%s is too small: use at least %" PRIu64 "%s",
+			    p->name, o->key, v, o->min,
+			    o->type == VDU_OPT_SIZE ? " bytes" : "");
 	if (x < o->min || (o->max && x > o->max))
 		return fail(err, errlen,
 			    "%s: %s=%s is out of range: use %" PRIu64 " to %" PRIu64

@@ -16,8 +16,38 @@
 
 #define OPTS_V1_SIZE (offsetof(struct vdu_dev_opts, read_only) + sizeof(int))
 
-int vdu_dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
-		void *handle, struct event_base *base, struct vdu_dev **out)
+/*
+ * vdu_dev_new reads a struct vdu_backend, whose layout changed with API 2
+ * (0.3): the 0.3 entry point is a new symbol version, so that a program
+ * built against 0.3 refuses to start on an older library, which would
+ * misread it.  Both versions take every API version.
+ */
+static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
+		   void *handle, struct event_base *base, struct vdu_dev **out);
+
+VDU_API int vdu_dev_new_0_1(const struct vdu_dev_opts *opts,
+			    const struct vdu_backend *be, void *handle,
+			    struct event_base *base, struct vdu_dev **out);
+VDU_API int vdu_dev_new_0_3(const struct vdu_dev_opts *opts,
+			    const struct vdu_backend *be, void *handle,
+			    struct event_base *base, struct vdu_dev **out);
+__asm__(".symver vdu_dev_new_0_1,vdu_dev_new@VDUSE_0.1");
+__asm__(".symver vdu_dev_new_0_3,vdu_dev_new@@VDUSE_0.3");
+
+int vdu_dev_new_0_1(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
+		    void *handle, struct event_base *base, struct vdu_dev **out)
+{
+	return dev_new(opts, be, handle, base, out);
+}
+
+int vdu_dev_new_0_3(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
+		    void *handle, struct event_base *base, struct vdu_dev **out)
+{
+	return dev_new(opts, be, handle, base, out);
+}
+
+static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be,
+		   void *handle, struct event_base *base, struct vdu_dev **out)
 {
 	struct vdu_dev *dev;
 	const char *serial;
@@ -133,15 +163,17 @@ static int open_backend_queues(struct vdu_dev *dev)
 		struct vdu_queue *q = &dev->queues[i];
 		int r;
 
-		if (q->backend_qctx)
+		if (q->backend_open)
 			continue;
 		if (!dev->be.queue_open) {
 			q->backend_qctx = dev->be_handle;
+			q->backend_open = true;
 			continue;
 		}
 		r = dev->be.queue_open(dev->be_handle, i, q->base, &q->backend_qctx);
 		if (r < 0)
 			return r;
+		q->backend_open = true;
 	}
 	return 0;
 }
@@ -151,9 +183,10 @@ static void close_backend_queues(struct vdu_dev *dev)
 	for (unsigned i = 0; i < dev->num_queues; i++) {
 		struct vdu_queue *q = &dev->queues[i];
 
-		if (q->backend_qctx && dev->be.queue_close)
+		if (q->backend_open && dev->be.queue_open && dev->be.queue_close)
 			dev->be.queue_close(q->backend_qctx);
 		q->backend_qctx = NULL;
+		q->backend_open = false;
 	}
 }
 

@@ -317,6 +317,7 @@ struct vdu_queue {
 	int kickfd;
 	struct vdu_vring *vr;      /* NULL while disabled */
 	void *backend_qctx;
+	bool backend_open;         /* queue_open done (qctx may be NULL) */
 	bool broken;
 	bool processing;           /* in vdu_queue_process: it publishes */
 	bool publish_armed;        /* publish_ev is active */

@@ -41,6 +41,9 @@ struct main_state {
 	pthread_t thread;
 	bool thread_running, detach, attached, stop_wanted;
 	int thread_rc;
+	char thread_err[256];    /* the kernel's reason (netlink extack),
+				  * taken on the helper thread: it is per
+				  * thread */
 	char node[64];
 	enum main_phase phase;
 	struct timespec drain_start;
@@ -53,10 +56,15 @@ static void *attach_thread(void *arg)
 	struct main_state *m = arg;
 	int r;
 
+	m->thread_err[0] = '\0';
 	if (m->detach) {
 		r = vdu_vdpa_dev_del(m->name);
+		snprintf(m->thread_err, sizeof(m->thread_err), "%s",
+			 vdu_vdpa_last_error());
 	} else {
 		r = vdu_vdpa_dev_add(m->name, "vduse");
+		snprintf(m->thread_err, sizeof(m->thread_err), "%s",
+			 vdu_vdpa_last_error());
 		if (r == 0) {
 			r = vdu_vdpa_bind(m->name, m->o.attach,
 					  MAIN_BIND_TIMEOUT_MS, m->node,
@@ -131,7 +139,8 @@ static void thread_done_cb(evutil_socket_t fd, short what, void *arg)
 	if (m->detach) {
 		if (m->thread_rc < 0) {
 			vdu_err("%s: cannot detach: %s (vdpa dev del %s)",
-				m->name, strerror(-m->thread_rc), m->name);
+				m->name, m->thread_err[0] ? m->thread_err :
+				strerror(-m->thread_rc), m->name);
 			m->phase = PH_SERVING;
 			m->stop_wanted = false;
 			return;
@@ -143,7 +152,7 @@ static void thread_done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (m->thread_rc < 0) {
 		vdu_err("%s: cannot attach to %s: %s", m->name, m->o.attach,
-			vdu_vdpa_last_error()[0] ? vdu_vdpa_last_error() :
+			m->thread_err[0] ? m->thread_err :
 			strerror(-m->thread_rc));
 		m->rc = m->thread_rc;
 		begin_stop(m);

@@ -703,7 +703,7 @@ void vdu_queue_process(struct vdu_queue *q)
 unplug:
 	/* Even when the ring broke mid-batch: what was submitted must
 	 * start, or a batching backend would hold it forever. */
-	if (dev->be.unplug && q->backend_qctx)
+	if (dev->be.unplug && q->backend_open)
 		dev->be.unplug(q->backend_qctx);
 	q->processing = false;
 	queue_publish(q);

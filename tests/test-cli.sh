@@ -130,6 +130,8 @@ expect 2 "null: unknown key 'bogus': the null backend takes size, readonly, read
 no_hint "unknown key"
 expect 2 "null: read-zeroes=maybe is not a boolean: use read-zeroes=on or read-zeroes=off" \
 	create d0 --backend null --size 1M -o read-zeroes=maybe
+expect 2 "null: size=100 is too small: use at least 512 bytes" \
+	create d0 --backend null -o size=100
 expect 2 "nbd: url: 'http://x'" create d0 --backend nbd --url http://x
 no_hint "bad url"
 expect 2 "nbd: connections=99 is out of range: use 1 to 16" \

@@ -106,7 +106,7 @@ static const struct vdu_option t_options[] = {
 	{ "count", VDU_OPT_UINT, "N", "1", "a count", 0, 1, 16 },
 	{ "on", VDU_OPT_BOOL, "on|off", "off", "a switch", 0, 0, 0 },
 	{ "mode", VDU_OPT_CHOICE, "a|b|cc", "a", "a mode", 0, 0, 0 },
-	{ NULL },
+	{ 0 },
 };
 
 static const struct vdu_plugin t_plugin = {

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "vdusectl.h"
@@ -141,11 +142,25 @@ int vctl_cmd_recover(int argc, const char **argv)
 		rc = VCTL_EXIT_FAIL;
 		goto out;
 	}
+	/* The group the device was created for (VDUSE_GROUP) gave the state
+	 * directory to it: keep its access without being told again. */
+	{
+		struct stat st;
+		char gid[16];
+
+		if (!getenv(VCTL_GROUP_ENV) && stat(dir, &st) == 0 &&
+		    st.st_gid != 0 && (st.st_mode & 0050) == 0050) {
+			snprintf(gid, sizeof(gid), "%u", (unsigned)st.st_gid);
+			setenv(VCTL_GROUP_ENV, gid, 1);
+		}
+	}
+	memset(&c, 0, sizeof(c));
 	if (args_from_config(cfg, &a, extra, bufs, kv, VCTL_PARAMS_MAX + 1, err,
 			     sizeof(err)) < 0 ||
 	    vctl_create_spec(&a, args[0], dir, &c, err, sizeof(err)) < 0) {
 		vctl_error("saved configuration of %s is not usable: %s", args[0],
 			   err);
+		vctl_create_spec_free(&c);
 		rc = VCTL_EXIT_FAIL;
 		goto out;
 	}

@@ -35,8 +35,6 @@ int vctl_pidfile_lock(const char *path, int *out)
 	int fd, tries = 0;
 
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		vctl_share_fd(fd);
 	if (fd < 0)
 		return -errno;
 	/* A concurrent reader may hold a shared lock for a moment. */
@@ -50,6 +48,8 @@ int vctl_pidfile_lock(const char *path, int *out)
 		}
 		nanosleep(&ts, NULL);
 	}
+	/* Ours now: a live daemon's file is never touched. */
+	vctl_share_fd(fd);
 	*out = fd;
 	return 0;
 }

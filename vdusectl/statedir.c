@@ -81,9 +81,16 @@ int vctl_state_dir_check(const char *dir, bool write)
 	if (access(dir, write ? (W_OK | X_OK) : (R_OK | X_OK)) == 0 ||
 	    errno != EACCES)
 		return 0;
-	if (write)
-		vctl_error("the state directory %s is root's: run vdusectl as root",
-			   dir);
+	if (write) {
+		struct stat st;
+
+		if (stat(dir, &st) == 0 && st.st_uid != 0)
+			vctl_error("the state directory %s belongs to uid %u: run vdusectl as that user or root",
+				   dir, (unsigned)st.st_uid);
+		else
+			vctl_error("the state directory %s is root's: run vdusectl as root",
+				   dir);
+	}
 	else
 		vctl_error("cannot read the state directory %s: run vdusectl as root, or as a member of the group the devices were created for (%s=GROUP)",
 			   dir, VCTL_GROUP_ENV);
@@ -123,30 +130,32 @@ int vctl_state_dir_prepare(const char *dir, char *err, size_t errlen)
 			 strerror(e));
 		return -e;
 	}
-	close(fd);
 	if (st.st_uid != geteuid()) {
+		close(fd);
 		snprintf(err, errlen,
 			 "state directory %s is owned by uid %u, not uid %u: refusing to use it",
 			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
 		return -EPERM;
 	}
 	if (st.st_mode & 022) {
+		close(fd);
 		snprintf(err, errlen,
 			 "state directory %s is writable by group or others: run 'chmod 0700 %s'",
 			 dir, dir);
 		return -EPERM;
 	}
 	e = vctl_state_group(&gid, err, errlen);
+	/* A group may look (list, show, stats), never write.  Through the
+	 * fd checked above, never the path (it could be swapped). */
+	if (e == 0 && gid != (gid_t)-1 &&
+	    (fchown(fd, (uid_t)-1, gid) < 0 || fchmod(fd, 0750) < 0)) {
+		e = -errno;
+		snprintf(err, errlen, "state directory %s: cannot give it to group %u: %s",
+			 dir, (unsigned)gid, strerror(-e));
+	}
+	close(fd);
 	if (e < 0)
 		return e;
-	/* A group may look (list, show, stats), never write. */
-	if (gid != (gid_t)-1 &&
-	    (chown(dir, (uid_t)-1, gid) < 0 || chmod(dir, 0750) < 0)) {
-		e = errno;
-		snprintf(err, errlen, "state directory %s: cannot give it to group %u: %s",
-			 dir, (unsigned)gid, strerror(e));
-		return -e;
-	}
 	return 0;
 }
 

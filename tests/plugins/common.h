@@ -35,7 +35,7 @@ static void tp_submit(void *qctx, struct vdu_io *io)
 static const struct vdu_option tp_options[] = {
 	{ "size", VDU_OPT_SIZE, "SIZE", NULL, "device size", VDU_OPT_F_REQUIRED,
 	  512, 0 },
-	{ NULL },
+	{ 0 },
 };
 
 #endif
