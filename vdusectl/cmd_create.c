@@ -247,6 +247,8 @@ int vctl_cmd_create(int argc, const char **argv)
 		  "file backend: the image file or block device", "FILE" },
 		{ "url", '\0', POPT_ARG_STRING, &a.url, 0,
 		  "nbd backend: the server to connect to", "URL" },
+		{ "image", '\0', POPT_ARG_STRING, &a.image, 0,
+		  "rbd backend: the Ceph RBD image, POOL/[NAMESPACE/]IMAGE[@SNAP]", "IMAGE" },
 		{ "queues", '\0', POPT_ARG_STRING, &a.queues, 0,
 		  "number of queues, 1-64 (default 1)", "N" },
 		{ "queue-size", '\0', POPT_ARG_STRING, &a.queue_size, 0,
@@ -367,6 +369,7 @@ out:
 	free((void *)a.size);
 	free((void *)a.path);
 	free((void *)a.url);
+	free((void *)a.image);
 	free((void *)a.queues);
 	free((void *)a.queue_size);
 	free((void *)a.block_size);

@@ -484,8 +484,18 @@ static const struct vdu_option *plugin_option(const struct vdu_plugin *p,
 	return NULL;
 }
 
-/* --size, --path, --url: the keys of the same names, where the backend
- * has them. */
+/* The backend keys that create has an option of its own for: --KEY V is
+ * KEY=V, where the backend has the key. */
+static const char *const dedicated_keys[] = { "size", "path", "url", "image" };
+
+static bool dedicated_key(const char *key)
+{
+	for (size_t i = 0; i < sizeof(dedicated_keys) / sizeof(dedicated_keys[0]); i++)
+		if (!strcmp(key, dedicated_keys[i]))
+			return true;
+	return false;
+}
+
 static int dedicated_option(struct vctl_create *c, const char *key,
 			    const char *value, char *err, size_t errlen)
 {
@@ -536,8 +546,7 @@ static int required_keys(const struct vctl_create *c, char *err, size_t errlen)
 			have |= !strcmp(c->params[i].key, o->key);
 		if (have)
 			continue;
-		if (!strcmp(o->key, "size") || !strcmp(o->key, "path") ||
-		    !strcmp(o->key, "url"))
+		if (dedicated_key(o->key))
 			return vctl_fail(err, errlen, "the %s backend needs --%s %s",
 				    c->plugin->name, o->key,
 				    o->syntax ? o->syntax : "VALUE");
@@ -572,7 +581,8 @@ static int backend_spec(const struct vctl_create_args *a, struct vctl_create *c,
 	}
 	if (dedicated_option(c, "size", a->size, err, errlen) < 0 ||
 	    dedicated_option(c, "path", a->path, err, errlen) < 0 ||
-	    dedicated_option(c, "url", a->url, err, errlen) < 0)
+	    dedicated_option(c, "url", a->url, err, errlen) < 0 ||
+	    dedicated_option(c, "image", a->image, err, errlen) < 0)
 		return -1;
 	for (size_t i = 0; a->extra && a->extra[i]; i++) {
 		char *copy, *eq;

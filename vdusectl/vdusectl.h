@@ -218,7 +218,7 @@ struct vctl_create {
  * absolute (the daemon runs in /).
  */
 struct vctl_create_args {
-	const char *backend, *size, *path, *url, *queues, *queue_size,
+	const char *backend, *size, *path, *url, *image, *queues, *queue_size,
 		*block_size, *serial, *driver, *ring, *cpu_list, *poll_us,
 		*bounce_size, *irq_cpu_list, *bounce;
 	const char **extra; /* -o KEY=VALUE, NULL-terminated or NULL */
