@@ -360,6 +360,57 @@ static int file_get_info(void *handle, struct vdu_backend_info *info)
 	return 0;
 }
 
+/*
+ * A regular file grows (sparse, as create=on makes it) unless it already
+ * has the bytes, and is cut down only for a shrink.  A block device
+ * cannot grow: a larger size is accepted only up to what the device has
+ * become (grown underneath, e.g. lvextend); a smaller one hides its end.
+ */
+static int file_resize(void *handle, uint64_t size, unsigned flags)
+{
+	struct file_dev *d = handle;
+	struct stat st;
+
+	if (d->read_only)
+		return -EROFS;
+	if (size % d->lbs) {
+		vdu_log(VDU_LOG_ERR, "file: %s: %" PRIu64 " bytes is not a "
+			"multiple of its %" PRIu32 "-byte blocks", d->path, size,
+			d->lbs);
+		return -EINVAL;
+	}
+	if (size < d->size && !(flags & VDU_RESIZE_F_SHRINK))
+		return -EINVAL;
+	if (d->blkdev) {
+		uint64_t have;
+
+		if (ioctl(d->fd, BLKGETSIZE64, &have) < 0)
+			return -errno;
+		if (size > have) {
+			vdu_log(VDU_LOG_ERR, "file: %s is a block device of %" PRIu64
+				" bytes: it cannot grow to %" PRIu64 " (grow the device "
+				"itself first)", d->path, have, size);
+			return -EOPNOTSUPP;
+		}
+	} else {
+		if (fstat(d->fd, &st) < 0)
+			return -errno;
+		if ((size > (uint64_t)st.st_size || size < d->size) &&
+		    ftruncate(d->fd, (off_t)size) < 0) {
+			int r = -errno;
+
+			vdu_log(VDU_LOG_ERR, "file: cannot %s %s to %" PRIu64
+				" bytes: %s", size < d->size ? "shrink" : "extend",
+				d->path, size, strerror(errno));
+			return r;
+		}
+	}
+	vdu_log(VDU_LOG_INFO, "file: %s: %" PRIu64 " -> %" PRIu64 " bytes",
+		d->path, d->size, size);
+	d->size = size;
+	return 0;
+}
+
 /* --------------------------------------------------- blocking jobs */
 
 static int write_zero_buffers(struct file_dev *d, uint64_t off, uint64_t len)
@@ -887,6 +938,7 @@ static const struct vdu_backend file_backend = {
 	.queue_close = file_queue_close,
 	.submit = file_submit,
 	.unplug = file_unplug,
+	.resize = file_resize,
 };
 
 static const struct vdu_option file_options[] = {

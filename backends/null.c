@@ -53,6 +53,15 @@ static int null_get_info(void *handle, struct vdu_backend_info *info)
 	return 0;
 }
 
+/* Any size: only the capacity changes. */
+static int null_resize(void *handle, uint64_t size, unsigned flags)
+{
+	struct null_dev *d = handle;
+
+	d->size = size;
+	return 0;
+}
+
 static int null_queue_open(void *handle, unsigned qidx, struct event_base *base,
 			   void **qctx)
 {
@@ -75,6 +84,7 @@ static const struct vdu_backend null_backend = {
 	.get_info = null_get_info,
 	.queue_open = null_queue_open,
 	.submit = null_submit,
+	.resize = null_resize,
 };
 
 static const struct vdu_option null_options[] = {

@@ -59,7 +59,7 @@ int vdu_blk_build_config(struct vdu_dev *dev)
 		return -EINVAL;
 
 	dev->block_size = bs;
-	dev->capacity_sectors = size / SECTOR;
+	__atomic_store_n(&dev->capacity_sectors, size / SECTOR, __ATOMIC_RELAXED);
 	dev->read_only = dev->opts.read_only || (bi->caps & VDU_CAP_READ_ONLY);
 	/* Room for header and status in a chain as long as the queue. */
 	dev->seg_max = VDU_MIN(dev->queue_size - 2, 254u);
@@ -86,7 +86,7 @@ int vdu_blk_build_config(struct vdu_dev *dev)
 	dev->features = f;
 
 	memset(&c, 0, sizeof(c));
-	c.capacity = htole64(dev->capacity_sectors);
+	c.capacity = htole64(size / SECTOR);
 	c.size_max = htole32(SIZE_MAX_SEG);
 	c.seg_max = htole32(dev->seg_max);
 	c.blk_size = htole32(bs);
@@ -144,8 +144,9 @@ static void iov_chop(struct iovec *iov, int *cnt, size_t n)
 
 static bool range_ok(const struct vdu_dev *dev, uint64_t sector, uint64_t nsec)
 {
-	return sector <= dev->capacity_sectors &&
-	       nsec <= dev->capacity_sectors - sector;
+	uint64_t cap = vdu_dev_capacity(dev); /* may change under us */
+
+	return sector <= cap && nsec <= cap - sector;
 }
 
 static void submit(struct vdu_queue *q, struct vdu_req *req,

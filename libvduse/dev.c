@@ -4,12 +4,16 @@
  * UPDATE_IOTLB).  Transport-independent: the kernel transport feeds it
  * messages read from /dev/vduse/NAME, the test driver feeds it directly.
  */
+#include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <event2/event.h>
+#include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 
 #include "internal.h"
@@ -67,6 +71,7 @@ static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be
 		free(dev);
 		return r;
 	}
+	pthread_mutex_init(&dev->config_lock, NULL);
 	memcpy(&dev->opts, opts, VDU_MIN(opts->struct_size, sizeof(dev->opts)));
 	dev->opts.struct_size = sizeof(dev->opts);
 	snprintf(dev->name, sizeof(dev->name), "%s", opts->name);
@@ -143,6 +148,11 @@ static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be
 		if (r < 0)
 			goto fail;
 	}
+	/* Last: from now on the backend may call vdu_dev_set_capacity(). */
+	if (dev->be.set_dev) {
+		dev->be.set_dev(handle, dev);
+		dev->set_dev_called = true;
+	}
 	*out = dev;
 	return 0;
 fail:
@@ -218,14 +228,116 @@ int vdu_dev_start(struct vdu_dev *dev)
 
 		r = vdu_queue_start(&dev->queues[i], cpus ? cpus[i] : -1);
 	}
+	/* The kernel gets the config as it is at create time: a capacity
+	 * set meanwhile from another thread waits, then is announced. */
+	pthread_mutex_lock(&dev->config_lock);
 	if (r == 0)
 		r = dev->tp->create(dev);
+	if (r == 0)
+		dev->created = true;
+	pthread_mutex_unlock(&dev->config_lock);
 	if (r < 0) {
 		stop_queues(dev);
 		return r;
 	}
-	dev->created = true;
 	return 0;
+}
+
+/* Our capacity to the kernel's copy of the config space, and the
+ * driver told.  config_lock held. */
+static int announce_capacity(struct vdu_dev *dev)
+{
+	uint64_t le = htole64(vdu_dev_capacity(dev));
+	int r;
+
+	if (!dev->tp->set_config)
+		return -EOPNOTSUPP;
+	r = dev->tp->set_config(dev, offsetof(struct virtio_blk_config, capacity),
+				&le, sizeof(le));
+	if (r < 0) {
+		vdu_err("%s: VDUSE_DEV_SET_CONFIG failed: %s", dev->name,
+			strerror(-r));
+		return r;
+	}
+	r = dev->tp->config_irq ? dev->tp->config_irq(dev) : 0;
+	/* No driver ready (not attached): it reads the config at probe. */
+	if (r == -EINVAL)
+		r = 0;
+	if (r < 0)
+		vdu_err("%s: VDUSE_DEV_INJECT_CONFIG_IRQ failed: %s", dev->name,
+			strerror(-r));
+	return r;
+}
+
+/* Set our capacity and its config copy, and tell the kernel if the
+ * device exists; all or nothing.  config_lock held. */
+static int update_capacity(struct vdu_dev *dev, uint64_t sectors)
+{
+	struct virtio_blk_config *c = (struct virtio_blk_config *)dev->config;
+	uint64_t old = vdu_dev_capacity(dev);
+	int r = 0;
+
+	__atomic_store_n(&dev->capacity_sectors, sectors, __ATOMIC_RELAXED);
+	c->capacity = htole64(sectors);
+	if (dev->created)
+		r = announce_capacity(dev);
+	if (r < 0) {
+		__atomic_store_n(&dev->capacity_sectors, old, __ATOMIC_RELAXED);
+		c->capacity = htole64(old);
+		return r;
+	}
+	if (sectors != old)
+		vdu_info("%s: capacity %" PRIu64 " -> %" PRIu64 " bytes", dev->name,
+			 old * 512, sectors * 512);
+	return 0;
+}
+
+int vdu_dev_set_capacity(struct vdu_dev *dev, uint64_t size)
+{
+	int r;
+
+	if (!dev)
+		return -EINVAL;
+	size -= size % dev->block_size;
+	if (size < dev->block_size)
+		return -EINVAL;
+	pthread_mutex_lock(&dev->config_lock);
+	r = update_capacity(dev, size / 512);
+	pthread_mutex_unlock(&dev->config_lock);
+	return r;
+}
+
+int vdu_dev_resize(struct vdu_dev *dev, uint64_t size, unsigned flags)
+{
+	uint64_t old;
+	int r;
+
+	if (!dev)
+		return -EINVAL;
+	if (!dev->be.resize || dev->read_only)
+		return -EOPNOTSUPP;
+	if (size < dev->block_size || size % dev->block_size ||
+	    (flags & ~VDU_RESIZE_F_SHRINK))
+		return -EINVAL;
+	old = vdu_dev_capacity(dev) * 512;
+	if (size == old)
+		return 0;
+	if (size > old) {
+		r = dev->be.resize(dev->be_handle, size, flags);
+		return r < 0 ? r : vdu_dev_set_capacity(dev, size);
+	}
+	if (!(flags & VDU_RESIZE_F_SHRINK))
+		return -EINVAL;
+	/* Capacity first: no new request may reach the storage cut off
+	 * (a write there would grow a file again). */
+	r = vdu_dev_set_capacity(dev, size);
+	if (r < 0)
+		return r;
+	r = dev->be.resize(dev->be_handle, size, flags);
+	if (r < 0 && vdu_dev_set_capacity(dev, old) == 0)
+		vdu_warn("%s: the storage kept its %" PRIu64 " bytes: so does "
+			 "the device", dev->name, old);
+	return r;
 }
 
 int vdu_dev_reconnect(struct vdu_dev *dev)
@@ -267,7 +379,14 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 		}
 	}
 	dev->reconnecting = false;
+	/* The storage may have changed size while no daemon served it (or
+	 * the old one died in the middle of a resize): say ours, whatever
+	 * the kernel has (the driver ignores an unchanged capacity). */
+	pthread_mutex_lock(&dev->config_lock);
+	if (announce_capacity(dev) < 0)
+		vdu_warn("%s: the driver may see a stale size", dev->name);
 	dev->created = true;
+	pthread_mutex_unlock(&dev->config_lock);
 	vdu_info("%s: reconnected (features 0x%llx)", dev->name,
 		 (unsigned long long)f);
 	return 0;
@@ -314,7 +433,10 @@ int vdu_dev_stop(struct vdu_dev *dev)
 	/* Queues first: their threads use the device fd. */
 	dev_reset(dev);
 	stop_queues(dev);
+	/* No capacity announcement may use the fd from now on. */
+	pthread_mutex_lock(&dev->config_lock);
 	dev->created = false;
+	pthread_mutex_unlock(&dev->config_lock);
 	return dev->tp->destroy(dev);
 }
 
@@ -322,6 +444,9 @@ void vdu_dev_free(struct vdu_dev *dev)
 {
 	if (!dev)
 		return;
+	/* First: the backend stops calling vdu_dev_set_capacity(). */
+	if (dev->set_dev_called)
+		dev->be.set_dev(dev->be_handle, NULL);
 	if (dev->created && vdu_dev_stop(dev) < 0) {
 		/* Still attached: leave the kernel device, drop our side. */
 		dev_reset(dev);
@@ -335,11 +460,14 @@ void vdu_dev_free(struct vdu_dev *dev)
 	free(dev->queues);
 	free(dev->irq_cpus);
 	vdu_bounce_fini(dev);
+	pthread_mutex_destroy(&dev->config_lock);
 	free(dev);
 }
 
 void vdu_dev_abandon(struct vdu_dev *dev)
 {
+	if (dev->set_dev_called)
+		dev->be.set_dev(dev->be_handle, NULL);
 	for (unsigned i = 0; i < dev->num_queues; i++)
 		vdu_queue_abandon(&dev->queues[i]);
 	close_backend_queues(dev);
@@ -355,6 +483,7 @@ void vdu_dev_abandon(struct vdu_dev *dev)
 	dev->queues = NULL;
 	dev->created = false;
 	free(dev->irq_cpus);
+	pthread_mutex_destroy(&dev->config_lock);
 	free(dev);
 }
 
@@ -493,7 +622,7 @@ static void fill_info(const struct vdu_dev *dev, struct vdu_dev_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	snprintf(info->name, sizeof(info->name), "%s", dev->name);
-	info->capacity_bytes = dev->capacity_sectors * 512;
+	info->capacity_bytes = vdu_dev_capacity(dev) * 512;
 	info->block_size = dev->block_size;
 	info->num_queues = dev->num_queues;
 	info->queue_size = dev->queue_size;

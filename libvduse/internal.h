@@ -213,6 +213,11 @@ struct vdu_transport {
 	int (*bounce_info)(struct vdu_dev *dev, uint64_t iova, uint64_t *size);
 	int (*reg_umem)(struct vdu_dev *dev, void *addr, uint64_t size);
 	int (*dereg_umem)(struct vdu_dev *dev, uint64_t size);
+	/* Optional, a new capacity: write len bytes of the config space at
+	 * offset; then the config interrupt (-EINVAL: no driver is ready). */
+	int (*set_config)(struct vdu_dev *dev, uint32_t offset,
+			  const void *buf, uint32_t len);
+	int (*config_irq)(struct vdu_dev *dev);
 };
 
 /* ------------------------------------------------------------- vrings */
@@ -459,7 +464,13 @@ struct vdu_dev {
 	uint8_t status;
 	uint8_t config[64];        /* struct virtio_blk_config */
 	uint32_t config_size;
-	uint64_t capacity_sectors; /* 512-byte sectors */
+	/* 512-byte sectors; queue threads read it (vdu_dev_capacity) while
+	 * another thread may change it (vdu_dev_set_capacity) */
+	uint64_t capacity_sectors;
+	/* Held while the capacity, its copy in config and what the kernel
+	 * has are brought in line, and across created changing. */
+	pthread_mutex_t config_lock;
+	bool set_dev_called;       /* be.set_dev(handle, dev) was called */
 	uint32_t block_size;
 	bool read_only;
 	unsigned num_queues;
@@ -472,6 +483,11 @@ struct vdu_dev {
 	bool reconnecting;         /* queues recover from their logs */
 	struct vdu_bounce bounce;
 };
+
+static inline uint64_t vdu_dev_capacity(const struct vdu_dev *dev)
+{
+	return __atomic_load_n(&dev->capacity_sectors, __ATOMIC_RELAXED);
+}
 
 /* bounce.c */
 VDU_HIDDEN void vdu_bounce_init(struct vdu_dev *dev);

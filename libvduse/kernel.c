@@ -202,6 +202,33 @@ static int k_dereg_umem(struct vdu_dev *dev, uint64_t size)
 }
 
 
+static int k_set_config(struct vdu_dev *dev, uint32_t offset, const void *buf,
+			uint32_t len)
+{
+	struct vduse_config_data *c;
+	int r;
+
+	if (kfd(dev) < 0)
+		return -EBADF;
+	c = calloc(1, sizeof(*c) + len);
+	if (!c)
+		return -ENOMEM;
+	c->offset = offset;
+	c->length = len;
+	memcpy(c->buffer, buf, len);
+	r = ioctl(kfd(dev), VDUSE_DEV_SET_CONFIG, c) < 0 ? -errno : 0;
+	free(c);
+	return r;
+}
+
+/* -EINVAL before DRIVER_OK: the driver reads the config when it probes. */
+static int k_config_irq(struct vdu_dev *dev)
+{
+	if (kfd(dev) < 0)
+		return -EBADF;
+	return ioctl(kfd(dev), VDUSE_DEV_INJECT_CONFIG_IRQ) < 0 ? -errno : 0;
+}
+
 /*
  * After a message timed out the kernel marks the device broken for good
  * and the fd polls as an error forever: say so once and stop listening,
@@ -401,7 +428,7 @@ static int k_create(struct vdu_dev *dev)
 		goto destroy;
 	close(ctl);
 	vdu_info("%s: created (%llu bytes, %u queue(s) of %u)", dev->name,
-		 (unsigned long long)dev->capacity_sectors * 512,
+		 (unsigned long long)vdu_dev_capacity(dev) * 512,
 		 dev->num_queues, dev->queue_size);
 	return 0;
 destroy:
@@ -499,4 +526,6 @@ const struct vdu_transport vdu_kernel_transport = {
 	.bounce_info = k_bounce_info,
 	.reg_umem = k_reg_umem,
 	.dereg_umem = k_dereg_umem,
+	.set_config = k_set_config,
+	.config_irq = k_config_irq,
 };

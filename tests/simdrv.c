@@ -2,6 +2,7 @@
 /* Simulated virtio-blk driver + VDUSE kernel side; see simdrv.h. */
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -163,9 +164,46 @@ static int tp_dereg_umem(struct vdu_dev *dev, uint64_t size)
 	return 0;
 }
 
-/* The device lives as long as the sim: nothing to create or remove. */
+static int tp_set_config(struct vdu_dev *dev, uint32_t offset, const void *buf,
+			 uint32_t len)
+{
+	struct sim *s = sim_of(dev);
+
+	/* The kernel's checks (vduse_dev_ioctl). */
+	if (offset > s->config_size || len == 0 || len > s->config_size - offset)
+		return -EINVAL;
+	memcpy(s->config + offset, buf, len);
+	s->config_sets++;
+	return 0;
+}
+
+static int tp_config_irq(struct vdu_dev *dev)
+{
+	struct sim *s = sim_of(dev);
+
+	if (!(s->status & VIRTIO_CONFIG_S_DRIVER_OK))
+		return -EINVAL;
+	s->config_irqs++;
+	return 0;
+}
+
+uint64_t sim_config_capacity(struct sim *s)
+{
+	uint64_t cap;
+
+	memcpy(&cap, s->config + offsetof(struct virtio_blk_config, capacity),
+	       sizeof(cap));
+	return le64toh(cap);
+}
+
+/* The device lives as long as the sim: nothing to remove.  The config
+ * space is copied as VDUSE_CREATE_DEV does. */
 static int tp_create(struct vdu_dev *dev)
 {
+	struct sim *s = sim_of(dev);
+
+	s->config_size = dev->config_size;
+	memcpy(s->config, dev->config, dev->config_size);
 	return 0;
 }
 
@@ -194,6 +232,8 @@ static const struct vdu_transport sim_transport = {
 	.bounce_info = tp_bounce_info,
 	.reg_umem = tp_reg_umem,
 	.dereg_umem = tp_dereg_umem,
+	.set_config = tp_set_config,
+	.config_irq = tp_config_irq,
 };
 
 /* --------------------------------------------------------------- memory */
@@ -466,8 +506,13 @@ int sim_set_status(struct sim *s, uint8_t status)
 	struct vduse_dev_request req = { .type = VDUSE_SET_STATUS };
 	struct vduse_dev_response resp;
 
+	int r;
+
 	req.s.status = status;
-	return sim_msg(s, &req, &resp);
+	r = sim_msg(s, &req, &resp);
+	if (r == VDUSE_REQ_RESULT_OK || status == 0)
+		s->status = status;
+	return r;
 }
 
 int sim_get_vq_state(struct sim *s, unsigned q, uint16_t *avail_index)

@@ -114,6 +114,13 @@ struct sim {
 	 * atomically (read them with sim_load()). */
 	/* data allocator */
 	uint64_t alloc_start, alloc_end, alloc_cur;
+	/* The kernel's copy of the config space (from create, changed by
+	 * VDUSE_DEV_SET_CONFIG) and VDUSE_DEV_INJECT_CONFIG_IRQ, which the
+	 * kernel refuses (-EINVAL) before DRIVER_OK. */
+	uint8_t config[64];
+	uint32_t config_size;
+	unsigned config_sets, config_irqs;
+	uint8_t status;              /* last SET_STATUS the device accepted */
 };
 
 /* A driver-side descriptor: addr/len/VRING_DESC_F_WRITE (NEXT is added). */
@@ -156,6 +163,9 @@ uint64_t sim_alloc(struct sim *s, uint64_t len);
 uint64_t sim_alloc_cross(struct sim *s, uint64_t len, uint64_t before);
 /* Count of data regions covering [iova, iova+len). */
 unsigned sim_regions_spanned(struct sim *s, uint64_t iova, uint64_t len);
+
+/* The capacity (512-byte sectors) in the config space the driver reads. */
+uint64_t sim_config_capacity(struct sim *s);
 
 /* ---- control path: VDUSE messages, result is VDUSE_REQ_RESULT_* ---- */
 int sim_set_status(struct sim *s, uint8_t status);

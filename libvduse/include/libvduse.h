@@ -28,12 +28,13 @@ extern "C" {
 #endif
 
 struct event_base;
+struct vdu_dev;
 
 /* ------------------------------------------------------------------ */
 /* Version and logging                                                 */
 
 #define VDU_VERSION_MAJOR 0
-#define VDU_VERSION_MINOR 3
+#define VDU_VERSION_MINOR 4
 
 /* Library version string, e.g. "0.1.0". */
 VDU_API const char *vdu_version(void);
@@ -152,7 +153,27 @@ struct vdu_backend {
 	void (*submit)(void *qctx, struct vdu_io *io);
 	/* Optional: the current batch of submits is over (io_submit time). */
 	void (*unplug)(void *qctx);
+
+	/* since 0.4, read only if struct_size covers them */
+	/*
+	 * Optional: change the storage's size to size bytes (vdusectl resize).
+	 * flags: VDU_RESIZE_F_SHRINK allows a smaller size (without it, a
+	 * smaller size is -EINVAL; the library checks that before calling).
+	 * Called on the device's control thread; may block.  0 or -errno
+	 * (logged why through vdu_log).
+	 */
+	int (*resize)(void *handle, uint64_t size, unsigned flags);
+	/*
+	 * Optional: the device serving handle now exists (dev), or is about to
+	 * be freed (NULL).  A backend that learns of size changes by itself
+	 * (another client resized a shared image) keeps dev and calls
+	 * vdu_dev_set_capacity() from any thread until called with NULL.
+	 */
+	void (*set_dev)(void *handle, struct vdu_dev *dev);
 };
+
+/* vdu_backend.resize and vdu_dev_resize() flags */
+#define VDU_RESIZE_F_SHRINK (1u << 0) /* a smaller size is wanted */
 
 #define VDU_BACKEND_INIT                                                   \
 	.struct_size = sizeof(struct vdu_backend),                         \
@@ -408,6 +429,26 @@ VDU_API int vdu_dev_stop(struct vdu_dev *dev);
 
 /* Free the object (stops first if needed). */
 VDU_API void vdu_dev_free(struct vdu_dev *dev);
+
+/*
+ * Tell the driver the device now has size bytes (rounded down to the
+ * logical block size): the config space's capacity (VDUSE_DEV_SET_CONFIG)
+ * and a config interrupt (VDUSE_DEV_INJECT_CONFIG_IRQ), so that
+ * /sys/block/vdX/size changes without a detach.  Requests beyond the new
+ * end complete with IOERR from then on.  Any thread; 0 or -errno
+ * (-EINVAL: less than one block).
+ */
+VDU_API int vdu_dev_set_capacity(struct vdu_dev *dev, uint64_t size);
+
+/*
+ * Resize the storage with backend->resize (-EOPNOTSUPP when it has none
+ * or the device is read-only), then vdu_dev_set_capacity().  size must be
+ * a multiple of the logical block size; a smaller size needs
+ * VDU_RESIZE_F_SHRINK (-EINVAL otherwise).  A shrink lowers the capacity
+ * first, so that no new request reaches the storage being cut off.  On
+ * the device's control thread (the event base given to vdu_dev_new).
+ */
+VDU_API int vdu_dev_resize(struct vdu_dev *dev, uint64_t size, unsigned flags);
 
 /* Number of requests the backend has not completed yet (all queues). */
 VDU_API unsigned vdu_dev_inflight(const struct vdu_dev *dev);
