@@ -419,6 +419,12 @@ static void rbd_set_dev(void *handle, struct vdu_dev *dev)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* librbd calls the progress function without checking it for NULL. */
+static int no_progress(uint64_t done, uint64_t total, void *arg)
+{
+	return 0;
+}
+
 static int rbd_resize_image(void *handle, uint64_t size, unsigned flags)
 {
 	struct rbd_dev *d = handle;
@@ -426,7 +432,7 @@ static int rbd_resize_image(void *handle, uint64_t size, unsigned flags)
 
 	if (d->read_only)
 		return -EROFS;
-	r = rbd_resize2(d->image, size, flags & VDU_RESIZE_F_SHRINK, NULL, NULL);
+	r = rbd_resize2(d->image, size, flags & VDU_RESIZE_F_SHRINK, no_progress, NULL);
 	if (r < 0) {
 		vdu_log(VDU_LOG_ERR, "rbd: %s: cannot resize to %" PRIu64 " bytes: %s",
 			d->spec, size, strerror(-r));
@@ -447,10 +453,9 @@ static void finish(struct rbd_io *rio)
 
 	rbd_aio_release(rio->c);
 	rio->q->inflight--;
-	/* librbd clips I/O at the image's end: a shorter read or write means
-	 * the image shrank under us. */
-	if (r >= 0 && (io->op == VDU_IO_READ || io->op == VDU_IO_WRITE) &&
-	    (uint64_t)r != io->len)
+	/* librbd clips reads at the image's end: a short one means the
+	 * image shrank under us (writes return 0). */
+	if (r >= 0 && io->op == VDU_IO_READ && (uint64_t)r != io->len)
 		r = -EIO;
 	if (r == -ESHUTDOWN &&
 	    !atomic_exchange(&rio->q->d->blocklisted_logged, true))
