@@ -77,7 +77,7 @@ expect_out 0 "Exit status" --help
 expect 2 "missing command"
 expect 2 "unknown command 'frobnicate'" frobnicate
 expect 2 "unknown option '--bogus'" --bogus
-for cmd in create attach detach destroy list show stats mgmtdev; do
+for cmd in create attach detach destroy list show stats resize mgmtdev; do
 	expect_out 0 "Usage: vdusectl $cmd" $cmd --help
 done
 
@@ -317,6 +317,7 @@ fi
 for cmd in show stats destroy attach detach; do
 	expect 3 "no such device 'nodev'" $cmd nodev
 done
+expect 3 "no such device 'nodev'" resize nodev 1G
 
 # --- list on an empty state dir
 expect_out 0 "NAME" list
@@ -340,6 +341,24 @@ expect_out 0 "not running" show dead0
 expect_out 0 "auto (driver)" show dead0
 expect_out 0 '"irq_cpu_list":"auto","irq_mode":"driver"' show dead0 --json
 expect 1 "daemon not running" stats dead0
+# resize: bad requests are refused against the saved size, before the
+# (missing) daemon is asked; nothing changes
+expect 2 "refusing to shrink dead0 from 1G to 512M: data beyond 512M would be lost; add --shrink" \
+	resize dead0 512M
+expect 2 "refusing to shrink dead0 from 1G to 1023M" resize dead0 -1M
+expect 2 "1073741924 is not a multiple of the 512-byte blocks of dead0" resize dead0 +100
+expect 2 "'12Q' is not a size" resize dead0 12Q
+expect 2 "'+x' is not a size" resize dead0 +x
+expect 2 "dead0 has 1073741824 bytes: it cannot shrink by '2G'" resize dead0 -2G --shrink
+expect 2 "a size of 0" resize dead0 0
+expect 2 "resize: missing SIZE" resize dead0
+expect 2 "unexpected argument 'x'" resize dead0 1G x
+expect 2 "invalid device name" resize 'a/b' 1G
+expect 1 "device dead0: daemon not running: start a new one (vdusectl recover dead0)" \
+	resize dead0 2G
+expect 1 "daemon not running" resize dead0 -512M --shrink
+grep -q '"size":1073741824' "$state/dead0.json" && grep -q '"size":"1G"' "$state/dead0.json" &&
+	ok "refused resizes left the saved size" || not_ok "refused resizes left the saved size"
 expect 1 "device dead0 has no running daemon: start a new one (vdusectl recover dead0)" attach dead0
 expect 0 "" destroy dead0
 if [ -e "$state/dead0.json" ] || [ -e "$state/dead0.pid" ]; then

@@ -747,6 +747,55 @@ out:
 }
 
 /* A block device: a loop device over a file, 4 KiB sectors. */
+/* vdu_dev_resize on a regular file: it grows sparse, is cut only with
+ * SHRINK, and requests beyond a shrunken end fail. */
+static void test_resize(void)
+{
+	char p[300], kv_path[320];
+	const char *kv[] = { kv_path, NULL };
+	uint8_t buf[4096];
+	struct env e;
+
+	path_of(p, sizeof(p), "resize.img");
+	make_file(p, 4 << 20, 0x5a);
+	snprintf(kv_path, sizeof(kv_path), "path=%s", p);
+	if (!ok(env_open(&e, kv, 1, 256) == 0, "resize: opened"))
+		goto out;
+	is_int(vdu_dev_resize(e.dev, 8 << 20, 0), 0, "resize: grow 4 -> 8 MiB");
+	is_int(file_size(p), 8 << 20, "resize: the file has 8 MiB");
+	is_int(sim_config_capacity(e.sim), (8 << 20) / SECTOR, "resize: config space says 8 MiB");
+	is_int(e.sim->config_irqs, 1, "resize: one config interrupt");
+	ok(dev_read(&e, (8 << 20) / SECTOR - 8, buf, sizeof(buf)) == ST_OK &&
+	   all_byte(buf, sizeof(buf), 0), "resize: the new end reads as zeroes");
+	ok_null(write_read(&e, p, 0, (6 << 20) / SECTOR, 8192, 4096, LAY_PLAIN),
+		"resize: the grown region written and read back");
+	ok(dev_read(&e, 0, buf, sizeof(buf)) == ST_OK && all_byte(buf, sizeof(buf), 0x5a),
+	   "resize: the old data is still there");
+
+	is_int(vdu_dev_resize(e.dev, 2 << 20, 0), -EINVAL, "resize: shrink without SHRINK: -EINVAL");
+	is_int(file_size(p), 8 << 20, "resize: ... the file kept its size");
+	is_int(vdu_dev_resize(e.dev, 2 << 20, VDU_RESIZE_F_SHRINK), 0, "resize: shrink to 2 MiB");
+	is_int(file_size(p), 2 << 20, "resize: the file was cut to 2 MiB");
+	is_int(sim_config_capacity(e.sim), (2 << 20) / SECTOR, "resize: config space says 2 MiB");
+	is_int(dev_read(&e, (2 << 20) / SECTOR, buf, sizeof(buf)), ST_IOERR,
+	       "resize: a read beyond the new end: IOERR");
+	is_int(dev_write_byte(&e, (2 << 20) / SECTOR - 4, 4096, 1), ST_IOERR,
+	       "resize: a write across the new end: IOERR");
+	is_int(file_size(p), 2 << 20, "resize: ... and did not grow the file");
+	env_close(&e);
+	/* A file grown by hand beyond the new size keeps its bytes. */
+	make_file(p, 4 << 20, 0x5a);
+	if (env_open(&e, kv, 1, 256) == 0) {
+		if (truncate(p, 16 << 20) < 0)
+			diag("truncate: %s", strerror(errno));
+		is_int(vdu_dev_resize(e.dev, 8 << 20, 0), 0, "resize: grow a file grown by hand");
+		is_int(file_size(p), 16 << 20, "resize: ... the file was not cut");
+		env_close(&e);
+	}
+out:
+	unlink(p);
+}
+
 static void test_blockdev(void)
 {
 	char p[300], cmd[400], loopdev[64] = "", kv_path[80];
@@ -786,6 +835,25 @@ static void test_blockdev(void)
 	if (e.info.features_offered & F(VIRTIO_BLK_F_DISCARD)) {
 		is_int(range_req(&e, VIRTIO_BLK_T_DISCARD, 8192, 2048, 0), ST_OK,
 		       "blockdev: DISCARD (BLKDISCARD) OK");
+	}
+	/* Resize: not beyond the device; up to it once it has grown. */
+	is_int(vdu_dev_resize(e.dev, 32 << 20, 0), -EOPNOTSUPP,
+	       "blockdev: resize beyond the device's size: -EOPNOTSUPP");
+	is_int(vdu_dev_resize(e.dev, 8 << 20, VDU_RESIZE_F_SHRINK), 0,
+	       "blockdev: shrink (the device's end hidden)");
+	is_int(sim_config_capacity(e.sim), (8 << 20) / SECTOR, "blockdev: config space says 8 MiB");
+	is_int(range_req(&e, VIRTIO_BLK_T_IN, 16384, 8, 0), ST_IOERR,
+	       "blockdev: a read beyond the new end: IOERR");
+	snprintf(cmd, sizeof(cmd), "truncate -s 32M %s && losetup -c %s", p, loopdev);
+	if (system(cmd) == 0) {
+		is_int(vdu_dev_resize(e.dev, 32 << 20, 0), 0,
+		       "blockdev: grow once the device has grown (losetup -c)");
+		is_int(sim_config_capacity(e.sim), (32 << 20) / SECTOR,
+		       "blockdev: config space says 32 MiB");
+		ok_null(write_read(&e, loopdev, 0, 60000, 8192, 4096, LAY_PLAIN),
+			"blockdev: the grown region written and read back");
+	} else {
+		diag("%s failed", cmd);
 	}
 	env_close(&e);
 out:
@@ -893,6 +961,7 @@ int main(void)
 	test_read_only();
 	test_errors();
 	test_stop_inflight();
+	test_resize();
 	test_blockdev();
 	test_efault_copy(false);
 	test_efault_copy(true);

@@ -312,6 +312,53 @@ static void stale_logs(void)
 	}
 }
 
+/* The storage grew while no daemon served it (or the dead one was in
+ * the middle of a resize): the reconnecting object says the size it
+ * finds, and the driver gets a config interrupt. */
+static void resized_while_dead(void)
+{
+	static const struct scen sc = { "resized", false, false, 1, 32, 0, false, 1 };
+	struct run *t = calloc(1, sizeof(*t));
+	unsigned irqs = 0;
+	uint8_t *p;
+	char path[330];
+
+	t->sc = &sc;
+	t->base = event_base_new();
+	t->ram.size = MAXREQ * 4096;
+	t->ram.data = calloc(1, t->ram.size);
+	t->ram.caps = ALL_CAPS;
+	t->ram.mode = RAM_DEFER;
+	snprintf(t->state, sizeof(t->state), "%s/resized", tmpdir);
+	t->sim = sim_new(t->base);
+	if (!ok(t->sim && sim_default_layout(t->sim) == 0 && dev_open(t, false) == 0 &&
+		sim_init(t->sim, F(VIRTIO_F_VERSION_1), 1, 32, 0) == RES_OK,
+		"resized: device up"))
+		goto out;
+	work_then_crash(t, 1);
+	irqs = t->sim->config_irqs;
+	p = realloc(t->ram.data, 2 * t->ram.size);
+	if (!p)
+		goto out;
+	memset(p + t->ram.size, 0, t->ram.size);
+	t->ram.data = p;
+	t->ram.size *= 2;
+	is_int(dev_open(t, true), 0, "resized: a new object reconnects");
+	is_int(sim_config_capacity(t->sim), t->ram.size / SECTOR,
+	       "resized: the driver's config space has the storage's new size");
+	is_int(t->sim->config_irqs, irqs + 1, "resized: the driver got a config interrupt");
+out:
+	t->ram.npending = 0;
+	vdu_dev_free(t->dev);
+	sim_free(t->sim);
+	event_base_free(t->base);
+	free(t->ram.data);
+	snprintf(path, sizeof(path), "%s.q0.inflight", t->state);
+	unlink(path);
+	free(t);
+	lib_errors = 0;
+}
+
 int main(void)
 {
 	static const struct scen sc[] = {
@@ -335,6 +382,7 @@ int main(void)
 	for (unsigned i = 0; i < VDU_ARRAY_SIZE(sc); i++)
 		scenario(&sc[i]);
 	stale_logs();
+	resized_while_dead();
 	rmdir(tmpdir);
 	return tap_done();
 }

@@ -5,7 +5,9 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1625,6 +1627,198 @@ static void test_block_size(void)
 /* Binary compatibility: a backend built against libvduse 0.2 (API 1, one
  * struct with name/usage/open in it) serves I/O; the sized getters fill
  * what the caller's struct holds. */
+/* ----------------------------------------------------------- resize */
+
+/* The RAM disk with resize and set_dev. */
+static struct vdu_dev *rs_dev;
+static unsigned rs_set_dev, rs_set_null, rs_closes_at_null, rs_resizes;
+static int rs_fail;
+
+static int rs_resize(void *h, uint64_t size, unsigned flags)
+{
+	struct ram *r = h;
+	uint8_t *p;
+
+	rs_resizes++;
+	if (rs_fail)
+		return rs_fail;
+	if (size < r->size && !(flags & VDU_RESIZE_F_SHRINK))
+		return -EINVAL;
+	p = realloc(r->data, size);
+	if (!p)
+		return -ENOMEM;
+	if (size > r->size)
+		memset(p + r->size, 0, size - r->size);
+	r->data = p;
+	r->size = size;
+	return 0;
+}
+
+static void rs_set_dev_cb(void *h, struct vdu_dev *dev)
+{
+	struct ram *r = h;
+
+	rs_dev = dev;
+	if (dev) {
+		rs_set_dev++;
+	} else {
+		rs_set_null++;
+		rs_closes_at_null = r->queue_closes;
+	}
+}
+
+static const struct vdu_backend rs_backend = {
+	VDU_BACKEND_INIT,
+	.get_info = ram_get_info,
+	.queue_open = ram_queue_open,
+	.queue_close = ram_queue_close,
+	.submit = ram_submit,
+	.unplug = ram_unplug,
+	.resize = rs_resize,
+	.set_dev = rs_set_dev_cb,
+};
+
+/* One read of nsec sectors at sector: its status. */
+static uint8_t rs_read(struct env *e, uint64_t sector, uint32_t nsec)
+{
+	struct sim_blk b;
+
+	blk_init(&b, VIRTIO_BLK_T_IN, sector);
+	b.flags = SIM_BLK_DATA_IN;
+	blk_add_new(e, &b, nsec * SECTOR);
+	return run1(e, 0, &b).status;
+}
+
+static uint64_t rs_capacity(struct env *e)
+{
+	struct vdu_dev_info info;
+
+	vdu_dev_get_info(e->dev, &info);
+	return info.capacity_bytes;
+}
+
+static void *rs_thread(void *arg)
+{
+	/* A backend's watcher: another thread than the device's. */
+	return (void *)(intptr_t)vdu_dev_set_capacity(arg, (3u << 20) + 100);
+}
+
+static void test_resize(void)
+{
+	struct env e;
+	struct env_cfg c = { .caps = ALL_CAPS, .backend = &rs_backend };
+	unsigned irqs;
+	pthread_t th;
+	void *ret;
+
+	rs_dev = NULL;
+	if (!ok(env_open(&e, &c) == 0, "resize: device opened"))
+		return;
+	ok(rs_set_dev == 1 && rs_dev == e.dev, "resize: set_dev() told the backend its device");
+	env_init(&e, 0, 0);
+	is_int(sim_config_capacity(e.sim), 2048, "resize: the driver reads 1 MiB at first");
+	is_int(e.sim->config_irqs, 0, "resize: no config interrupt yet");
+
+	/* grow */
+	is_int(vdu_dev_resize(e.dev, 2u << 20, 0), 0, "resize: grow to 2 MiB");
+	is_int(e.ram.size, 2u << 20, "resize: the backend grew");
+	is_int(rs_capacity(&e), 2u << 20, "resize: get_info says 2 MiB");
+	is_int(sim_config_capacity(e.sim), 4096, "resize: the driver's config space says 4096 sectors");
+	is_int(e.sim->config_irqs, 1, "resize: one config interrupt injected");
+	ok_null(write_read_n(&e, 0, 4000, 8, 512, 0, LAY_PLAIN, NULL),
+		"resize: sectors beyond the old end are usable");
+	is_int(rs_read(&e, 4095, 1), ST_OK, "resize: the new last sector reads");
+	is_int(rs_read(&e, 4096, 1), ST_IOERR, "resize: beyond the new end: IOERR");
+
+	/* refusals change nothing */
+	rs_resizes = 0;
+	is_int(vdu_dev_resize(e.dev, 1u << 20, 0), -EINVAL, "resize: smaller without SHRINK: -EINVAL");
+	is_int(vdu_dev_resize(e.dev, (3u << 20) + 100, 0), -EINVAL,
+	       "resize: not a multiple of the block size: -EINVAL");
+	is_int(vdu_dev_resize(e.dev, 0, VDU_RESIZE_F_SHRINK), -EINVAL, "resize: 0: -EINVAL");
+	is_int(vdu_dev_resize(e.dev, 2u << 20, 0), 0, "resize: the same size: nothing to do");
+	ok(rs_resizes == 0 && e.ram.size == 2u << 20 && rs_capacity(&e) == 2u << 20 &&
+	   sim_config_capacity(e.sim) == 4096 && e.sim->config_irqs == 1,
+	   "resize: refused requests reached neither the backend nor the driver");
+
+	/* shrink */
+	is_int(vdu_dev_resize(e.dev, 1u << 20, VDU_RESIZE_F_SHRINK), 0, "resize: shrink to 1 MiB");
+	ok(e.ram.size == 1u << 20 && sim_config_capacity(e.sim) == 2048 &&
+	   e.sim->config_irqs == 2, "resize: the backend and the config space shrank, one more interrupt");
+	is_int(rs_read(&e, 2047, 1), ST_OK, "resize: the last sector reads");
+	is_int(rs_read(&e, 2048, 1), ST_IOERR, "resize: a read beyond the shrunken end: IOERR");
+	is_int(rs_read(&e, 2040, 16), ST_IOERR, "resize: a read across the shrunken end: IOERR");
+	is_int(e.ram.bad, 0, "resize: the backend never saw I/O beyond its end");
+
+	/* the backend fails */
+	rs_fail = -ENOSPC;
+	is_int(vdu_dev_resize(e.dev, 4u << 20, 0), -ENOSPC, "resize: a failed grow says why");
+	ok(rs_capacity(&e) == 1u << 20 && sim_config_capacity(e.sim) == 2048 &&
+	   e.sim->config_irqs == 2, "resize: a failed grow leaves the device as it was");
+	rs_fail = -EIO;
+	is_int(vdu_dev_resize(e.dev, 512u << 10, VDU_RESIZE_F_SHRINK), -EIO,
+	       "resize: a failed shrink says why");
+	ok(rs_capacity(&e) == 1u << 20 && sim_config_capacity(e.sim) == 2048,
+	   "resize: a failed shrink gives the capacity back");
+	rs_fail = 0;
+
+	/* vdu_dev_set_capacity from another thread, rounded down */
+	irqs = e.sim->config_irqs;
+	ok(pthread_create(&th, NULL, rs_thread, e.dev) == 0 && pthread_join(th, &ret) == 0 &&
+	   ret == NULL, "set_capacity: from another thread");
+	ok(rs_capacity(&e) == 3u << 20 && sim_config_capacity(e.sim) == 6144 &&
+	   e.sim->config_irqs == irqs + 1, "set_capacity: rounded down to 3 MiB, announced");
+	is_int(vdu_dev_set_capacity(e.dev, 100), -EINVAL, "set_capacity: less than a block: -EINVAL");
+	/* no driver: the config changes, the kernel would refuse the irq */
+	sim_reset(e.sim);
+	irqs = e.sim->config_irqs;
+	ok(vdu_dev_set_capacity(e.dev, 1u << 20) == 0 && sim_config_capacity(e.sim) == 2048 &&
+	   e.sim->config_irqs == irqs, "set_capacity: before DRIVER_OK only the config space changes");
+
+	e.ram.queue_closes = 0;
+	rs_set_null = 0;
+	env_close(&e);
+	ok(rs_set_null == 1 && rs_dev == NULL && rs_closes_at_null == 0,
+	   "resize: set_dev(NULL) at free, before the queues close");
+
+	/* a backend without resize, and a read-only device */
+	c.backend = NULL;
+	if (env_open(&e, &c) == 0) {
+		is_int(vdu_dev_resize(e.dev, 2u << 20, 0), -EOPNOTSUPP,
+		       "resize: a backend without resize: -EOPNOTSUPP");
+		env_close(&e);
+	}
+	c.backend = &rs_backend;
+	c.read_only = 1;
+	if (env_open(&e, &c) == 0) {
+		is_int(vdu_dev_resize(e.dev, 2u << 20, 0), -EOPNOTSUPP,
+		       "resize: a read-only device: -EOPNOTSUPP");
+		env_close(&e);
+	}
+
+	/* a capacity set before the kernel device exists goes into its config */
+	{
+		struct vdu_dev_opts o = { .struct_size = sizeof(o), .name = "early" };
+		struct event_base *base = event_base_new();
+		struct ram ram = { .size = 1 << 20 };
+		struct vdu_dev *dev = NULL;
+		struct sim *sim = NULL;
+
+		ram.data = calloc(1, ram.size);
+		if (vdu_dev_new(&o, &rs_backend, &ram, base, &dev) == 0 &&
+		    vdu_dev_set_capacity(dev, 2u << 20) == 0 &&
+		    sim_open_default(base, dev, &sim) == 0)
+			ok(sim_config_capacity(sim) == 4096,
+			   "set_capacity: before start, the kernel gets the new size at create");
+		else
+			ok(0, "set_capacity: before start, the kernel gets the new size at create");
+		vdu_dev_free(dev);
+		sim_free(sim);
+		event_base_free(base);
+		free(ram.data);
+	}
+}
+
 static void test_abi(void)
 {
 	const struct vdu_backend_v1 v1 = {
@@ -1700,6 +1894,7 @@ int main(void)
 	test_irq_cpus();
 	test_poll_adaptive();
 	test_block_size();
+	test_resize();
 	test_abi();
 	diag("library logged %u error message(s)", lib_errors);
 	return tap_done();

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Daemon side of the control socket DIR/NAME.sock.  Protocol: the client
- * sends one line ("info", "stats" or "stop", at most 256 bytes), the
- * daemon answers one line of JSON and closes the connection.  Errors are
- * answered as {"error":"..."}.  Root (and the daemon's own user) may do
- * everything; members of $VDUSE_GROUP only info and stats; others are
- * refused.
+ * sends one line ("info", "stats", "resize BYTES [shrink]" or "stop", at
+ * most 256 bytes), the daemon answers one line of JSON and closes the
+ * connection.  Errors are answered as {"error":"..."}.  Root (and the
+ * daemon's own user) may do everything; members of $VDUSE_GROUP only info
+ * and stats; others are refused.
  */
 #include "config.h"
 
@@ -28,7 +28,7 @@
 struct conn {
 	struct vctl_ctl_server *srv;
 	struct bufferevent *bev;
-	bool privileged;         /* root or our user: may stop */
+	bool privileged;         /* root or our user: may stop, resize */
 	bool replied;
 	bool stop_after;
 	struct conn *prev, *next;
@@ -72,7 +72,7 @@ static void reply_error(struct conn *c, const char *msg, const char *arg)
 	char text[160];
 
 	if (arg)
-		snprintf(text, sizeof(text), "%s '%.64s': use info, stats or stop",
+		snprintf(text, sizeof(text), "%s '%.64s': use info, stats, resize or stop",
 			 msg, arg);
 	else
 		snprintf(text, sizeof(text), "%s", msg);
@@ -100,6 +100,12 @@ static void handle(struct conn *c, const char *line)
 		if (o)
 			jo_bool(o, "ok", true);
 		c->stop_after = true;
+	} else if (!strncmp(line, "resize ", 7)) {
+		if (!c->privileged) {
+			reply_error(c, "only root may resize this device", NULL);
+			return;
+		}
+		o = s->ops->resize(s->opaque, line + 7);
 	} else {
 		reply_error(c, "unknown command", line);
 		return;

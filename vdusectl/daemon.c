@@ -43,6 +43,13 @@ struct daemon {
 	bool kernel_dev_left;
 	bool json_written;       /* NAME.json is ours (not a crashed daemon's) */
 	int exit_code;
+	/* The backend's parameters: c's, but size= follows resizes (and a
+	 * recovered daemon takes it from the saved config, where the one it
+	 * replaces left it). */
+	struct vdu_param params[VCTL_PARAMS_MAX];
+	size_t nparams;
+	char size_param[24];
+	time_t created;          /* for the saved config */
 	char pid_path[PATH_LEN], json_path[PATH_LEN], sock_path[PATH_LEN],
 		log_path[PATH_LEN], state_prefix[PATH_LEN];
 
@@ -112,8 +119,8 @@ static struct json_object *params_json(struct daemon *d)
 {
 	struct json_object *o = json_object_new_object();
 
-	for (size_t i = 0; o && i < d->c->nparams; i++)
-		jo_str(o, d->c->params[i].key, d->c->params[i].value);
+	for (size_t i = 0; o && i < d->nparams; i++)
+		jo_str(o, d->params[i].key, d->params[i].value);
 	return o;
 }
 
@@ -238,6 +245,97 @@ static struct json_object *stats_cb(void *opaque)
 	return o;
 }
 
+static int save_config(struct daemon *d, uint64_t size, uint32_t block_size);
+
+static struct json_object *error_json(const char *fmt, ...) VCTL_PRINTF(1, 2);
+static struct json_object *error_json(const char *fmt, ...)
+{
+	struct json_object *o = json_object_new_object();
+	char msg[VCTL_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (o)
+		jo_str(o, "error", msg);
+	return o;
+}
+
+/* size= as the device's size now, where the backend takes one. */
+static void set_size_param(struct daemon *d, uint64_t size)
+{
+	for (size_t i = 0; i < d->nparams; i++)
+		if (!strcmp(d->params[i].key, "size")) {
+			snprintf(d->size_param, sizeof(d->size_param), "%" PRIu64,
+				 size);
+			d->params[i].value = d->size_param;
+		}
+}
+
+/*
+ * "resize BYTES [shrink]": vdu_dev_resize on this thread (the device's
+ * control thread; the backend may block it a while), then the saved
+ * config follows.  The client checked the request against what it saw;
+ * it is checked again against the size now.
+ */
+static struct json_object *resize_cb(void *opaque, const char *args)
+{
+	struct daemon *d = opaque;
+	const char *name = d->c->name;
+	struct vdu_dev_info info;
+	unsigned long long want;
+	char num[32], more[VCTL_ERR_MAX] = "", from[32], to[32];
+	const char *sp = strchr(args, ' ');
+	size_t len = sp ? (size_t)(sp - args) : strlen(args);
+	bool shrink = sp != NULL;
+	struct json_object *o;
+	int rc;
+
+	snprintf(num, sizeof(num), "%.*s", (int)len, args);
+	if (len >= sizeof(num) || (sp && strcmp(sp, " shrink")) ||
+	    vctl_parse_ull(num, &want) < 0 || vdu_dev_get_info(d->dev, &info) < 0)
+		return error_json("malformed resize request: use resize BYTES [shrink]");
+	vctl_format_size(info.capacity_bytes, from, sizeof(from));
+	vctl_format_size(want, to, sizeof(to));
+	if (d->stopping)
+		return error_json("device %s is stopping", name);
+	if (info.read_only)
+		return error_json("device %s is read-only: it cannot be resized", name);
+	if (!want || want % info.block_size)
+		return error_json("%llu bytes is not a multiple of the %u-byte "
+				  "blocks of %s", want, info.block_size, name);
+	if (want < info.capacity_bytes && !shrink)
+		return error_json("refusing to shrink %s from %s to %s: data "
+				  "beyond %s would be lost; add --shrink", name,
+				  from, to, to);
+	vctl_log_clear_error();
+	rc = vdu_dev_resize(d->dev, want, shrink ? VDU_RESIZE_F_SHRINK : 0);
+	if (rc < 0)
+		vctl_log_last_error(more, sizeof(more));
+	/* Without a word from the backend: it has no resize. */
+	if (rc == -EOPNOTSUPP && !more[0])
+		return error_json("the %s backend cannot resize a device",
+				  d->c->backend_name);
+	if (rc < 0) {
+		return error_json("cannot resize %s from %s to %s: %s", name, from,
+				  to, more[0] ? more : strerror(-rc));
+	}
+	vdu_log(VDU_LOG_INFO, "device %s resized from %s to %s", name, from, to);
+	set_size_param(d, want);
+	rc = save_config(d, want, info.block_size);
+	if (rc < 0)
+		vdu_log(VDU_LOG_ERR, "cannot write %s: %s (recover would use the "
+			"old size)", d->json_path, strerror(-rc));
+	o = json_object_new_object();
+	if (o) {
+		jo_str(o, "name", name);
+		jo_u64(o, "old_size", info.capacity_bytes);
+		jo_u64(o, "size", want);
+	}
+	return o;
+}
+
 /* NAME.json: what is needed to recreate the device. */
 static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 {
@@ -270,7 +368,9 @@ static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 	jo_str(o, "irq_mode", c->irq_mode == VCTL_IRQ_FOLLOW ? "follow" :
 	       c->irq_mode == VCTL_IRQ_DRIVER ? "driver" : "list");
 	jo_bool(o, "auto_recover", c->auto_recover);
-	jo_u64(o, "created", (uint64_t)time(NULL));
+	if (!d->created)
+		d->created = time(NULL);
+	jo_u64(o, "created", (uint64_t)d->created);
 	text = jv_text(o);
 	len = text ? strlen(text) : 0;
 	line = text ? malloc(len + 1) : NULL;
@@ -406,6 +506,7 @@ static void ctl_stop_cb(void *opaque)
 static const struct vctl_ctl_ops ctl_ops = {
 	.info = info_cb,
 	.stats = stats_cb,
+	.resize = resize_cb,
 	.stop = ctl_stop_cb,
 };
 
@@ -486,6 +587,36 @@ static int start_attach(struct daemon *d)
 
 /* ---------------------------------------------------------------- setup */
 
+/* c's parameters; recovering, with the size= the replaced daemon saved
+ * (it may have resized the device since c was made: --auto-recover). */
+static void load_params(struct daemon *d)
+{
+	const struct vctl_create *c = d->c;
+	struct json_object *cfg;
+	const char *sz;
+
+	uint64_t created;
+
+	d->nparams = c->nparams < VCTL_PARAMS_MAX ? c->nparams : VCTL_PARAMS_MAX;
+	memcpy(d->params, c->params, d->nparams * sizeof(d->params[0]));
+	if (!c->recover)
+		return;
+	cfg = vctl_load_config(c->state_dir, c->name);
+	if (json_get_u64(cfg, "created", &created) == 0)
+		d->created = (time_t)created;
+	sz = json_get_str(json_get(cfg, "params"), "size");
+	if (sz && vdu_param_get(d->params, d->nparams, "size") && strlen(sz) < sizeof(d->size_param) &&
+	    strcmp(sz, vdu_param_get(d->params, d->nparams, "size"))) {
+		for (size_t i = 0; i < d->nparams; i++)
+			if (!strcmp(d->params[i].key, "size")) {
+				snprintf(d->size_param, sizeof(d->size_param), "%s", sz);
+				d->params[i].value = d->size_param;
+			}
+		vdu_log(VDU_LOG_INFO, "size=%s, as the device was resized", sz);
+	}
+	json_free(cfg);
+}
+
 static int setup(struct daemon *d)
 {
 	const struct vctl_create *c = d->c;
@@ -543,8 +674,9 @@ static int setup(struct daemon *d)
 		return -ENOMEM;
 	}
 
+	load_params(d);
 	vctl_log_clear_error();
-	rc = c->plugin->open(c->params, c->nparams, &d->bh);
+	rc = c->plugin->open(d->params, d->nparams, &d->bh);
 	if (rc < 0) {
 		size_t nl = strlen(c->plugin->name);
 

@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{ "list", vctl_cmd_list, "list devices", true },
 	{ "show", vctl_cmd_show, "show one device in detail", true },
 	{ "stats", vctl_cmd_stats, "per queue I/O statistics", true },
+	{ "resize", vctl_cmd_resize, "change a running device's size", false },
 	{ "mgmtdev", vctl_cmd_mgmtdev, "list vdpa management devices", true },
 };
 

@@ -398,6 +398,8 @@ struct vctl_ctl_ops {
 	/* The reply object (the server puts it); NULL: out of memory. */
 	struct json_object *(*info)(void *opaque);
 	struct json_object *(*stats)(void *opaque);
+	/* "resize BYTES [shrink]": {"size":..} or {"error":..} (may block). */
+	struct json_object *(*resize)(void *opaque, const char *args);
 	/* Begin shutting down (after the reply is sent). */
 	void (*stop)(void *opaque);
 };
@@ -426,6 +428,7 @@ int vctl_cmd_destroy(int argc, const char **argv);
 int vctl_cmd_list(int argc, const char **argv);
 int vctl_cmd_show(int argc, const char **argv);
 int vctl_cmd_stats(int argc, const char **argv);
+int vctl_cmd_resize(int argc, const char **argv);
 int vctl_cmd_mgmtdev(int argc, const char **argv);
 
 #endif
