@@ -67,10 +67,12 @@ expect() {
 }
 
 expect 'create' exact -- cr
-expect 'create attach detach destroy recover list show stats mgmtdev' exact -- ''
+expect 'create attach detach destroy recover list show stats resize mgmtdev' exact -- ''
 expect '--verbose --log-level --json --state-dir --help --version' any -- --
 expect 'err warning notice info debug' exact -- --log-level ''
 expect 'show stats' exact -- --log-level debug s
+expect 'resize recover' exact -- re
+expect '--shrink' any -- resize x 1G --
 expect 'null file nbd' any -- create x --backend ''
 expect 'nbd' exact -- create x --backend nb
 expect '--backend=null --backend=nbd' exact -- create x --backend=n
@@ -96,6 +98,8 @@ expect 'disk0' exact -- show ''
 expect 'disk0' exact -- destroy --force ''
 expect 'disk0' exact -- --json show ''
 expect '' exact -- show disk0 ''
+expect 'disk0' exact -- resize ''
+expect '' exact -- resize disk0 ''
 expect '' exact -- create ''
 mkdir "$tmp/other"
 : >"$tmp/other/disk1.json"
