@@ -410,10 +410,67 @@ static void update_cb(void *arg)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/*
+ * After kill -9 of a daemon its client still owns the image's exclusive
+ * lock until its watch expires (osd_client_watch_timeout, 30 s), and the
+ * new daemon's first write would wait that long.  So each daemon records
+ * its client in the image's metadata under this host's and the device's
+ * name; one daemon at a time serves a device name on a host, so when the
+ * client recorded there still owns the lock and is not us, it is dead:
+ * break its lock (librbd blocklists it: it can never write again).
+ */
+static void take_over_lock(struct rbd_dev *d, const char *devname)
+{
+	char key[512], host[65] = "", prev[128], self[128], *owners[8], *addrs;
+	size_t len = sizeof(prev), n = 8;
+	rbd_lock_mode_t mode;
+	uint64_t features = 0;
+	int r;
+
+	if (d->read_only || rbd_get_features(d->image, &features) < 0 ||
+	    !(features & RBD_FEATURE_EXCLUSIVE_LOCK))
+		return;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(key, sizeof(key), "vduse.owner.%s.%s", host, devname);
+	/* Lock owners are named by their client's address. */
+	if (rados_getaddrs(d->cluster, &addrs) < 0)
+		return;
+	snprintf(self, sizeof(self), "%s", addrs);
+	free(addrs);
+	if (rbd_metadata_get(d->image, key, prev, &len) == 0 && strcmp(prev, self) &&
+	    rbd_lock_get_owners(d->image, &mode, owners, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(owners[i], prev))
+				continue;
+			r = rbd_lock_break(d->image, mode, prev);
+			if (r < 0)
+				vdu_log(VDU_LOG_WARNING,
+					"rbd: %s: cannot break the lock of %s, the client of this device's previous daemon: %s (writes wait until its watch expires)",
+					d->spec, prev, strerror(-r));
+			else
+				vdu_log(VDU_LOG_NOTICE,
+					"rbd: %s: broke the lock of %s, the client of this device's previous daemon (dead), and blocklisted it",
+					d->spec, prev);
+		}
+		rbd_lock_get_owners_cleanup(owners, n);
+	}
+	r = rbd_metadata_set(d->image, key, self);
+	if (r < 0)
+		vdu_log(VDU_LOG_WARNING,
+			"rbd: %s: cannot record this client in the image's metadata (%s): after a crash, the next daemon's writes wait for its lock to expire",
+			d->spec, strerror(-r));
+}
+
 static void rbd_set_dev(void *handle, struct vdu_dev *dev)
 {
 	struct rbd_dev *d = handle;
 
+	if (dev) {
+		struct vdu_dev_info info;
+
+		if (vdu_dev_get_info(dev, &info) == 0)
+			take_over_lock(d, info.name);
+	}
 	pthread_mutex_lock(&d->lock);
 	d->dev = dev;
 	pthread_mutex_unlock(&d->lock);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/virtio_blk.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <event2/event.h>
 #include <rados/librados.h>
@@ -627,6 +628,63 @@ static void test_osd_restart(void)
 	env_close(&e);
 }
 
+/* The child of test_crash: serve a device on image, write, say so, wait
+ * for kill -9. */
+static int crash_child(const char *image)
+{
+	struct env e;
+
+	if (env_open(&e, image, 1, NULL, NULL) < 0 || write_at(&e, 0, 0, 4096, 1, 1) != ST_OK)
+		return 1;
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+/* kill -9 of the daemon that holds the image's lock; the next one for the
+ * same device writes at once, not after the dead client's watch expired. */
+static void test_crash(const char *self)
+{
+	char line[64] = "";
+	int pfd[2];
+	pid_t pid;
+	struct env e;
+	uint64_t t0;
+	int r;
+	FILE *f;
+
+	img_create("crash", 16 * MiB);
+	if (pipe(pfd) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(self, self, "--crash-child", "rbd/crash", conf, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	ok(fgets(line, sizeof(line), f) && !strcmp(line, "ready\n"),
+	   "a first daemon writes to rbd/crash (and so holds its lock)");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	fclose(f);
+	r = env_open(&e, "rbd/crash", 1, NULL, NULL);
+	ok(r == 0, "killed with -9; a new daemon for the same device opens it: %d", r);
+	if (r == 0) {
+		t0 = now_ms();
+		is_int(write_at(&e, 0, 8, 4096, 1, 2), ST_OK, "its first write succeeds");
+		ok(now_ms() - t0 < 10000,
+		   "... in %llu ms, without waiting for the dead client's watch to expire (30 s)",
+		   (unsigned long long)(now_ms() - t0));
+		ok(strstr(logbuf, "broke the lock of "), "the log says whose lock it broke: %s",
+		   logbuf);
+	}
+	env_close(&e);
+}
+
 static void cleanup(void)
 {
 	if (admin_io)
@@ -646,13 +704,17 @@ static void cleanup(void)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *given = getenv("VDU_TEST_CEPH_CONF");
 	uint64_t t0;
 	int r;
 
 	pl = vdu_plugin_entry();
+	if (argc == 4 && !strcmp(argv[1], "--crash-child")) {
+		snprintf(conf, sizeof(conf), "%s", argv[3]);
+		return crash_child(argv[2]);
+	}
 	vdu_set_log(log_cb, NULL, VDU_LOG_INFO);
 	if (given) {
 		snprintf(conf, sizeof(conf), "%s", given);
@@ -689,6 +751,7 @@ int main(void)
 	test_rw(3);
 	test_snapshot();
 	test_resize();
+	test_crash(argv[0]);
 	if (own_cluster)
 		test_osd_restart();
 	cleanup();
