@@ -36,6 +36,8 @@ struct daemon {
 	struct vdu_dev *dev;
 	struct vctl_ctl_server *srv;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer, *attach_ev;
+	struct event *size_timer; /* the saved size follows the device's */
+	uint64_t saved_size;     /* what NAME.json says */
 	int pid_fd;
 	bool stopping;
 	bool stop_pending;       /* requested while the attach thread runs */
@@ -273,6 +275,33 @@ static void set_size_param(struct daemon *d, uint64_t size)
 		}
 }
 
+/* NAME.json with size (and size=) as the device has it now. */
+static void save_size(struct daemon *d, uint64_t size, uint32_t block_size)
+{
+	int rc;
+
+	set_size_param(d, size);
+	rc = save_config(d, size, block_size);
+	if (rc < 0)
+		vdu_log(VDU_LOG_ERR, "cannot write %s: %s (recover would use the "
+			"old size)", d->json_path, strerror(-rc));
+}
+
+/* A backend may change the size by itself (vdu_dev_set_capacity: another
+ * client resized a shared image): list and recover read NAME.json. */
+static void size_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct vdu_dev_info info;
+
+	if (vdu_dev_get_info(d->dev, &info) == 0 &&
+	    info.capacity_bytes != d->saved_size) {
+		vdu_log(VDU_LOG_INFO, "device %s now has %" PRIu64 " bytes",
+			d->c->name, info.capacity_bytes);
+		save_size(d, info.capacity_bytes, info.block_size);
+	}
+}
+
 /*
  * "resize BYTES [shrink]": vdu_dev_resize on this thread (the device's
  * control thread; the backend may block it a while), then the saved
@@ -322,11 +351,7 @@ static struct json_object *resize_cb(void *opaque, const char *args)
 				  to, more[0] ? more : strerror(-rc));
 	}
 	vdu_log(VDU_LOG_INFO, "device %s resized from %s to %s", name, from, to);
-	set_size_param(d, want);
-	rc = save_config(d, want, info.block_size);
-	if (rc < 0)
-		vdu_log(VDU_LOG_ERR, "cannot write %s: %s (recover would use the "
-			"old size)", d->json_path, strerror(-rc));
+	save_size(d, want, info.block_size);
 	o = json_object_new_object();
 	if (o) {
 		jo_str(o, "name", name);
@@ -371,6 +396,7 @@ static int save_config(struct daemon *d, uint64_t size, uint32_t block_size)
 	if (!d->created)
 		d->created = time(NULL);
 	jo_u64(o, "created", (uint64_t)d->created);
+	d->saved_size = size;
 	text = jv_text(o);
 	len = text ? strlen(text) : 0;
 	line = text ? malloc(len + 1) : NULL;
@@ -757,6 +783,12 @@ static int setup(struct daemon *d)
 		return rc;
 	}
 	d->json_written = true;
+	d->size_timer = event_new(d->base, -1, EV_PERSIST, size_timer_cb, d);
+	if (!d->size_timer ||
+	    event_add(d->size_timer, &(struct timeval){ .tv_sec = 1 }) < 0) {
+		report_err(d, "cannot set up the size timer");
+		return -ENOMEM;
+	}
 	rc = vctl_ctl_server_new(d->base, d->sock_path, &ctl_ops, d, &d->srv,
 				 err, sizeof(err));
 	if (rc < 0) {
@@ -823,6 +855,8 @@ static void cleanup(struct daemon *d)
 	}
 	if (d->drain_timer)
 		event_free(d->drain_timer);
+	if (d->size_timer)
+		event_free(d->size_timer);
 	if (d->sig_term)
 		event_free(d->sig_term);
 	if (d->sig_int)
