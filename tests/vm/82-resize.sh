@@ -6,7 +6,8 @@
 #       size; refused (exit 2, one line, nothing changed): a shrink
 #       without --shrink, a size not a multiple of the block size
 #   (b) kill -9 of the resized null daemon + recover: the device keeps
-#       128M (sysfs, show --json, the saved size=), and resizes again
+#       128M (sysfs, show --json, the saved size=), and resizes again;
+#       the same with --auto-recover (the supervisor's restart)
 #   (c) file on a 64M file: resize 128M: the file grows, fio randwrite +
 #       crc32c verify over the new region; 32M refused without --shrink
 #       (file and disk unchanged); with --shrink the file is cut to 32M
@@ -75,6 +76,28 @@ run dd if="$node" of=/dev/null bs=4096 count=16 iflag=direct
 run vdusectl resize r1 256M
 wait_size "$node" $((256 * 2048))
 run vdusectl destroy r1 --force
+
+# ... and when the supervisor of --auto-recover restarts it
+vdev_create r3 --backend null --size 64M --auto-recover
+node=$(vdev_attach r3) || exit 1
+run vdusectl resize r3 96M
+wait_size "$node" $((96 * 2048))
+kill9 r3
+_i=0
+while :; do
+    _p=$(cat "$VCTL_STATE/r3.pid" 2>/dev/null | tr -d ' \n')
+    if [ -n "$_p" ] && [ "$_p" != "$KILLED_PID" ] && kill -0 "$_p" 2>/dev/null &&
+       vdusectl show r3 >/dev/null 2>&1; then
+        break
+    fi
+    [ $_i -lt 150 ] || fail "r3: no new daemon 15 s after the kill"
+    sleep 0.1; _i=$((_i + 1))
+done
+log "r3: the supervisor started daemon $_p"
+sleep 0.5
+assert_eq "$(sysblk "$node" size)" $((96 * 2048)) "$node size after the supervisor's recovery"
+assert_eq "$(show_size r3)" $((96 << 20)) "show --json size after the supervisor's recovery"
+run vdusectl destroy r3 --force
 
 # ---- (c) file
 img=$VDU_SCRATCH/img
