@@ -71,7 +71,7 @@ rotated() {
 # bench_fio DEV WORKLOAD SECS: one fio run (libaio, direct, time based),
 # prints "IOPS MEAN_LAT_US P99_CLAT_US".  WORKLOAD: rr32 (4k randread
 # QD32), rr32x2 (the same, 2 jobs split over CPUs 0-1), rr1 (4k randread
-# QD1), rw32 (4k randwrite QD32), sr128 (128k read QD32), sr1m (1 MiB
+# QD1), rw32 (4k randwrite QD32), rw1 (4k randwrite QD1), sr128 (128k read QD32), sr1m (1 MiB
 # read QD32).
 bench_fio() {
     case $2 in
@@ -79,17 +79,18 @@ bench_fio() {
     rr32x2) _b_a="--rw=randread --bs=4k --iodepth=32 --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split" ;;
     rr1)   _b_a="--rw=randread --bs=4k --iodepth=1 --numjobs=1" ;;
     rw32)  _b_a="--rw=randwrite --bs=4k --iodepth=32 --numjobs=1" ;;
+    rw1)   _b_a="--rw=randwrite --bs=4k --iodepth=1 --numjobs=1" ;;
     sr128) _b_a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
     sr1m)  _b_a="--rw=read --bs=1m --iodepth=32 --numjobs=1" ;;
     *) fail "bench_fio: unknown workload $2" ;;
     esac
     # shellcheck disable=SC2086
     fio --name=b --filename="$1" --ioengine=libaio --direct=1 $_b_a \
-        --size=512m --runtime="$3" --time_based --group_reporting \
+        --size="${BENCH_SIZE:-512m}" --runtime="$3" --time_based --group_reporting \
         --lat_percentiles=1 --output-format=terse --terse-version=3 2>/dev/null |
     awk -F';' -v w="$2" '{
         # read: iops 8, lat mean 40, p99 30; write: the same + 41
-        o = (w == "rw32") ? 41 : 0
+        o = (w ~ /^rw/) ? 41 : 0
         p = $(30 + o); sub(/.*=/, "", p)
         printf "%d %.1f %s\n", $(8 + o), $(40 + o), p }'
 }
