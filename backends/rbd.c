@@ -70,9 +70,6 @@ struct rbd_dev {
 	struct vdu_dev *dev; /* set_dev(); under lock */
 	uint64_t size;       /* the size last announced; under lock */
 
-	/* Queues, for handing completions over; written before the queue
-	 * threads run (queue_open), cleared in queue_close. */
-	struct rbd_q *queues[VDU_QUEUES_MAX];
 	atomic_bool blocklisted_logged;
 };
 
@@ -603,8 +600,6 @@ static int rbd_queue_open(void *handle, unsigned qidx, struct event_base *base,
 	struct rbd_dev *d = handle;
 	struct rbd_q *q;
 
-	if (qidx >= VDU_QUEUES_MAX)
-		return -EINVAL;
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
@@ -628,7 +623,6 @@ static int rbd_queue_open(void *handle, unsigned qidx, struct event_base *base,
 		free(q);
 		return -ENOMEM;
 	}
-	d->queues[qidx] = q;
 	*qctx = q;
 	return 0;
 }
@@ -658,7 +652,6 @@ static void rbd_queue_close(void *qctx)
 	event_free(q->ev);
 	if (q->inbox_fd >= 0)
 		close(q->inbox_fd);
-	d->queues[q->qidx] = NULL;
 	free(q);
 }
 
