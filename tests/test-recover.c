@@ -347,6 +347,15 @@ static void resized_while_dead(void)
 	is_int(sim_config_capacity(t->sim), t->ram.size / SECTOR,
 	       "resized: the driver's config space has the storage's new size");
 	is_int(t->sim->config_irqs, irqs + 1, "resized: the driver got a config interrupt");
+	/* The resubmitted requests finish before the object goes. */
+	for (int spin = 0; spin < 50 && outstanding(t); spin++) {
+		while (t->ram.npending)
+			ram_complete(&t->ram, 0, 0);
+		kick_all(t);
+		sim_run(t->sim);
+		take_used(t);
+	}
+	is_int(outstanding(t), 0, "resized: every request completed");
 out:
 	t->ram.npending = 0;
 	vdu_dev_free(t->dev);
