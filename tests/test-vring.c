@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1787,6 +1788,21 @@ static void test_resize(void)
 		is_int(vdu_dev_resize(e.dev, 2u << 20, 0), -EOPNOTSUPP,
 		       "resize: a backend without resize: -EOPNOTSUPP");
 		env_close(&e);
+	}
+	/* A backend built against 0.3: its struct ends before resize, so
+	 * what lies there is not read. */
+	{
+		struct vdu_backend old = rs_backend;
+
+		old.struct_size = offsetof(struct vdu_backend, resize);
+		c.backend = &old;
+		rs_set_dev = rs_resizes = 0;
+		if (env_open(&e, &c) == 0) {
+			ok(vdu_dev_resize(e.dev, 2u << 20, 0) == -EOPNOTSUPP &&
+			   rs_resizes == 0 && rs_set_dev == 0,
+			   "resize: a 0.3 backend struct: resize and set_dev not read");
+			env_close(&e);
+		}
 	}
 	c.backend = &rs_backend;
 	c.read_only = 1;
