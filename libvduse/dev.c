@@ -277,6 +277,10 @@ static int update_capacity(struct vdu_dev *dev, uint64_t sectors)
 	uint64_t old = vdu_dev_capacity(dev);
 	int r = 0;
 
+	/* A backend may hear of our own resize again (rbd's update watch):
+	 * no second interrupt. */
+	if (sectors == old)
+		return 0;
 	__atomic_store_n(&dev->capacity_sectors, sectors, __ATOMIC_RELAXED);
 	c->capacity = htole64(sectors);
 	if (dev->created)
@@ -286,9 +290,8 @@ static int update_capacity(struct vdu_dev *dev, uint64_t sectors)
 		c->capacity = htole64(old);
 		return r;
 	}
-	if (sectors != old)
-		vdu_info("%s: capacity %" PRIu64 " -> %" PRIu64 " bytes", dev->name,
-			 old * 512, sectors * 512);
+	vdu_info("%s: capacity %" PRIu64 " -> %" PRIu64 " bytes", dev->name,
+		 old * 512, sectors * 512);
 	return 0;
 }
 

@@ -1769,6 +1769,8 @@ static void test_resize(void)
 	   ret == NULL, "set_capacity: from another thread");
 	ok(rs_capacity(&e) == 3u << 20 && sim_config_capacity(e.sim) == 6144 &&
 	   e.sim->config_irqs == irqs + 1, "set_capacity: rounded down to 3 MiB, announced");
+	is_int(vdu_dev_set_capacity(e.dev, 3u << 20), 0, "set_capacity: the same size again");
+	is_int(e.sim->config_irqs, irqs + 1, "set_capacity: ... no second interrupt");
 	is_int(vdu_dev_set_capacity(e.dev, 100), -EINVAL, "set_capacity: less than a block: -EINVAL");
 	/* no driver: the config changes, the kernel would refuse the irq */
 	sim_reset(e.sim);
