@@ -149,11 +149,35 @@ expect_out 0 "read-zeroes=on|off" create --help --backend null
 expect_out 0 "connections=N" create --backend tcp --help
 expect 2 "unknown backend 'nosuch'" create --backend nosuch --help
 
-# --- man page BACKENDS section == the descriptors (both ways)
+expect 2 "--image does not apply to the file backend" \
+	create d0 --backend file --path "$tmp/img" --image rbd/x
+
+# --- the rbd plugin (backends/rbd.so, built with librbd): found by name on
+# $VDUSE_BACKEND_PATH like any plugin; its keys' checks need no cluster
+rbddir=
+if [ -n "${PLUGINS:-}" ] && [ -f "$PLUGINS/backends/.libs/rbd.so" ]; then
+	rbddir=$PLUGINS/backends/.libs
+	VRUN="env VDUSE_BACKEND_PATH=$rbddir"
+	expect 2 "image=nopool: not an RBD image spec" create d0 --backend rbd --image nopool
+	expect 2 "the rbd backend needs --image POOL/[NAMESPACE/]IMAGE[@SNAP]" \
+		create d0 --backend rbd
+	expect 2 "id=client.admin: give the user's name without \"client.\"" \
+		create d0 --backend rbd --image rbd/x -o id=client.admin
+	expect 2 "--size does not apply to the rbd backend" \
+		create d0 --backend rbd --image rbd/x --size 1G
+	expect 2 "rbd: connect-timeout=0 is out of range: use 1 to 3600" \
+		create d0 --backend rbd --image rbd/x -o connect-timeout=0
+	VRUN=
+else
+	ok "rbd plugin # SKIP backends/.libs/rbd.so not built (no librbd-dev)"
+fi
+
+# --- man page BACKENDS section == the descriptors (both ways); rbd, a
+# plugin, when it is built
 if [ -n "${MANDIR:-}" ] && [ -f "$MANDIR/vdusectl.8" ]; then
 	: >"$tmp/err"
-	for b in null file nbd; do
-		"$VDUSECTL" create --backend "$b" --help 2>/dev/null |
+	for b in null file nbd ${rbddir:+rbd}; do
+		VDUSE_BACKEND_PATH=$rbddir "$VDUSECTL" create --backend "$b" --help 2>/dev/null |
 			sed -n '/^Keys of the/,$p' |
 			sed -n 's/^  \([a-z][a-z0-9_-]*=[^ ]*\) .*/\1/p' | sort >"$tmp/keys.help"
 		awk -v b="$b" '
