@@ -61,6 +61,7 @@ struct rbd_dev {
 	rbd_image_t image;
 	int event_fd; /* the image's notification eventfd */
 	bool read_only;
+	bool exclusive; /* take the lock in set_dev() and keep it */
 	uint64_t obj_size;
 
 	/* Size changes seen by the update watch (a librbd thread). */
@@ -277,17 +278,7 @@ static int open_image(struct rbd_dev *d, const struct image_spec *sp,
 	}
 	d->size = st.size;
 	d->obj_size = st.obj_size;
-	if (exclusive && !d->read_only) {
-		/* Held until close: other clients cannot take it over for
-		 * writes (rbd-nbd --exclusive). */
-		r = rbd_lock_acquire(d->image, RBD_LOCK_MODE_EXCLUSIVE);
-		if (r < 0) {
-			vdu_log(VDU_LOG_ERR,
-				"rbd: %s: cannot take the exclusive lock: %s (another client holds it: rbd lock ls / rbd status %s)",
-				d->spec, strerror(-r), d->spec);
-			return r;
-		}
-	}
+	d->exclusive = exclusive && !d->read_only;
 	d->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->event_fd < 0) {
 		r = -errno;
@@ -416,7 +407,7 @@ static void update_cb(void *arg)
  * client recorded there still owns the lock and is not us, it is dead:
  * break its lock (librbd blocklists it: it can never write again).
  */
-static void take_over_lock(struct rbd_dev *d, const char *devname)
+static int take_over_lock(struct rbd_dev *d, const char *devname)
 {
 	char key[512], host[65] = "", prev[128], self[128], *owners[8], *addrs;
 	size_t len = sizeof(prev), n = 8;
@@ -424,14 +415,22 @@ static void take_over_lock(struct rbd_dev *d, const char *devname)
 	uint64_t features = 0;
 	int r;
 
-	if (d->read_only || rbd_get_features(d->image, &features) < 0 ||
-	    !(features & RBD_FEATURE_EXCLUSIVE_LOCK))
-		return;
+	if (d->read_only)
+		return 0;
+	if (rbd_get_features(d->image, &features) < 0 ||
+	    !(features & RBD_FEATURE_EXCLUSIVE_LOCK)) {
+		if (!d->exclusive)
+			return 0;
+		vdu_log(VDU_LOG_ERR,
+			"rbd: %s: exclusive=on needs the image's exclusive-lock feature: rbd feature enable %s exclusive-lock",
+			d->spec, d->spec);
+		return -EINVAL;
+	}
 	gethostname(host, sizeof(host) - 1);
 	snprintf(key, sizeof(key), "vduse.owner.%s.%s", host, devname);
 	/* Lock owners are named by their client's address. */
 	if (rados_getaddrs(d->cluster, &addrs) < 0)
-		return;
+		return 0;
 	snprintf(self, sizeof(self), "%s", addrs);
 	free(addrs);
 	if (rbd_metadata_get(d->image, key, prev, &len) == 0 && strcmp(prev, self) &&
@@ -451,26 +450,42 @@ static void take_over_lock(struct rbd_dev *d, const char *devname)
 		}
 		rbd_lock_get_owners_cleanup(owners, n);
 	}
+	if (d->exclusive) {
+		/* Held until close: other clients cannot take it over for
+		 * writes (rbd-nbd --exclusive). */
+		r = rbd_lock_acquire(d->image, RBD_LOCK_MODE_EXCLUSIVE);
+		if (r < 0) {
+			vdu_log(VDU_LOG_ERR,
+				"rbd: %s: cannot take the exclusive lock: %s (another client holds it: rbd lock ls / rbd status %s)",
+				d->spec, strerror(-r), d->spec);
+			return r;
+		}
+	}
 	r = rbd_metadata_set(d->image, key, self);
 	if (r < 0)
 		vdu_log(VDU_LOG_WARNING,
 			"rbd: %s: cannot record this client in the image's metadata (%s): after a crash, the next daemon's writes wait for its lock to expire",
 			d->spec, strerror(-r));
+	return 0;
 }
 
-static void rbd_set_dev(void *handle, struct vdu_dev *dev)
+static int rbd_set_dev(void *handle, struct vdu_dev *dev)
 {
 	struct rbd_dev *d = handle;
+	struct vdu_dev_info info;
+	int r;
 
 	if (dev) {
-		struct vdu_dev_info info;
-
-		if (vdu_dev_get_info(dev, &info) == 0)
-			take_over_lock(d, info.name);
+		r = vdu_dev_get_info(dev, &info);
+		if (r == 0)
+			r = take_over_lock(d, info.name);
+		if (r < 0)
+			return r;
 	}
 	pthread_mutex_lock(&d->lock);
 	d->dev = dev;
 	pthread_mutex_unlock(&d->lock);
+	return 0;
 }
 
 /* librbd calls the progress function without checking it for NULL. */

@@ -150,7 +150,10 @@ static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be
 	}
 	/* Last: from now on the backend may call vdu_dev_set_capacity(). */
 	if (dev->be.set_dev) {
-		dev->be.set_dev(handle, dev);
+		/* A refusal keeps nothing: no set_dev(NULL) follows it. */
+		r = dev->be.set_dev(handle, dev);
+		if (r < 0)
+			goto fail;
 		dev->set_dev_called = true;
 	}
 	*out = dev;

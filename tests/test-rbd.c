@@ -630,11 +630,11 @@ static void test_osd_restart(void)
 
 /* The child of test_crash: serve a device on image, write, say so, wait
  * for kill -9. */
-static int crash_child(const char *image)
+static int crash_child(const char *image, const char *exclusive)
 {
 	struct env e;
 
-	if (env_open(&e, image, 1, NULL, NULL) < 0 || write_at(&e, 0, 0, 4096, 1, 1) != ST_OK)
+	if (env_open(&e, image, 1, "exclusive", exclusive) < 0 || write_at(&e, 0, 0, 4096, 1, 1) != ST_OK)
 		return 1;
 	printf("ready\n");
 	fflush(stdout);
@@ -644,7 +644,7 @@ static int crash_child(const char *image)
 
 /* kill -9 of the daemon that holds the image's lock; the next one for the
  * same device writes at once, not after the dead client's watch expired. */
-static void test_crash(const char *self)
+static void test_crash(const char *self, const char *exclusive)
 {
 	char line[64] = "";
 	int pfd[2];
@@ -661,18 +661,21 @@ static void test_crash(const char *self)
 	if (pid == 0) {
 		dup2(pfd[1], 1);
 		close(pfd[0]);
-		execl(self, self, "--crash-child", "rbd/crash", conf, (char *)NULL);
+		execl(self, self, "--crash-child", "rbd/crash", conf, exclusive, (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
 	f = fdopen(pfd[0], "r");
 	ok(fgets(line, sizeof(line), f) && !strcmp(line, "ready\n"),
-	   "a first daemon writes to rbd/crash (and so holds its lock)");
+	   "exclusive=%s: a first daemon writes to rbd/crash (and so holds its lock)",
+	   exclusive);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	fclose(f);
-	r = env_open(&e, "rbd/crash", 1, NULL, NULL);
-	ok(r == 0, "killed with -9; a new daemon for the same device opens it: %d", r);
+	t0 = now_ms();
+	r = env_open(&e, "rbd/crash", 1, "exclusive", exclusive);
+	ok(r == 0, "killed with -9; a new daemon for the same device opens it: %d (%llu ms)", r,
+	   (unsigned long long)(now_ms() - t0));
 	if (r == 0) {
 		t0 = now_ms();
 		is_int(write_at(&e, 0, 8, 4096, 1, 2), ST_OK, "its first write succeeds");
@@ -711,9 +714,9 @@ int main(int argc, char **argv)
 	int r;
 
 	pl = vdu_plugin_entry();
-	if (argc == 4 && !strcmp(argv[1], "--crash-child")) {
+	if (argc == 5 && !strcmp(argv[1], "--crash-child")) {
 		snprintf(conf, sizeof(conf), "%s", argv[3]);
-		return crash_child(argv[2]);
+		return crash_child(argv[2], argv[4]);
 	}
 	vdu_set_log(log_cb, NULL, VDU_LOG_INFO);
 	if (given) {
@@ -751,7 +754,8 @@ int main(int argc, char **argv)
 	test_rw(3);
 	test_snapshot();
 	test_resize();
-	test_crash(argv[0]);
+	test_crash(argv[0], "off");
+	test_crash(argv[0], "on");
 	if (own_cluster)
 		test_osd_restart();
 	cleanup();

@@ -1655,7 +1655,7 @@ static int rs_resize(void *h, uint64_t size, unsigned flags)
 	return 0;
 }
 
-static void rs_set_dev_cb(void *h, struct vdu_dev *dev)
+static int rs_set_dev_cb(void *h, struct vdu_dev *dev)
 {
 	struct ram *r = h;
 
@@ -1666,6 +1666,7 @@ static void rs_set_dev_cb(void *h, struct vdu_dev *dev)
 		rs_set_null++;
 		rs_closes_at_null = r->queue_closes;
 	}
+	return 0;
 }
 
 static const struct vdu_backend rs_backend = {

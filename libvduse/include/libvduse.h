@@ -168,8 +168,10 @@ struct vdu_backend {
 	 * be freed (NULL).  A backend that learns of size changes by itself
 	 * (another client resized a shared image) keeps dev and calls
 	 * vdu_dev_set_capacity() from any thread until called with NULL.
+	 * With dev, it may also do what needs the device's name (take a lock
+	 * on shared storage): 0, or -errno and vdu_dev_new() fails with it.
 	 */
-	void (*set_dev)(void *handle, struct vdu_dev *dev);
+	int (*set_dev)(void *handle, struct vdu_dev *dev);
 };
 
 /* vdu_backend.resize and vdu_dev_resize() flags */
