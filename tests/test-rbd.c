@@ -67,13 +67,14 @@ static uint64_t now_ms(void)
 
 /* ------------------------------------------------------------ cluster */
 
-static int cluster_cmd(const char *verb)
+/* ceph-cluster VERB DIR [OPTS] (its ceph-admin is the build's) */
+static int cluster_cmd(const char *verb, const char *opts)
 {
 	char cmd[1024];
 	const char *srcdir = getenv("srcdir");
 
-	snprintf(cmd, sizeof(cmd), "%s/tests/ceph/ceph-cluster %s %s",
-		 srcdir ? srcdir : ".", verb, cluster_dir);
+	snprintf(cmd, sizeof(cmd), "%s/tests/ceph/ceph-cluster %s %s %s",
+		 srcdir ? srcdir : ".", verb, cluster_dir, opts ? opts : "");
 	return system(cmd);
 }
 
@@ -585,7 +586,7 @@ static void test_osd_restart(void)
 		return;
 	}
 	is_int(write_at(&e, 0, 0, 4096, 1, 1), ST_OK, "a write before");
-	ok(cluster_cmd("kill-osd") == 0, "kill -9 the OSD");
+	ok(cluster_cmd("kill-osd", NULL) == 0, "kill -9 the OSD");
 	for (int i = 0; i < 16; i++) {
 		uint64_t iova = sim_alloc(e.sim, 4096);
 
@@ -601,7 +602,7 @@ static void test_osd_restart(void)
 		got_n++;
 	is_int(got_n, 0, "no write completes while the OSD is down");
 	t0 = now_ms();
-	ok(cluster_cmd("start-osd") == 0, "restart the OSD");
+	ok(cluster_cmd("start-osd", NULL) == 0, "restart the OSD");
 	for (uint64_t end = now_ms() + 120000; got_n < 16 && now_ms() < end;) {
 		sim_wait_used(e.sim, 0, 16 - got_n, 500);
 		while (sim_get_used(e.sim, 0, &id, &len))
@@ -699,7 +700,7 @@ static void cleanup(void)
 	if (own_cluster) {
 		char cmd[400];
 
-		cluster_cmd("stop");
+		cluster_cmd("stop", NULL);
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", cluster_dir);
 		if (system(cmd) != 0)
 			diag("could not remove %s", cluster_dir);
@@ -734,8 +735,11 @@ int main(int argc, char **argv)
 		}
 		own_cluster = true;
 		atexit(cleanup);
+		/* make check runs in the build tree, where ceph-admin is */
+		if (!getenv("CEPH_ADMIN") && access("tests/ceph/ceph-admin", X_OK) == 0)
+			setenv("CEPH_ADMIN", "tests/ceph/ceph-admin", 1);
 		t0 = now_ms();
-		r = cluster_cmd("start --bluestore");
+		r = cluster_cmd("start", "--bluestore");
 		if (r != 0) {
 			printf("Bail out! the test cluster did not start (%d)\n", r);
 			return 1;
