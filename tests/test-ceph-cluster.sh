@@ -19,7 +19,7 @@ CLUSTER=$(cd "$(dirname "$0")" && pwd)/ceph/ceph-cluster
 CEPH_ADMIN=${CEPH_ADMIN:-$(pwd)/tests/ceph/ceph-admin}
 export CEPH_ADMIN
 
-for t in ceph-mon ceph-osd monmaptool ceph-authtool rbd; do
+for t in ceph-mon ceph-osd ceph-authtool rbd; do
 	command -v "$t" >/dev/null 2>&1 || {
 		echo "1..0 # SKIP $t not installed (ceph-mon ceph-osd ceph-common)"
 		exit 77

@@ -26,6 +26,13 @@
  *   osd-up-count      print the number of OSDs up
  *   osd-epoch         print the osdmap epoch
  *
+ * Several commands may be given, separated by "+" arguments: they run in
+ * order on one connection (a process start costs seconds in a TCG guest).
+ *
+ * wait-healthy --epoch-file FILE: first write the osdmap epoch to FILE,
+ * then wait as with --up-from that epoch: started before a restarted OSD,
+ * it waits for the new instance without a race.
+ *
  * --timeout bounds connecting and wait-healthy (default 60 s).
  * Exit: 0 ok, 1 failure (one line on stderr), 2 usage.
  */
@@ -61,7 +68,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: %s [-c CONF] [--id NAME] [--keyring FILE] [--timeout SECS] COMMAND [ARGS]\n"
 		"  mon-command JSON [INFILE] | osd-new UUID [CEPHX-KEY] | pool-create NAME [PG_NUM]\n"
-		"  | wait-healthy [--up-from EPOCH] [POOL] | osd-up-count | osd-epoch\n", prog);
+		"  | wait-healthy [--up-from EPOCH | --epoch-file FILE] [POOL] | osd-up-count | osd-epoch\n"
+		"  (several commands: separated by '+')\n", prog);
 	exit(2);
 }
 
@@ -219,6 +227,23 @@ static void pool_set(const char *pool, const char *var, const char *val)
 	free(mon_cmd_ok(json));
 }
 
+static long pool_get(const char *pool, const char *var)
+{
+	char json[512], *out;
+	json_object *o;
+	long v;
+
+	snprintf(json, sizeof(json),
+		 "{\"prefix\": \"osd pool get\", \"pool\": \"%s\", \"var\": \"%s\", \"format\": \"json\"}",
+		 pool, var);
+	out = mon_cmd_ok(json);
+	o = parse("osd pool get", out);
+	v = json_int(o, var, -1);
+	json_object_put(o);
+	free(out);
+	return v;
+}
+
 static int cmd_pool_create(int argc, char **argv)
 {
 	const char *pool;
@@ -238,8 +263,11 @@ static int cmd_pool_create(int argc, char **argv)
 		if (r < 0 && r != -EEXIST)
 			die("cannot create pool %s: %s", pool, strerror(-r));
 	}
-	pool_set(pool, "size", "1");
-	pool_set(pool, "min_size", "1");
+	/* each change is an osdmap epoch: only what the defaults left */
+	if (pool_get(pool, "size") != 1)
+		pool_set(pool, "size", "1");
+	if (pool_get(pool, "min_size") != 1)
+		pool_set(pool, "min_size", "1");
 	snprintf(json, sizeof(json),
 		 "{\"prefix\": \"osd pool application enable\", \"pool\": \"%s\", \"app\": \"rbd\","
 		 " \"yes_i_really_mean_it\": true}", pool);
@@ -318,6 +346,17 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 		up_from = atol(argv[1]);
 		argc -= 2;
 		argv += 2;
+	} else if (argc >= 2 && !strcmp(argv[0], "--epoch-file")) {
+		FILE *f;
+
+		osd_counts(-1, &up_from, &num, &up, &fresh);
+		if (up_from < 0)
+			die("osd dump failed");
+		f = fopen(argv[1], "w");
+		if (!f || fprintf(f, "%ld\n", up_from) < 0 || fclose(f))
+			die("%s: %s", argv[1], strerror(errno));
+		argc -= 2;
+		argv += 2;
 	}
 	if (argc > 1)
 		usage();
@@ -393,6 +432,18 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 	return 0;
 }
 
+static int known(const char *cmd)
+{
+	static const char *const cmds[] = {
+		"mon-command", "osd-new", "pool-create", "wait-healthy", "osd-up-count", "osd-epoch",
+	};
+
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
+		if (!strcmp(cmd, cmds[k]))
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf = NULL, *id = NULL, *keyring = NULL;
@@ -420,10 +471,9 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		usage();
-	if (strcmp(argv[i], "mon-command") && strcmp(argv[i], "osd-new") &&
-	    strcmp(argv[i], "pool-create") && strcmp(argv[i], "wait-healthy") &&
-	    strcmp(argv[i], "osd-up-count") && strcmp(argv[i], "osd-epoch"))
-		usage();
+	for (int j = i; j < argc; j++)
+		if ((j == i || !strcmp(argv[j - 1], "+")) && !known(argv[j]))
+			usage();
 	deadline = now() + timeout;
 
 	r = rados_create(&cluster, id ? id : "admin");
@@ -442,23 +492,30 @@ int main(int argc, char **argv)
 		die("cannot connect to the cluster%s%s: %s", conf ? " of " : "", conf ? conf : "",
 		    strerror(-r));
 
-	argc -= i + 1;
-	argv += i + 1;
-	const char *cmd = argv[-1];
-	if (!strcmp(cmd, "mon-command"))
-		r = cmd_mon_command(argc, argv);
-	else if (!strcmp(cmd, "osd-new"))
-		r = cmd_osd_new(argc, argv);
-	else if (!strcmp(cmd, "pool-create"))
-		r = cmd_pool_create(argc, argv);
-	else if (!strcmp(cmd, "wait-healthy"))
-		r = cmd_wait_healthy(argc, argv, deadline);
-	else if (!strcmp(cmd, "osd-up-count"))
-		r = cmd_osd_up_count(argc, argv);
-	else if (!strcmp(cmd, "osd-epoch"))
-		r = cmd_osd_epoch(argc, argv);
-	else
-		r = 2;
+	r = 0;
+	while (i < argc && r == 0) {
+		const char *cmd = argv[i];
+		int n = 0;
+
+		while (i + 1 + n < argc && strcmp(argv[i + 1 + n], "+"))
+			n++;
+		argv[i + 1 + n] = NULL;	/* argv[argc] is NULL already */
+		if (!strcmp(cmd, "mon-command"))
+			r = cmd_mon_command(n, argv + i + 1);
+		else if (!strcmp(cmd, "osd-new"))
+			r = cmd_osd_new(n, argv + i + 1);
+		else if (!strcmp(cmd, "pool-create"))
+			r = cmd_pool_create(n, argv + i + 1);
+		else if (!strcmp(cmd, "wait-healthy"))
+			r = cmd_wait_healthy(n, argv + i + 1, deadline);
+		else if (!strcmp(cmd, "osd-up-count"))
+			r = cmd_osd_up_count(n, argv + i + 1);
+		else if (!strcmp(cmd, "osd-epoch"))
+			r = cmd_osd_epoch(n, argv + i + 1);
+		else
+			r = 2;
+		i += n + 2;
+	}
 	rados_shutdown(cluster);
 	return r;
 }
