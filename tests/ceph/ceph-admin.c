@@ -11,8 +11,9 @@
  *                     CLI would); prints its output buffer on stdout and
  *                     its status string on stderr; INFILE is its input
  *                     buffer.  Exit 1 with the status string on error.
- *   osd-new UUID [CEPHX-KEY]   allocate an OSD id for UUID (`osd new`,
- *                     with its cephx secret when given); prints the id
+ *   osd-new UUID [ID] [CEPHX-KEY]  allocate an OSD id for UUID (`osd new`;
+ *                     ID, a number, asks for that id; the cephx secret when
+ *                     given); prints the id
  *   pool-create NAME [PG_NUM]  create a replicated pool with size 1,
  *                     min_size 1 and application rbd (an existing pool
  *                     is fine)
@@ -37,6 +38,7 @@
  * Exit: 0 ok, 1 failure (one line on stderr), 2 usage.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +69,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s [-c CONF] [--id NAME] [--keyring FILE] [--timeout SECS] COMMAND [ARGS]\n"
-		"  mon-command JSON [INFILE] | osd-new UUID [CEPHX-KEY] | pool-create NAME [PG_NUM]\n"
+		"  mon-command JSON [INFILE] | osd-new UUID [ID] [CEPHX-KEY] | pool-create NAME [PG_NUM]\n"
 		"  | wait-healthy [--up-from EPOCH | --epoch-file FILE] [POOL] | osd-up-count | osd-epoch\n"
 		"  (several commands: separated by '+')\n", prog);
 	exit(2);
@@ -192,18 +194,28 @@ static int cmd_mon_command(int argc, char **argv)
 
 static int cmd_osd_new(int argc, char **argv)
 {
-	char json[256], in[256], *out, *status;
+	char json[256], in[256], idfield[32] = "", *out, *status;
+	const char *key = NULL;
 	json_object *o;
 	long id;
 	int r;
 
-	if (argc < 1 || argc > 2)
+	if (argc < 1 || argc > 3)
 		usage();
-	snprintf(json, sizeof(json), "{\"prefix\": \"osd new\", \"uuid\": \"%s\", \"format\": \"json\"}",
-		 plain("uuid", argv[0]));
-	if (argc == 2)
-		snprintf(in, sizeof(in), "{\"cephx_secret\": \"%s\"}", plain("key", argv[1]));
-	r = mon_cmd(json, argc == 2 ? in : NULL, argc == 2 ? strlen(in) : 0, &out, &status);
+	if (argc >= 2 && argv[1][strspn(argv[1], "0123456789")] == '\0') {
+		snprintf(idfield, sizeof(idfield), ", \"id\": %ld", atol(argv[1]));
+		if (argc == 3)
+			key = argv[2];
+	} else if (argc == 2) {
+		key = argv[1];
+	} else if (argc == 3) {
+		usage();
+	}
+	snprintf(json, sizeof(json), "{\"prefix\": \"osd new\", \"uuid\": \"%s\"%s, \"format\": \"json\"}",
+		 plain("uuid", argv[0]), idfield);
+	if (key)
+		snprintf(in, sizeof(in), "{\"cephx_secret\": \"%s\"}", plain("key", key));
+	r = mon_cmd(json, key ? in : NULL, key ? strlen(in) : 0, &out, &status);
 	if (r < 0)
 		die("osd new: %s (%s)", *status ? status : "failed", strerror(-r));
 	o = parse("osd new", out);
@@ -333,6 +345,66 @@ static int cmd_osd_epoch(int argc, char **argv)
 	return 0;
 }
 
+/* Ceph's ceph_str_hash_rjenkins (Bob Jenkins' lookup2), the object hash
+ * of replicated pools. */
+#define RJ_MIX(a, b, c)                                         \
+	do {                                                    \
+		a -= b; a -= c; a ^= (c >> 13);                 \
+		b -= c; b -= a; b ^= (a << 8);                  \
+		c -= a; c -= b; c ^= (b >> 13);                 \
+		a -= b; a -= c; a ^= (c >> 12);                 \
+		b -= c; b -= a; b ^= (a << 16);                 \
+		c -= a; c -= b; c ^= (b >> 5);                  \
+		a -= b; a -= c; a ^= (c >> 3);                  \
+		b -= c; b -= a; b ^= (a << 10);                 \
+		c -= a; c -= b; c ^= (b >> 15);                 \
+	} while (0)
+
+static uint32_t rjenkins(const char *str, size_t length)
+{
+	const unsigned char *k = (const unsigned char *)str;
+	uint32_t a = 0x9e3779b9, b = a, c = 0;
+	size_t len = length;
+
+	while (len >= 12) {
+		a += k[0] + ((uint32_t)k[1] << 8) + ((uint32_t)k[2] << 16) + ((uint32_t)k[3] << 24);
+		b += k[4] + ((uint32_t)k[5] << 8) + ((uint32_t)k[6] << 16) + ((uint32_t)k[7] << 24);
+		c += k[8] + ((uint32_t)k[9] << 8) + ((uint32_t)k[10] << 16) + ((uint32_t)k[11] << 24);
+		RJ_MIX(a, b, c);
+		k += 12;
+		len -= 12;
+	}
+	c += (uint32_t)length;
+	switch (len) {
+	case 11: c += (uint32_t)k[10] << 24; /* fall through */
+	case 10: c += (uint32_t)k[9] << 16; /* fall through */
+	case 9: c += (uint32_t)k[8] << 8; /* fall through */
+	case 8: b += (uint32_t)k[7] << 24; /* fall through */
+	case 7: b += (uint32_t)k[6] << 16; /* fall through */
+	case 6: b += (uint32_t)k[5] << 8; /* fall through */
+	case 5: b += k[4]; /* fall through */
+	case 4: a += (uint32_t)k[3] << 24; /* fall through */
+	case 3: a += (uint32_t)k[2] << 16; /* fall through */
+	case 2: a += (uint32_t)k[1] << 8; /* fall through */
+	case 1: a += k[0]; /* fall through */
+	default: break;
+	}
+	RJ_MIX(a, b, c);
+	return c;
+}
+
+/* The placement group of an object: ceph_stable_mod(hash, pg_num, mask). */
+static unsigned object_pg(const char *name, unsigned pg_num)
+{
+	uint32_t h = rjenkins(name, strlen(name));
+	unsigned mask = 1;
+
+	while (mask < pg_num)
+		mask <<= 1;
+	mask -= 1;
+	return (h & mask) < pg_num ? (h & mask) : (h & (mask >> 1));
+}
+
 static int cmd_wait_healthy(int argc, char **argv, double deadline)
 {
 	const char *pool = "rbd";
@@ -340,6 +412,7 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 	json_object *o, *v;
 	rados_ioctx_t io;
 	long up_from = -1, epoch, num, up, fresh, pg_num, covered = 0, i;
+	int local_ok = 1;
 	int r;
 
 	if (argc >= 2 && !strcmp(argv[0], "--up-from")) {
@@ -385,7 +458,9 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 	free(out);
 	if (pg_num <= 0 || pg_num > 4096)
 		die("pool %s: bad pg_num %ld", pool, pg_num);
-	/* One object name per placement group, found with `osd map`. */
+	/* One object name per placement group: computed as the OSDs do
+	 * (rjenkins, stable mod), checked against `osd map` for the first;
+	 * when they disagree (another hash), asked of the monitor for each. */
 	probe = calloc((size_t)pg_num, sizeof(*probe));
 	if (!probe)
 		die("out of memory");
@@ -394,6 +469,15 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 		long seed;
 
 		snprintf(name, sizeof(name), "ceph-admin-probe.%ld", i);
+		if (local_ok) {
+			seed = (long)object_pg(name, (unsigned)pg_num);
+			if (!probe[seed]) {
+				probe[seed] = strdup(name);
+				covered++;
+			}
+			if (local_ok == 2)
+				continue;
+		}
 		snprintf(json, sizeof(json),
 			 "{\"prefix\": \"osd map\", \"pool\": \"%s\", \"object\": \"%s\", \"format\": \"json\"}",
 			 pool, name);
@@ -403,12 +487,25 @@ static int cmd_wait_healthy(int argc, char **argv, double deadline)
 		    !(dot = strchr(pgid, '.')))
 			die("osd map: no pgid in the reply: %.200s", out);
 		seed = strtol(dot + 1, NULL, 16);
+		json_object_put(o);
+		free(out);
+		if (local_ok) {
+			if (probe[seed] && !strcmp(probe[seed], name)) {
+				local_ok = 2;	/* the same: no more `osd map` */
+				continue;
+			}
+			/* another hash: start again with the monitor's answers */
+			for (long k = 0; k < pg_num; k++) {
+				free(probe[k]);
+				probe[k] = NULL;
+			}
+			covered = 0;
+			local_ok = 0;
+		}
 		if (seed >= 0 && seed < pg_num && !probe[seed]) {
 			probe[seed] = strdup(name);
 			covered++;
 		}
-		json_object_put(o);
-		free(out);
 	}
 	r = rados_ioctx_create(cluster, pool, &io);
 	if (r < 0)
