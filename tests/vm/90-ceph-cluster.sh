@@ -9,12 +9,13 @@
 #   (b) rbd_img_create, then an rbd import/export round trip of 8 MiB as
 #       client.vduse (its keyring found through ceph.conf)
 #   (c) ceph_kill_osd (kill -9): status reports the OSD down;
-#       ceph_start_osd: the image reads back the same
-#   (d) a wrong key for client.vduse is refused at once
-#   (e) ceph_stop: no ceph daemon left running
+#       ceph_start_osd: the image reads back the same, both images listed
+#   (d) ceph_stop: no ceph daemon left running
+# (A wrong key's refusal: tests/test-ceph-cluster.sh on the host and
+# 92-rbd-cephx; each rbd run costs seconds here.)
 . "$VDU_TESTDIR/lib.sh"
 . "$VDU_TESTDIR/lib-ceph.sh"
-need_cmd rbd cmp ceph-authtool
+need_cmd rbd cmp
 
 mem_used() { free -m | awk '/^Mem:/ { print $3 " MiB used, " $7 " MiB available" }'; }
 log "memory before: $(mem_used)"
@@ -26,7 +27,6 @@ run dd if=/dev/urandom of=data bs=1M count=8 2>/dev/null
 run rbd -c "$CEPH_CONF" --id vduse import --no-progress data rbd/data
 run rbd -c "$CEPH_CONF" --id vduse export --no-progress rbd/data out1
 run cmp data out1
-run rbd -c "$CEPH_CONF" ls
 log "memory with 8 MiB written: $(mem_used)"
 
 ceph_kill_osd
@@ -37,13 +37,6 @@ run rbd -c "$CEPH_CONF" --id vduse export --no-progress rbd/data out2
 run cmp data out2
 [ "$(rbd -c "$CEPH_CONF" ls | sort | tr '\n' ' ')" = "data img " ] ||
     fail "images after the restart: $(rbd -c "$CEPH_CONF" ls)"
-
-printf '[client.vduse]\n\tkey = %s\n' "$(ceph-authtool --gen-print-key)" >wrong.keyring
-log "+ ! rbd --id vduse --keyring wrong.keyring ls"
-if out=$(timeout 30 rbd -c "$CEPH_CONF" --id vduse --keyring wrong.keyring ls 2>&1); then
-    fail "a wrong key was accepted"
-fi
-echo "$out" | grep -q 'Permission denied' || fail "a wrong key: $out"
 
 pids=$(cat "$CEPH_DIR"/run/*.pid)
 ceph_stop
