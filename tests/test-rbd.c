@@ -155,13 +155,19 @@ struct env {
 };
 
 static char check_err[256];
+/* cephx: every open is as this user with this keyring */
+static const char *auth_id, *auth_keyring;
 
 static int be_open(void **h, const char *image, const char *k1, const char *v1,
 		   const char *k2, const char *v2)
 {
-	struct vdu_param p[4] = { { "image", image }, { "conf", conf } };
+	struct vdu_param p[6] = { { "image", image }, { "conf", conf } };
 	size_t n = 2;
 
+	if (auth_id) {
+		p[n++] = (struct vdu_param){ "id", auth_id };
+		p[n++] = (struct vdu_param){ "keyring", auth_keyring };
+	}
 	if (k1)
 		p[n++] = (struct vdu_param){ k1, v1 };
 	if (k2)
@@ -341,6 +347,8 @@ static uint8_t flush_req(struct env *e)
 	blk_init(&b, VIRTIO_BLK_T_FLUSH, 0);
 	return run_n(e, 0, &b, 1);
 }
+
+static void cleanup(void);
 
 /* ------------------------------------------------------------ tests */
 
@@ -689,6 +697,45 @@ static void test_crash(const char *self, const char *exclusive)
 	env_close(&e);
 }
 
+/* A second cluster that runs cephx (memstore): the data path as
+ * client.vduse (caps profile rbd), and its refusals. */
+static void test_cephx(void)
+{
+	char keyring[320], bad[320], cmd[700];
+	void *h;
+	int r;
+
+	cleanup();
+	snprintf(cluster_dir, sizeof(cluster_dir), "/tmp/vdu-rbdx-XXXXXX");
+	if (!mkdtemp(cluster_dir)) {
+		ok(0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	own_cluster = true;
+	r = cluster_cmd("start", "--cephx");
+	ok(r == 0, "a cluster with cephx: %d", r);
+	snprintf(conf, sizeof(conf), "%s/ceph.conf", cluster_dir);
+	if (r != 0 || admin_connect() < 0)
+		return;
+	snprintf(keyring, sizeof(keyring), "%s/client.vduse.keyring", cluster_dir);
+	auth_id = "vduse";
+	auth_keyring = keyring;
+	test_rw(1);
+
+	snprintf(bad, sizeof(bad), "%s/bad.keyring", cluster_dir);
+	snprintf(cmd, sizeof(cmd), "ceph-authtool --create-keyring %s --gen-key -n client.vduse >/dev/null", bad);
+	ok(system(cmd) == 0, "a keyring with another key for client.vduse");
+	auth_keyring = bad;
+	r = be_open(&h, "rbd/rw", "connect-timeout", "10", NULL, NULL);
+	ok(r == -EACCES && strstr(logbuf, "refused client.vduse") && strstr(logbuf, "keyring="),
+	   "a wrong key: %d, %s", r, logbuf);
+	auth_id = "nobody";
+	auth_keyring = keyring;
+	r = be_open(&h, "rbd/rw", "connect-timeout", "10", NULL, NULL);
+	ok(r < 0 && strstr(logbuf, "client.nobody"), "an id without a key: %d, %s", r, logbuf);
+	auth_id = auth_keyring = NULL;
+}
+
 static void cleanup(void)
 {
 	if (admin_io)
@@ -760,8 +807,10 @@ int main(int argc, char **argv)
 	test_resize();
 	test_crash(argv[0], "off");
 	test_crash(argv[0], "on");
-	if (own_cluster)
+	if (own_cluster) {
 		test_osd_restart();
+		test_cephx();
+	}
 	cleanup();
 	return tap_done();
 }
