@@ -1,6 +1,7 @@
 #!/bin/sh
 # vdu-timeout: 300
 # vdu-needs: ceph
+# vdu-default: no
 # The test Ceph cluster in the guest (tests/ceph/ceph-cluster through
 # lib-ceph.sh), as the rbd tests use it; no vduse device involved:
 #   (a) ceph_start --cephx --bluestore: a monitor and an OSD with BlueStore
@@ -12,7 +13,9 @@
 #       ceph_start_osd: the image reads back the same, both images listed
 #   (d) ceph_stop: no ceph daemon left running
 # (A wrong key's refusal: tests/test-ceph-cluster.sh on the host and
-# 92-rbd-cephx; each rbd run costs seconds here.)
+# 92-rbd-cephx; each rbd run costs seconds here.)  Not in the default run
+# (vdu-default: no): the rbd tests 91 and 92 start, restart and use the
+# same cluster, and CI's time is short; `vm-run 90` runs it.
 . "$VDU_TESTDIR/lib.sh"
 . "$VDU_TESTDIR/lib-ceph.sh"
 need_cmd rbd cmp
