@@ -98,6 +98,14 @@ fio --name=t --filename="$node" --ioengine=libaio --direct=1 --rw=randwrite \
     --output-format=terse --terse-version=3 >fio-t.out 2>fio-t.err &
 fpid=$!
 on_exit "kill -9 $fpid 2>/dev/null"
+# The SIGTERM must come under I/O: wait until fio's writes reach the disk
+# (a loaded emulator can take seconds to start fio), then 2 s more.
+w0=$(awk '{ print $5 }' "/sys/block/${node#/dev/}/stat")
+i=0
+while [ "$(awk '{ print $5 }' "/sys/block/${node#/dev/}/stat")" = "$w0" ] && [ $i -lt 300 ]; do
+    alive "$fpid" || break
+    sleep 0.1; i=$((i + 1))
+done
 sleep 2
 alive "$fpid" || { cat fio-t.out fio-t.err; fail "fio ended before the SIGTERM"; }
 t0=$(cut -d' ' -f1 /proc/uptime)
