@@ -75,4 +75,9 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 vdusectl stats bo | sed 's/^/# bo stats: /'
+# what each client keeps resident (all its threads and librbd's cache)
+for c in ours nbd qsd; do
+    eval "p=\$pid_$c"
+    echo "M $c $(awk '/^Pss:/ { p = $2 } /^Rss:/ { r = $2 } END { print p, r }' "/proc/$p/smaps_rollup") $(ls /proc/$p/task | wc -l)"
+done
 echo "# done"
