@@ -51,19 +51,7 @@ wait_sectors() {
 }
 # rbd_size IMAGE: the image's size in bytes
 rbd_size() { rbd -c "$CEPH_CONF" info --format json "$1" | jq -r .size; }
-# rbd_fio_bg NODE TAG: fio_bg's two verified jobs, smaller (the OSD shares
-# the emulated guest): 2 MiB of 4k at QD32, 4 MiB of 512-256k at QD16
-rbd_fio_bg() {
-    fio --output-format=terse --terse-version=3 \
-        --filename="$1" --ioengine=libaio --direct=1 --rw=randwrite \
-        --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=0 \
-        --group_reporting=0 \
-        --name=q32 --bs=4k --iodepth=32 --offset=0 --size=2m \
-        --name=big --bsrange=512-256k --iodepth=16 --offset=2m --size=4m \
-        >"fio-$2.out" 2>"fio-$2.err" &
-    FIO_PID=$!
-    log "fio round $2 started (pid $FIO_PID) on $1"
-}
+# (fio_bg's jobs are 2m and 4m here: the OSD shares the emulated guest)
 # one_line_refusal WHAT ARGS...: vdusectl create ARGS fails with one line
 # and leaves nothing behind
 one_line_refusal() {
@@ -81,12 +69,12 @@ one_line_refusal() {
 vdev_create r1 --backend rbd --image rbd/img1 $AUTH --queues 2
 node=$(vdev_attach r1) || exit 1
 assert_eq "$(blockdev --getsize64 "$node")" $((64 * MiB)) "size from the image"
-rbd_fio_bg "$node" a
+fio_bg "$node" a 2m 4m
 fio_check a
 assert_eq "$(stats_errors r1)" 0 "r1: request errors"
 
 # ---- (b) the OSD dies under load and comes back
-rbd_fio_bg "$node" b
+fio_bg "$node" b 2m 4m
 sleep 1
 ceph_kill_osd
 log "OSD killed under fio"
@@ -114,7 +102,7 @@ run dd if="$node" of=/dev/null bs=4k count=1 skip=$((48 * 256 - 1)) iflag=direct
 
 # ---- (d) kill -9 of the daemon under load, recover
 on_exit "vdusectl recover r1 >/dev/null 2>&1"
-rbd_fio_bg "$node" d
+fio_bg "$node" d 2m 4m
 sleep 1
 kill9 r1
 log "daemon $KILLED_PID killed under fio"

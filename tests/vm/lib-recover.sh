@@ -57,15 +57,18 @@ recover() {
     [ "$_np" != "${KILLED_PID:-}" ] || fail "$1: pid file still names the killed daemon"
 }
 
-# fio_bg NODE TAG: fio randwrite + crc32c verify in the background, output
-# in fio-TAG.{out,err}; sets FIO_PID.  ~24 MiB written, then read back.
+# fio_bg NODE TAG [SMALL BIG]: fio randwrite + crc32c verify in the
+# background, output in fio-TAG.{out,err}; sets FIO_PID.  Two jobs: SMALL
+# (default 8m) of 4k at QD32, then BIG (default 16m) of 512-256k at QD16,
+# written, then read back.
 fio_bg() {
+    _fs=${3:-8m} _fb=${4:-16m}
     fio --output-format=terse --terse-version=3 \
         --filename="$1" --ioengine=libaio --direct=1 --rw=randwrite \
         --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_backlog=0 \
         --group_reporting=0 \
-        --name=q32 --bs=4k --iodepth=32 --offset=0 --size=8m \
-        --name=big --bsrange=512-256k --iodepth=16 --offset=8m --size=16m \
+        --name=q32 --bs=4k --iodepth=32 --offset=0 --size="$_fs" \
+        --name=big --bsrange=512-256k --iodepth=16 --offset="$_fs" --size="$_fb" \
         >"fio-$2.out" 2>"fio-$2.err" &
     FIO_PID=$!
     log "fio round $2 started (pid $FIO_PID) on $1"
