@@ -39,7 +39,10 @@ pid_ours=$(cat /run/vduse/bo.pid)
 
 dev_nbd=$(rbd-nbd map -c "$CEPH_CONF" rbd/b-nbd) || fail "rbd-nbd map"
 on_exit "rbd-nbd unmap $dev_nbd >/dev/null 2>&1"
-pid_nbd=$(pgrep -f "rbd-nbd map" | head -n 1)
+# the daemon rbd-nbd map forked (the guest has no pgrep)
+pid_nbd=$(for p in /proc/[0-9]*; do
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q '^rbd-nbd map' && echo "${p#/proc/}"
+done | head -n 1)
 
 qsd_export bq 1 "driver=rbd,node-name=n,pool=rbd,image=b-qsd,conf=$CEPH_CONF"
 dev_qsd=$qsd_dev
