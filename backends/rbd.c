@@ -332,10 +332,10 @@ static int rbd_open_dev(const struct vdu_param *p, size_t n, void **handle)
 	const char *excl = vdu_param_get(p, n, "exclusive");
 	struct image_spec sp;
 	struct rbd_dev *d;
-	char err[256];
+	char err[256] = "image= is required: give image=POOL/[NAMESPACE/]IMAGE[@SNAP]";
 	int r;
 
-	if (parse_spec(spec, &sp, err, sizeof(err)) < 0) {
+	if (!spec || parse_spec(spec, &sp, err, sizeof(err)) < 0) {
 		vdu_log(VDU_LOG_ERR, "rbd: %s", err);
 		return -EINVAL;
 	}
@@ -402,16 +402,57 @@ static void update_cb(void *arg)
  * After kill -9 of a daemon its client still owns the image's exclusive
  * lock until its watch expires (osd_client_watch_timeout, 30 s), and the
  * new daemon's first write would wait that long.  So each daemon records
- * its client in the image's metadata under this host's and the device's
- * name; one daemon at a time serves a device name on a host, so when the
- * client recorded there still owns the lock and is not us, it is dead:
- * break its lock (librbd blocklists it: it can never write again).
+ * its client in the image's metadata under this machine's and the
+ * device's name.  set_dev() runs once the kernel has given us the device,
+ * which it gives one process at a time: when the client recorded there
+ * still owns the lock and is not us, it is a dead predecessor's.  Break
+ * its lock (librbd blocklists it: it can never write again).
  */
-static int take_over_lock(struct rbd_dev *d, const char *devname)
+
+/* The metadata key: vduse.owner.MACHINE.NAME, MACHINE /etc/machine-id (a
+ * host name can be shared by clones), else the host name. */
+static void owner_key(char *key, size_t len, const char *devname)
 {
-	char key[512], host[65] = "", prev[128], self[128], *owners[8], *addrs;
+	char machine[80] = "";
+	FILE *f = fopen("/etc/machine-id", "re");
+
+	if (!f || !fgets(machine, sizeof(machine), f) || machine[0] == '\n')
+		gethostname(machine, sizeof(machine) - 1);
+	if (f)
+		fclose(f);
+	machine[strcspn(machine, "\n")] = 0;
+	snprintf(key, len, "vduse.owner.%s.%s", machine, devname);
+}
+
+static void break_dead_lock(struct rbd_dev *d, const char *key, const char *self)
+{
+	char prev[256], *owners[8];
 	size_t len = sizeof(prev), n = 8;
 	rbd_lock_mode_t mode;
+	int r;
+
+	if (rbd_metadata_get(d->image, key, prev, &len) < 0 || !strcmp(prev, self) ||
+	    rbd_lock_get_owners(d->image, &mode, owners, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(owners[i], prev))
+			continue;
+		r = rbd_lock_break(d->image, mode, prev);
+		if (r < 0)
+			vdu_log(VDU_LOG_WARNING,
+				"rbd: %s: cannot break the lock of %s, the client of this device's previous daemon: %s (writes wait until its watch expires)",
+				d->spec, prev, strerror(-r));
+		else
+			vdu_log(VDU_LOG_NOTICE,
+				"rbd: %s: broke the lock of %s, the client of this device's previous daemon (dead), and blocklisted it",
+				d->spec, prev);
+	}
+	rbd_lock_get_owners_cleanup(owners, n);
+}
+
+static int take_over_lock(struct rbd_dev *d, const char *devname)
+{
+	char key[512], *self = NULL;
 	uint64_t features = 0;
 	int r;
 
@@ -426,30 +467,12 @@ static int take_over_lock(struct rbd_dev *d, const char *devname)
 			d->spec, d->spec);
 		return -EINVAL;
 	}
-	gethostname(host, sizeof(host) - 1);
-	snprintf(key, sizeof(key), "vduse.owner.%s.%s", host, devname);
+	owner_key(key, sizeof(key), devname);
 	/* Lock owners are named by their client's address. */
-	if (rados_getaddrs(d->cluster, &addrs) < 0)
-		return 0;
-	snprintf(self, sizeof(self), "%s", addrs);
-	free(addrs);
-	if (rbd_metadata_get(d->image, key, prev, &len) == 0 && strcmp(prev, self) &&
-	    rbd_lock_get_owners(d->image, &mode, owners, &n) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			if (strcmp(owners[i], prev))
-				continue;
-			r = rbd_lock_break(d->image, mode, prev);
-			if (r < 0)
-				vdu_log(VDU_LOG_WARNING,
-					"rbd: %s: cannot break the lock of %s, the client of this device's previous daemon: %s (writes wait until its watch expires)",
-					d->spec, prev, strerror(-r));
-			else
-				vdu_log(VDU_LOG_NOTICE,
-					"rbd: %s: broke the lock of %s, the client of this device's previous daemon (dead), and blocklisted it",
-					d->spec, prev);
-		}
-		rbd_lock_get_owners_cleanup(owners, n);
-	}
+	if (rados_getaddrs(d->cluster, &self) < 0)
+		self = NULL;
+	if (self)
+		break_dead_lock(d, key, self);
 	if (d->exclusive) {
 		/* Held until close: other clients cannot take it over for
 		 * writes (rbd-nbd --exclusive). */
@@ -458,14 +481,16 @@ static int take_over_lock(struct rbd_dev *d, const char *devname)
 			vdu_log(VDU_LOG_ERR,
 				"rbd: %s: cannot take the exclusive lock: %s (another client holds it: rbd lock ls / rbd status %s)",
 				d->spec, strerror(-r), d->spec);
+			free(self);
 			return r;
 		}
 	}
-	r = rbd_metadata_set(d->image, key, self);
+	r = self ? rbd_metadata_set(d->image, key, self) : -ENOMEM;
 	if (r < 0)
 		vdu_log(VDU_LOG_WARNING,
 			"rbd: %s: cannot record this client in the image's metadata (%s): after a crash, the next daemon's writes wait for its lock to expire",
 			d->spec, strerror(-r));
+	free(self);
 	return 0;
 }
 
@@ -484,6 +509,9 @@ static int rbd_set_dev(void *handle, struct vdu_dev *dev)
 	}
 	pthread_mutex_lock(&d->lock);
 	d->dev = dev;
+	/* A resize by someone else before now was not announced. */
+	if (dev)
+		vdu_dev_set_capacity(dev, d->size);
 	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
@@ -659,8 +687,9 @@ static void rbd_queue_close(void *qctx)
 			{ .fd = q->inbox_fd, .events = POLLIN },
 		};
 
+		/* Never free q with requests out: they point to it. */
 		if (poll(pfd, q->inbox_fd >= 0 ? 2 : 1, 1000) < 0 && errno != EINTR)
-			break;
+			usleep(10000);
 		poll_image(d, q);
 		inbox_drain(q);
 	}

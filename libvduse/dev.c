@@ -148,14 +148,6 @@ static int dev_new(const struct vdu_dev_opts *opts, const struct vdu_backend *be
 		if (r < 0)
 			goto fail;
 	}
-	/* Last: from now on the backend may call vdu_dev_set_capacity(). */
-	if (dev->be.set_dev) {
-		/* A refusal keeps nothing: no set_dev(NULL) follows it. */
-		r = dev->be.set_dev(handle, dev);
-		if (r < 0)
-			goto fail;
-		dev->set_dev_called = true;
-	}
 	*out = dev;
 	return 0;
 fail:
@@ -206,6 +198,25 @@ static void close_backend_queues(struct vdu_dev *dev)
 static void dev_reset(struct vdu_dev *dev);
 static int check_features(struct vdu_dev *dev, uint64_t f);
 
+/*
+ * Tell the backend its device, once the kernel has given it to us (create
+ * or reconnect succeeded): only one process can hold /dev/vduse/NAME, so a
+ * backend may then act for the device alone (take over a dead
+ * predecessor's lock on shared storage).  From then on it may call
+ * vdu_dev_set_capacity().  A refusal keeps nothing: no set_dev(NULL).
+ */
+static int bind_backend(struct vdu_dev *dev)
+{
+	int r;
+
+	if (!dev->be.set_dev || dev->set_dev_called)
+		return 0;
+	r = dev->be.set_dev(dev->be_handle, dev);
+	if (r == 0)
+		dev->set_dev_called = true;
+	return r;
+}
+
 static void stop_queues(struct vdu_dev *dev)
 {
 	for (unsigned i = 0; i < dev->num_queues; i++)
@@ -243,7 +254,11 @@ int vdu_dev_start(struct vdu_dev *dev)
 		stop_queues(dev);
 		return r;
 	}
-	return 0;
+	r = bind_backend(dev);
+	if (r < 0 && vdu_dev_stop(dev) < 0)
+		vdu_warn("%s: the backend refused the device, which cannot be destroyed",
+			 dev->name);
+	return r;
 }
 
 /* Our capacity to the kernel's copy of the config space, and the
@@ -393,6 +408,12 @@ int vdu_dev_reconnect(struct vdu_dev *dev)
 		vdu_warn("%s: the driver may see a stale size", dev->name);
 	dev->created = true;
 	pthread_mutex_unlock(&dev->config_lock);
+	r = bind_backend(dev);
+	if (r < 0) {
+		/* The kernel device stays, for another attempt. */
+		dev->created = false;
+		goto fail;
+	}
 	vdu_info("%s: reconnected (features 0x%llx)", dev->name,
 		 (unsigned long long)f);
 	return 0;

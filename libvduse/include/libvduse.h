@@ -164,12 +164,15 @@ struct vdu_backend {
 	 */
 	int (*resize)(void *handle, uint64_t size, unsigned flags);
 	/*
-	 * Optional: the device serving handle now exists (dev), or is about to
-	 * be freed (NULL).  A backend that learns of size changes by itself
-	 * (another client resized a shared image) keeps dev and calls
+	 * Optional: this process now serves the device (dev: after
+	 * vdu_dev_start() or vdu_dev_reconnect() succeeded, so no other
+	 * process can: a predecessor is gone), or it is about to be freed
+	 * (NULL).  A backend that learns of size changes by itself (another
+	 * client resized a shared image) keeps dev and calls
 	 * vdu_dev_set_capacity() from any thread until called with NULL.
-	 * With dev, it may also do what needs the device's name (take a lock
-	 * on shared storage): 0, or -errno and vdu_dev_new() fails with it.
+	 * With dev, it may also act for the device (take over a dead
+	 * predecessor's lock on shared storage): 0, or -errno, and the start
+	 * or reconnect fails with it (a started device is destroyed again).
 	 */
 	int (*set_dev)(void *handle, struct vdu_dev *dev);
 };
