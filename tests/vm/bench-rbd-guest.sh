@@ -5,6 +5,8 @@
 # own image (written in full first, so reads reach real objects), all
 # attached at once with their defaults:
 #   ours  vdusectl create --backend rbd          -> /dev/vdX (virtio_vdpa)
+#   oursb the same with CEPH_ARGS=--rbd_non_blocking_aio=false (librbd
+#         runs a request on the submitting queue thread, no hand-off)
 #   nbd   rbd-nbd map (Ceph's own)               -> /dev/nbdX (kernel NBD)
 #   qsd   qemu-storage-daemon --blockdev driver=rbd, vduse-blk export
 #                                                -> /dev/vdY (virtio_vdpa)
@@ -25,7 +27,7 @@ IMG_MB=256
 BENCH_SIZE=${IMG_MB}m
 export BENCH_SIZE
 ceph_start
-for i in ours nbd qsd; do
+for i in ours oursb nbd qsd; do
     run rbd -c "$CEPH_CONF" create --size ${IMG_MB}M rbd/b-$i
     # reads of objects that were never written cost the OSD nothing
     run rbd -c "$CEPH_CONF" bench --io-type write --io-size 4M --io-pattern seq \
@@ -36,6 +38,10 @@ dev_ours=$(vdusectl create bo --backend rbd --image rbd/b-ours -o conf="$CEPH_CO
     fail "vdusectl create bo"
 on_exit "vdusectl destroy bo --force >/dev/null 2>&1"
 pid_ours=$(cat /run/vduse/bo.pid)
+dev_oursb=$(CEPH_ARGS=--rbd_non_blocking_aio=false vdusectl create bb --backend rbd \
+    --image rbd/b-oursb -o conf="$CEPH_CONF" --attach) || fail "vdusectl create bb"
+on_exit "vdusectl destroy bb --force >/dev/null 2>&1"
+pid_oursb=$(cat /run/vduse/bb.pid)
 
 dev_nbd=$(rbd-nbd map -c "$CEPH_CONF" rbd/b-nbd) || fail "rbd-nbd map"
 on_exit "rbd-nbd unmap $dev_nbd >/dev/null 2>&1"
@@ -50,8 +56,8 @@ pid_qsd=$qsd_pid_bq
 [ -n "$pid_ours" ] && [ -n "$pid_nbd" ] && [ -n "$pid_qsd" ] ||
     fail "client pids: ours '$pid_ours' nbd '$pid_nbd' qsd '$pid_qsd'"
 
-log "ours $dev_ours (pid $pid_ours), rbd-nbd $dev_nbd (pid $pid_nbd), qsd $dev_qsd (pid $pid_qsd); $ROUNDS rounds of ${SECS}s"
-for d in $dev_ours $dev_nbd $dev_qsd; do
+log "ours $dev_ours (pid $pid_ours), oursb $dev_oursb (pid $pid_oursb), rbd-nbd $dev_nbd (pid $pid_nbd), qsd $dev_qsd (pid $pid_qsd); $ROUNDS rounds of ${SECS}s"
+for d in $dev_ours $dev_oursb $dev_nbd $dev_qsd; do
     echo "# $d: scheduler $(sed 's/.*\[\(.*\)\].*/\1/' /sys/block/${d#/dev/}/queue/scheduler), $(ls /sys/block/${d#/dev/}/mq | wc -l) hardware queue(s), max_sectors_kb $(cat /sys/block/${d#/dev/}/queue/max_sectors_kb)"
 done
 
@@ -60,12 +66,12 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 # warm up every client
-for c in ours nbd qsd; do eval "d=\$dev_$c"; bench_fio "$d" rr32 3 >/dev/null; done
+for c in ours oursb nbd qsd; do eval "d=\$dev_$c"; bench_fio "$d" rr32 3 >/dev/null; done
 
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     for w in rr32 rw32 rr1 rw1 sr1m; do
-        for c in $(rotated "$r" ours nbd qsd); do
+        for c in $(rotated "$r" ours oursb nbd qsd); do
             eval "d=\$dev_$c; p=\$pid_$c"
             t0=$(cpu_ticks "$p")
             res=$(bench_fio "$d" "$w" "$SECS")
@@ -79,7 +85,7 @@ while [ "$r" -le "$ROUNDS" ]; do
 done
 vdusectl stats bo | sed 's/^/# bo stats: /'
 # what each client keeps resident (all its threads and librbd's cache)
-for c in ours nbd qsd; do
+for c in ours oursb nbd qsd; do
     eval "p=\$pid_$c"
     echo "M $c $(awk '/^Pss:/ { p = $2 } /^Rss:/ { r = $2 } END { print p, r }' "/proc/$p/smaps_rollup") $(ls /proc/$p/task | wc -l)"
 done
