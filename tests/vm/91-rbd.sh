@@ -72,6 +72,12 @@ assert_eq "$(blockdev --getsize64 "$node")" $((64 * MiB)) "size from the image"
 fio_bg "$node" a 2m 4m
 fio_check a
 assert_eq "$(stats_errors r1)" 0 "r1: request errors"
+# what the daemon keeps resident, and its biggest mappings (the bounce
+# buffer, librbd's heap)
+vdusectl show r1 | grep -i 'memory\|bounce' | sed 's/^/r1 show: /'
+awk '/^[0-9a-f]+-[0-9a-f]+ / { name = $6 ? $6 : "[anon " $1 "]" }
+     /^Rss:/ && $2 >= 2048 { print "r1 mapping: " name " Rss " $2 " kB" }' \
+    "/proc/$(daemon_pid r1)/smaps"
 
 # ---- (b) the OSD dies under load and comes back
 fio_bg "$node" b 2m 4m
