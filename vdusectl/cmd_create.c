@@ -131,7 +131,7 @@ static int preflight(const struct vctl_create *c)
 		return VCTL_EXIT_FAIL;
 	}
 	if (stat("/dev/vduse/control", &st) < 0 && errno == ENOENT) {
-		vctl_msg_dev_start(err, sizeof(err), c->name, -ENOENT);
+		vctl_msg_dev_start(err, sizeof(err), c->name, -ENOENT, NULL);
 		vctl_error("%s", err);
 		return VCTL_EXIT_FAIL;
 	}

@@ -762,9 +762,14 @@ static int setup(struct daemon *d)
 			return rc;
 		}
 	} else {
+		vctl_log_clear_error();
 		rc = vdu_dev_start(d->dev);
 		if (rc < 0) {
-			vctl_msg_dev_start(err, sizeof(err), c->name, rc);
+			/* Unless the kernel's refusal has a better line, the
+			 * library's or backend's words (a backend may refuse
+			 * the device: rbd's exclusive lock). */
+			vctl_log_last_error(more, sizeof(more));
+			vctl_msg_dev_start(err, sizeof(err), c->name, rc, more);
 			report_err(d, "%s", err);
 			return rc;
 		}

@@ -20,7 +20,8 @@ static bool exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc)
+void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc,
+			const char *why)
 {
 	switch (rc) {
 	case -ENOENT:
@@ -60,7 +61,8 @@ void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc)
 	default:
 		break;
 	}
-	snprintf(buf, len, "cannot create device %s: %s", name, strerror(-rc));
+	snprintf(buf, len, "cannot create device %s: %s", name,
+		 why && *why ? why : strerror(-rc));
 }
 
 void vctl_msg_vdpa(char *buf, size_t len, const char *what, const char *name,

@@ -333,7 +333,8 @@ int vctl_stop_daemon(const char *dir, const char *name, pid_t pid, char *err,
 /* ----------------------------------------------------------- errmsg.c */
 
 /* Messages for library failures, telling how to fix them. */
-void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc);
+void vctl_msg_dev_start(char *buf, size_t len, const char *name, int rc,
+			const char *why);
 void vctl_msg_vdpa(char *buf, size_t len, const char *what, const char *name,
 		   int rc);
 /* Checks /sys for the vdpa bus, vduse management device and driver. */
