@@ -493,7 +493,12 @@ static int k_destroy(struct vdu_dev *dev)
 	int r;
 
 	k_close(dev);
-	r = destroy_name(dev->name);
+	/* `vdpa dev del` removes the sysfs device before the kernel lets go
+	 * of the VDUSE device, which refuses DESTROY_DEV (EBUSY) meanwhile:
+	 * give it 2 s while nothing is attached. */
+	for (int i = 0; (r = destroy_name(dev->name)) == -EBUSY && i < 100 &&
+			!attached_by_name(dev->name); i++)
+		usleep(20000);
 	if (r < 0)
 		vdu_err("%s: VDUSE_DESTROY_DEV failed: %s", dev->name, strerror(-r));
 	else
