@@ -494,9 +494,10 @@ static int k_destroy(struct vdu_dev *dev)
 
 	k_close(dev);
 	/* `vdpa dev del` removes the sysfs device before the kernel lets go
-	 * of the VDUSE device, which refuses DESTROY_DEV (EBUSY) meanwhile:
-	 * give it 2 s while nothing is attached. */
-	for (int i = 0; (r = destroy_name(dev->name)) == -EBUSY && i < 100 &&
+	 * of the VDUSE device, which refuses DESTROY_DEV (EBUSY) meanwhile
+	 * (seconds, seen in a loaded TCG guest): give it 10 s while nothing
+	 * is attached. */
+	for (int i = 0; (r = destroy_name(dev->name)) == -EBUSY && i < 500 &&
 			!attached_by_name(dev->name); i++)
 		usleep(20000);
 	if (r < 0)
