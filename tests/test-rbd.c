@@ -218,6 +218,21 @@ static void env_close(struct env *e)
 	memset(e, 0, sizeof(*e));
 }
 
+/* A new image NAME of size bytes and a device on it (closed on failure). */
+static int env_open_new(struct env *e, const char *name, uint64_t size)
+{
+	char spec[64];
+	int r;
+
+	img_create(name, size);
+	snprintf(spec, sizeof(spec), "rbd/%s", name);
+	r = env_open(e, spec, 1, NULL, NULL);
+	ok(r == 0, "open %s: %d", spec, r);
+	if (r < 0)
+		env_close(e);
+	return r;
+}
+
 static void blk_init(struct sim_blk *b, uint32_t type, uint64_t sector)
 {
 	memset(b, 0, sizeof(*b));
@@ -525,13 +540,8 @@ static void test_resize(void)
 	uint64_t end;
 	int r;
 
-	img_create("rs", 16 * MiB);
-	r = env_open(&e, "rbd/rs", 1, NULL, NULL);
-	ok(r == 0, "open rbd/rs: %d", r);
-	if (r < 0) {
-		env_close(&e);
+	if (env_open_new(&e, "rs", 16 * MiB) < 0)
 		return;
-	}
 	r = vdu_dev_resize(e.dev, 32 * MiB, 0);
 	ok(r == 0, "vdu_dev_resize to 32 MiB: %d", r);
 	is_int(sim_config_capacity(e.sim), 32 * MiB / SECTOR, "config space: 32 MiB");
@@ -583,16 +593,11 @@ static void test_osd_restart(void)
 	static uint8_t want[4096], got[16 * 4096];
 	struct env e;
 	uint32_t id, len;
-	int r, got_n = 0;
+	int got_n = 0;
 	uint64_t t0;
 
-	img_create("osd", 16 * MiB);
-	r = env_open(&e, "rbd/osd", 1, NULL, NULL);
-	ok(r == 0, "open rbd/osd: %d", r);
-	if (r < 0) {
-		env_close(&e);
+	if (env_open_new(&e, "osd", 16 * MiB) < 0)
 		return;
-	}
 	is_int(write_at(&e, 0, 0, 4096, 1, 1), ST_OK, "a write before");
 	ok(cluster_cmd("kill-osd", NULL) == 0, "kill -9 the OSD");
 	for (int i = 0; i < 16; i++) {
