@@ -17,4 +17,13 @@ extern const struct vdu_plugin *const vbe_backends[];
  * NULL. */
 const struct vdu_plugin *vbe_lookup(const char *name);
 
+/* For tests: the file backend's engine ("io_uring" or "libaio") and its
+ * reads and writes through io_uring's fixed buffer (the bounce buffer). */
+struct vbe_file_stats {
+	const char *engine;
+	uint64_t fixed_ios;   /* reads and writes as READ/WRITE_FIXED */
+	unsigned fixed_regs;  /* times a queue registered the buffer */
+};
+void vbe_file_stats(void *handle, struct vbe_file_stats *st);
+
 #endif

@@ -2,17 +2,24 @@
 /*
  * file backend: a regular file or a block device.
  *
- * Reads, writes and flushes go through Linux AIO (libaio): one io_context
- * per queue whose completions arrive on an eventfd in the queue's event
- * loop; iocbs point straight at the driver's buffers (no copy) and are
- * submitted with one io_submit per batch (the library's unplug).  The
- * operations with no AIO form (discard, write-zeroes, and fdatasync where
- * IOCB_CMD_FDSYNC is missing) run on a per-queue helper thread.
+ * Reads, writes and flushes go through one of two engines, per queue:
+ * io_uring (liburing) or Linux AIO (libaio).  Either way a queue has its
+ * own ring or io_context whose completions arrive on an eventfd in the
+ * queue's event loop; requests point straight at the driver's buffers (no
+ * copy) and a batch goes to the kernel with one system call (the
+ * library's unplug).  io_uring also reads and writes the device's bounce
+ * buffer as a registered (fixed) buffer when it is our memory, so the
+ * kernel does not pin its pages at every request.  The operations with no
+ * asynchronous form here (discard, write-zeroes, and fdatasync where AIO
+ * has no IOCB_CMD_FDSYNC) run on a per-queue helper thread.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libaio.h>
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+#endif
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,9 +37,9 @@
 #include "backends.h"
 #include "worker.h"
 
-#define AIO_DEPTH 512            /* iocbs per queue; more wait for room */
+#define AIO_DEPTH 512            /* iocbs (SQEs) per queue; more wait for room */
 #define SUBMIT_CHUNK 128         /* iocbs per io_submit call */
-#define MAX_EVENTS 64            /* reaped per io_getevents call */
+#define MAX_EVENTS 64            /* reaped per io_getevents call (CQE pass) */
 /* A batch holding this much data is submitted without waiting for the
  * rest: storage that completes inside io_submit (RAM, page cache) then
  * returns large requests one by one, each with its own interrupt, so the
@@ -56,18 +63,61 @@ struct file_dev {
 	 * pin the driver's buffers for direct I/O (EFAULT), so every read
 	 * and write goes through an aligned copy of ours */
 	_Atomic bool copy_all;
+	int aio;                  /* FILE_AIO_*: aio= */
+	const struct file_engine *engine; /* what queues open (aio=auto: the
+					   * one that worked at open) */
+	/* one log line each per device */
+	_Atomic bool fallback_logged, fixed_fail_logged;
+	struct vdu_dev *_Atomic dev; /* set_dev(): whose bounce buffer */
+	_Atomic uint64_t fixed_ios;  /* reads/writes on a fixed buffer */
+	_Atomic unsigned fixed_regs; /* fixed buffer registrations */
+};
+
+enum { FILE_AIO_AUTO, FILE_AIO_URING, FILE_AIO_LIBAIO };
+
+struct file_q;
+struct file_io;
+
+/*
+ * What differs between io_uring and libaio.  The rest (batching, short
+ * I/O, the aligned copy, errors, closing) is shared.
+ */
+struct file_engine {
+	const char *name;
+	/* Set up the queue's context; completions signal fq->efd. */
+	int (*open)(struct file_q *fq);
+	/* fio (read, write or flush) joins the batch. */
+	void (*add)(struct file_q *fq, struct file_io *fio);
+	/* Hand the batch to the kernel. */
+	void (*flush)(struct file_q *fq);
+	/* Complete what the kernel has finished, without waiting; how many. */
+	unsigned (*reap)(struct file_q *fq);
+	/* Closing: fail what was never handed over, wait for the rest (all
+	 * completed with -EIO), free the context. */
+	void (*close)(struct file_q *fq);
 };
 
 struct file_q {
 	struct file_dev *d;
-	io_context_t ctx;
+	const struct file_engine *eng;
+	unsigned qidx;
 	int efd;
 	struct event *ev;
-	struct event *retry;    /* io_submit EAGAIN with nothing in flight */
-	struct file_io *pending, *pending_tail; /* not yet io_submit()ed */
-	uint64_t pending_bytes; /* their data */
-	unsigned inflight;      /* iocbs io_submit()ed, not yet reaped */
+	struct event *retry;    /* submit refused (EAGAIN) with nothing in flight */
+	struct file_io *pending, *pending_tail; /* not yet with the kernel */
+	uint64_t pending_bytes; /* data submitted since the last unplug */
+	unsigned inflight;      /* with the kernel (iocbs, SQEs), not yet reaped */
 	struct vbe_worker *wk;
+	io_context_t ctx;       /* libaio */
+#ifdef HAVE_LIBURING
+	struct io_uring ring;
+	/* The bounce buffer registered with ring as fixed buffer 0, while
+	 * fixed_gen (vdu_dev_get_user_bounce's) is not 0. */
+	char *fixed_buf;
+	uint64_t fixed_size, fixed_gen;
+	bool fixed_off;         /* registering failed: not on this queue */
+#endif
+	unsigned nfixed;        /* fixed reads/writes not yet counted in d */
 };
 
 /* Per-request state, in the library's vdu_io.priv scratch area. */
@@ -81,6 +131,8 @@ struct file_io {
 	struct iovec *rest;   /* remaining iovecs after a short I/O */
 	int restcnt;
 	struct iovec bounce;  /* O_DIRECT copy of a misaligned request */
+	bool fixed;           /* in flight as READ_FIXED/WRITE_FIXED */
+	bool no_fixed;        /* a fixed op met EFAULT: vectored from now */
 };
 
 /* ------------------------------------------------------------ open */
@@ -241,6 +293,8 @@ static int probe(struct file_dev *d, uint64_t want_size, bool create)
 	return 0;
 }
 
+static int pick_engine(struct file_dev *d);
+
 static bool param_on(const struct vdu_param *p, size_t n, const char *key)
 {
 	const char *v = vdu_param_get(p, n, key);
@@ -293,6 +347,7 @@ static int file_open(const struct vdu_param *p, size_t n, void **handle)
 	const char *path = vdu_param_get(p, n, "path");
 	const char *size_s = vdu_param_get(p, n, "size");
 	const char *cache = vdu_param_get(p, n, "cache");
+	const char *aio = vdu_param_get(p, n, "aio");
 	bool create = param_on(p, n, "create");
 	bool direct = !cache || strcmp(cache, "writeback") != 0;
 	uint64_t size = 0;
@@ -302,6 +357,8 @@ static int file_open(const struct vdu_param *p, size_t n, void **handle)
 	if (!d)
 		return -ENOMEM;
 	d->read_only = param_on(p, n, "readonly");
+	d->aio = !aio || !strcmp(aio, "auto") ? FILE_AIO_AUTO :
+		 !strcmp(aio, "libaio") ? FILE_AIO_LIBAIO : FILE_AIO_URING;
 	if (!path || (size_s && vdu_parse_size(size_s, &size) < 0)) {
 		vdu_log(VDU_LOG_ERR, "file: path= is required");
 		goto fail;
@@ -322,11 +379,16 @@ static int file_open(const struct vdu_param *p, size_t n, void **handle)
 		close(d->fd);
 		goto fail;
 	}
+	r = pick_engine(d);
+	if (r < 0) {
+		close(d->fd);
+		goto fail;
+	}
 	d->zero_range_ok = !d->blkdev;
 	d->aio_fdsync_ok = true;
-	vdu_log(VDU_LOG_INFO, "file: %s: %" PRIu64 " bytes, %s, %s%s%s", d->path,
+	vdu_log(VDU_LOG_INFO, "file: %s: %" PRIu64 " bytes, %s, %s, %s%s%s", d->path,
 		d->size, d->blkdev ? "block device" : "regular file",
-		d->direct ? "O_DIRECT" : "page cache",
+		d->direct ? "O_DIRECT" : "page cache", d->engine->name,
 		d->read_only ? ", read-only" : "", d->discard ? ", discard" : "");
 	*handle = d;
 	return 0;
@@ -503,7 +565,7 @@ static void queue_blocking(struct file_io *fio)
 	vbe_worker_queue(fio->fq->wk, &fio->work);
 }
 
-/* ------------------------------------------------------------- AIO */
+/* ------------------------------------------- shared by the engines */
 
 static void finish(struct file_io *fio, int result)
 {
@@ -526,14 +588,77 @@ static void finish(struct file_io *fio, int result)
 	vdu_io_complete(io, result);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg);
-static void add_to_batch(struct file_q *fq, struct file_io *fio);
-static void prep_rw(struct file_io *fio);
+/* The iovecs a read or write goes to now: what is left after a short
+ * I/O, else our aligned copy, else the driver's buffers. */
+static const struct iovec *rw_vec(const struct file_io *fio, int *cnt)
+{
+	if (fio->rest) {
+		*cnt = fio->restcnt;
+		return fio->rest;
+	}
+	if (fio->bounce.iov_base) {
+		*cnt = 1;
+		return &fio->bounce;
+	}
+	*cnt = fio->io->iovcnt;
+	return fio->io->iov;
+}
+
+static void pending_push(struct file_q *fq, struct file_io *fio)
+{
+	fio->next = NULL;
+	if (fq->pending)
+		fq->pending_tail->next = fio;
+	else
+		fq->pending = fio;
+	fq->pending_tail = fio;
+}
+
+static struct file_io *pending_pop(struct file_q *fq)
+{
+	struct file_io *fio = fq->pending;
+
+	fq->pending = fio->next;
+	return fio;
+}
+
+/* Closing: what never reached the kernel fails. */
+static void fail_pending(struct file_q *fq)
+{
+	while (fq->pending)
+		finish(pending_pop(fq), -EIO);
+}
+
+static void add_to_batch(struct file_q *fq, struct file_io *fio)
+{
+	fq->eng->add(fq, fio);
+}
+
+static void flush_batch(struct file_q *fq)
+{
+	fq->eng->flush(fq);
+	fq->pending_bytes = 0;
+}
+
+/* The kernel would take no more for now, and no completion will come to
+ * retry: retry on a short timer. */
+static void retry_later(struct file_q *fq)
+{
+	struct timeval tv = { 0, 1000 };
+
+	evtimer_add(fq->retry, &tv);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	flush_batch(arg);
+}
+
 static int setup_bounce(struct file_io *fio);
 
 /*
  * Direct I/O into the driver's buffers failed with EFAULT (a completion:
- * io_submit itself only fails on the iocbs): the kernel would not pin
+ * submitting itself only fails on the iocbs): the kernel would not pin
  * them (the kernel's own bounce pages on Linux 6.12.118+, when the
  * device could not register memory of its own).  The request is done
  * again, whole, through our aligned copy, and so is every one after it,
@@ -558,85 +683,7 @@ static void redo_through_copy(struct file_q *fq, struct file_io *fio)
 		return;
 	}
 	vdu_io_copied(fio->io);
-	prep_rw(fio);
 	add_to_batch(fq, fio);
-}
-
-/* Submit what is pending.  On EAGAIN (context full) the rest waits for
- * the next completion, or for a short timer when nothing is in flight. */
-static void flush_batch(struct file_q *fq)
-{
-	while (fq->pending) {
-		struct iocb *cbs[SUBMIT_CHUNK];
-		struct file_io *fio = fq->pending;
-		int n = 0, r;
-
-		for (; fio && n < SUBMIT_CHUNK; fio = fio->next)
-			cbs[n++] = &fio->cb;
-		r = io_submit(fq->ctx, n, cbs);
-		if (r == -EAGAIN || r == -EINTR || r == 0) {
-			if (!fq->inflight) {
-				struct timeval tv = { 0, 1000 };
-
-				evtimer_add(fq->retry, &tv);
-			}
-			return;
-		}
-		if (r < 0) {
-			/* The first iocb was refused; answer it, go on. */
-			fio = fq->pending;
-			fq->pending = fio->next;
-			if (fio->io->op == VDU_IO_FLUSH && r == -EINVAL) {
-				vdu_log(VDU_LOG_INFO, "file: no IOCB_CMD_FDSYNC "
-					"here; flushing on a helper thread");
-				fq->d->aio_fdsync_ok = false;
-				queue_blocking(fio);
-			} else
-				finish(fio, r);
-			continue;
-		}
-		fq->inflight += r;
-		while (r--)
-			fq->pending = fq->pending->next;
-	}
-	fq->pending_bytes = 0;
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	flush_batch(arg);
-}
-
-static void add_to_batch(struct file_q *fq, struct file_io *fio)
-{
-	io_set_eventfd(&fio->cb, fq->efd);
-	fio->cb.data = fio;
-	fio->next = NULL;
-	if (fq->pending)
-		fq->pending_tail->next = fio;
-	else
-		fq->pending = fio;
-	fq->pending_tail = fio;
-}
-
-static void prep_rw(struct file_io *fio)
-{
-	struct vdu_io *io = fio->io;
-	const struct iovec *iov = io->iov;
-	int cnt = io->iovcnt;
-	int fd = fio->fq->d->fd;
-
-	if (fio->rest) {
-		iov = fio->rest;
-		cnt = fio->restcnt;
-	} else if (fio->bounce.iov_base) {
-		iov = &fio->bounce;
-		cnt = 1;
-	}
-	if (io->op == VDU_IO_READ)
-		io_prep_preadv(&fio->cb, fd, iov, cnt, io->offset + fio->done);
-	else
-		io_prep_pwritev(&fio->cb, fd, iov, cnt, io->offset + fio->done);
 }
 
 /*
@@ -687,40 +734,49 @@ static int resubmit_rest(struct file_io *fio)
 	const struct iovec *iov = io->iov;
 	int cnt = io->iovcnt;
 	uint64_t skip = fio->done;
+	struct iovec *rest;
 	int n = 0;
 
 	if (fio->bounce.iov_base) {
 		iov = &fio->bounce;
 		cnt = 1;
 	}
-	free(fio->rest);
-	fio->rest = calloc(cnt, sizeof(struct iovec));
-	if (!fio->rest)
+	rest = calloc(cnt, sizeof(struct iovec));
+	if (!rest)
 		return -ENOMEM;
 	for (int i = 0; i < cnt; i++) {
 		if (skip >= iov[i].iov_len) {
 			skip -= iov[i].iov_len;
 			continue;
 		}
-		fio->rest[n].iov_base = (char *)iov[i].iov_base + skip;
-		fio->rest[n].iov_len = iov[i].iov_len - skip;
+		rest[n].iov_base = (char *)iov[i].iov_base + skip;
+		rest[n].iov_len = iov[i].iov_len - skip;
 		skip = 0;
 		n++;
 	}
+	free(fio->rest);
+	fio->rest = rest;
 	fio->restcnt = n;
-	prep_rw(fio);
 	add_to_batch(fio->fq, fio);
 	return 0;
 }
 
-/* One reaped iocb. */
-static void aio_done(struct file_q *fq, struct file_io *fio, long res)
+/* One completion (res: bytes, or -errno).  May add to the batch: the
+ * caller flushes it. */
+static void io_done(struct file_q *fq, struct file_io *fio, long res)
 {
 	struct vdu_io *io = fio->io;
 
+	if (res == -EFAULT && fio->fixed) {
+		/* The fixed buffer was replaced under the request (a reset
+		 * between preparing and running it): once more, vectored. */
+		fio->no_fixed = true;
+		add_to_batch(fq, fio);
+		return;
+	}
 	if (res == -EFAULT && fq->d->direct && io->op != VDU_IO_FLUSH &&
 	    !fio->bounce.iov_base) {
-		redo_through_copy(fq, fio); /* the caller flushes the batch */
+		redo_through_copy(fq, fio);
 		return;
 	}
 	if (res < 0) {
@@ -747,9 +803,91 @@ static void aio_done(struct file_q *fq, struct file_io *fio, long res)
 	}
 }
 
+static void efd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct file_q *fq = arg;
+	uint64_t cnt;
+
+	if (read(fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+		return;
+	fq->eng->reap(fq);
+	flush_batch(fq);
+}
+
+/* ------------------------------------------------------------- AIO */
+
+static int aio_open(struct file_q *fq)
+{
+	int r = io_setup(AIO_DEPTH, &fq->ctx);
+
+	if (r < 0)
+		vdu_log(VDU_LOG_ERR, "file: io_setup: %s (raise fs.aio-max-nr?)",
+			strerror(-r));
+	return r;
+}
+
+static void aio_prep(struct file_q *fq, struct file_io *fio)
+{
+	struct vdu_io *io = fio->io;
+	uint64_t off = io->offset + fio->done;
+	const struct iovec *iov;
+	int cnt, fd = fq->d->fd;
+
+	iov = rw_vec(fio, &cnt);
+	if (io->op == VDU_IO_FLUSH)
+		io_prep_fdsync(&fio->cb, fd);
+	else if (io->op == VDU_IO_READ)
+		io_prep_preadv(&fio->cb, fd, iov, cnt, off);
+	else
+		io_prep_pwritev(&fio->cb, fd, iov, cnt, off);
+	io_set_eventfd(&fio->cb, fq->efd);
+	fio->cb.data = fio;
+}
+
+static void aio_add(struct file_q *fq, struct file_io *fio)
+{
+	aio_prep(fq, fio);
+	pending_push(fq, fio);
+}
+
+/* Submit what is pending.  On EAGAIN (context full) the rest waits for
+ * the next completion, or for a short timer when nothing is in flight. */
+static void aio_flush(struct file_q *fq)
+{
+	while (fq->pending) {
+		struct iocb *cbs[SUBMIT_CHUNK];
+		struct file_io *fio = fq->pending;
+		int n = 0, r;
+
+		for (; fio && n < SUBMIT_CHUNK; fio = fio->next)
+			cbs[n++] = &fio->cb;
+		r = io_submit(fq->ctx, n, cbs);
+		if (r == -EAGAIN || r == -EINTR || r == 0) {
+			if (!fq->inflight)
+				retry_later(fq);
+			return;
+		}
+		if (r < 0) {
+			/* The first iocb was refused; answer it, go on. */
+			fio = pending_pop(fq);
+			if (fio->io->op == VDU_IO_FLUSH && r == -EINVAL) {
+				vdu_log(VDU_LOG_INFO, "file: no IOCB_CMD_FDSYNC "
+					"here; flushing on a helper thread");
+				fq->d->aio_fdsync_ok = false;
+				queue_blocking(fio);
+			} else
+				finish(fio, r);
+			continue;
+		}
+		fq->inflight += r;
+		while (r--)
+			pending_pop(fq);
+	}
+}
+
 /* Reap what the completion ring holds (io_getevents with a zero timeout
  * looks at the mapped ring first: no system call when it is empty). */
-static unsigned reap(struct file_q *fq)
+static unsigned aio_reap(struct file_q *fq)
 {
 	struct io_event ev[MAX_EVENTS];
 	struct timespec zero = { 0, 0 };
@@ -763,20 +901,344 @@ static unsigned reap(struct file_q *fq)
 		fq->inflight -= n;
 		total += n;
 		for (int i = 0; i < n; i++)
-			aio_done(fq, ev[i].data, (long)ev[i].res);
+			io_done(fq, ev[i].data, (long)ev[i].res);
 	} while (n == MAX_EVENTS);
 	return total;
 }
 
-static void aio_cb(evutil_socket_t fd, short what, void *arg)
+static void aio_close(struct file_q *fq)
 {
-	struct file_q *fq = arg;
-	uint64_t cnt;
+	struct io_event ev[MAX_EVENTS];
 
-	if (read(fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+	fail_pending(fq);
+	while (fq->inflight) {
+		int n = io_getevents(fq->ctx, 1, MAX_EVENTS, ev, NULL);
+
+		if (n < 0 && n != -EINTR) {
+			vdu_log(VDU_LOG_ERR, "file: io_getevents: %s", strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			fq->inflight--;
+			finish(ev[i].data, -EIO);
+		}
+	}
+	io_destroy(fq->ctx); /* waits for anything still outstanding */
+}
+
+static const struct file_engine aio_engine = {
+	.name = "libaio",
+	.open = aio_open,
+	.add = aio_add,
+	.flush = aio_flush,
+	.reap = aio_reap,
+	.close = aio_close,
+};
+
+/* -------------------------------------------------------- io_uring */
+
+#ifdef HAVE_LIBURING
+
+/* Why io_uring cannot be had, beyond strerror. */
+static const char *uring_hint(int r)
+{
+	switch (r) {
+	case -ENOSYS:
+		return " (a kernel without io_uring)";
+	case -EPERM:
+	case -EACCES:
+		return " (sysctl kernel.io_uring_disabled, or a seccomp filter)";
+	case -ENOMEM:
+		return " (RLIMIT_MEMLOCK?)";
+	default:
+		return "";
+	}
+}
+
+static int uring_open(struct file_q *fq)
+{
+	int r = io_uring_queue_init(AIO_DEPTH, &fq->ring, 0);
+
+	if (r < 0)
+		return r;
+	r = io_uring_register_eventfd(&fq->ring, fq->efd);
+	if (r < 0)
+		io_uring_queue_exit(&fq->ring);
+	return r;
+}
+
+static void fixed_drop(struct file_q *fq)
+{
+	if (!fq->fixed_gen)
 		return;
-	reap(fq);
-	flush_batch(fq);
+	io_uring_unregister_buffers(&fq->ring);
+	fq->fixed_gen = 0;
+}
+
+/*
+ * Keep fixed buffer 0 the device's bounce buffer for as long as it is our
+ * memory registered with VDUSE, the same registration: a reset
+ * deregisters it, and the next cycle may register other pages at the
+ * same address (the idle buffer's pages are given back), which a ring
+ * still pinning the old ones would never see.  Only with no SQE of ours
+ * waiting to be submitted, which may use the old buffer.
+ */
+static void fixed_refresh(struct file_q *fq)
+{
+	struct file_dev *d = fq->d;
+	struct vdu_dev *dev = atomic_load_explicit(&d->dev, memory_order_acquire);
+	struct iovec iov;
+	uint64_t size = 0, gen = 0;
+	int r;
+
+	if (fq->fixed_off)
+		return;
+	if (!dev || vdu_dev_get_user_bounce(dev, &iov.iov_base, &size, &gen) < 0)
+		gen = 0;
+	if (gen == fq->fixed_gen)
+		return;
+	fixed_drop(fq);
+	if (!gen || size > SIZE_MAX)
+		return;
+	iov.iov_len = size;
+	r = io_uring_register_buffers(&fq->ring, &iov, 1);
+	if (r < 0) {
+		fq->fixed_off = true;
+		if (!atomic_exchange(&d->fixed_fail_logged, true))
+			vdu_log(VDU_LOG_INFO, "file: %s: cannot register the bounce "
+				"buffer with io_uring: %s%s; the kernel pins its "
+				"pages at every request instead", d->path,
+				strerror(-r), r == -ENOMEM ? " (RLIMIT_MEMLOCK)" : "");
+		return;
+	}
+	fq->fixed_buf = iov.iov_base;
+	fq->fixed_size = size;
+	fq->fixed_gen = gen;
+	atomic_fetch_add_explicit(&d->fixed_regs, 1, memory_order_relaxed);
+	vdu_log(VDU_LOG_DEBUG, "file: %s: queue %u: the bounce buffer (%" PRIu64
+		" KiB) is io_uring's fixed buffer", d->path, fq->qidx, size >> 10);
+}
+
+/* One iovec inside the registered bounce buffer: 0 and its offset. */
+static bool in_fixed(const struct file_q *fq, const struct iovec *iov, int cnt)
+{
+	uintptr_t p = (uintptr_t)iov[0].iov_base, b = (uintptr_t)fq->fixed_buf;
+
+	return cnt == 1 && fq->fixed_gen && p >= b && iov[0].iov_len <= UINT32_MAX &&
+	       iov[0].iov_len <= fq->fixed_size && p - b <= fq->fixed_size - iov[0].iov_len;
+}
+
+static void uring_prep(struct file_q *fq, struct file_io *fio,
+		       struct io_uring_sqe *sqe)
+{
+	struct vdu_io *io = fio->io;
+	uint64_t off = io->offset + fio->done;
+	const struct iovec *iov;
+	int cnt, fd = fq->d->fd;
+
+	iov = rw_vec(fio, &cnt);
+	fio->fixed = io->op != VDU_IO_FLUSH && !fio->no_fixed &&
+		     in_fixed(fq, iov, cnt);
+	if (io->op == VDU_IO_FLUSH)
+		io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+	else if (fio->fixed && io->op == VDU_IO_READ)
+		io_uring_prep_read_fixed(sqe, fd, iov[0].iov_base,
+					 (unsigned)iov[0].iov_len, off, 0);
+	else if (fio->fixed)
+		io_uring_prep_write_fixed(sqe, fd, iov[0].iov_base,
+					  (unsigned)iov[0].iov_len, off, 0);
+	else if (io->op == VDU_IO_READ)
+		io_uring_prep_readv(sqe, fd, iov, cnt, off);
+	else
+		io_uring_prep_writev(sqe, fd, iov, cnt, off);
+	io_uring_sqe_set_data(sqe, fio);
+	fq->nfixed += fio->fixed;
+}
+
+/* Pending requests into SQEs, as far as the rings have room: no more in
+ * flight than the completion ring holds, so that none overflows. */
+static void uring_fill(struct file_q *fq)
+{
+	while (fq->pending && fq->inflight < fq->ring.cq.ring_entries) {
+		struct io_uring_sqe *sqe;
+
+		if (!io_uring_sq_ready(&fq->ring))
+			fixed_refresh(fq);
+		sqe = io_uring_get_sqe(&fq->ring);
+		if (!sqe)
+			break;
+		uring_prep(fq, pending_pop(fq), sqe);
+		fq->inflight++;
+	}
+}
+
+/* Prepared now when there is room, submitted with the batch. */
+static void uring_add(struct file_q *fq, struct file_io *fio)
+{
+	pending_push(fq, fio);
+	uring_fill(fq);
+}
+
+static void uring_flush(struct file_q *fq)
+{
+	int r;
+
+	for (;;) {
+		uring_fill(fq);
+		if (!io_uring_sq_ready(&fq->ring))
+			return;
+		r = io_uring_submit(&fq->ring);
+		if (r < 0) {
+			/* Not an SQE's fault (those fail in their CQE): the
+			 * kernel is short of something; SQEs stay queued. */
+			if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
+				vdu_log(VDU_LOG_ERR, "file: %s: io_uring_submit: %s",
+					fq->d->path, strerror(-r));
+			retry_later(fq);
+			return;
+		}
+		/* SQ full with more pending: go round while there is room. */
+		if (!fq->pending || fq->inflight >= fq->ring.cq.ring_entries)
+			return;
+	}
+}
+
+/* The completion ring is mapped: no system call. */
+static unsigned uring_reap(struct file_q *fq)
+{
+	struct {
+		struct file_io *fio;
+		int res;
+	} ev[MAX_EVENTS];
+	unsigned total = 0, n;
+
+	do {
+		struct io_uring_cqe *cqe;
+		unsigned head;
+
+		n = 0;
+		io_uring_for_each_cqe(&fq->ring, head, cqe) {
+			ev[n].fio = io_uring_cqe_get_data(cqe);
+			ev[n].res = cqe->res;
+			if (++n == MAX_EVENTS)
+				break;
+		}
+		io_uring_cq_advance(&fq->ring, n);
+		fq->inflight -= n;
+		total += n;
+		/* After the advance: completing may prepare new SQEs. */
+		for (unsigned i = 0; i < n; i++)
+			if (ev[i].fio)
+				io_done(fq, ev[i].fio, ev[i].res);
+	} while (n == MAX_EVENTS);
+	return total;
+}
+
+/* SQEs prepared and not yet submitted cannot be taken back: they go in
+ * with the rest, and complete as failed too. */
+static void uring_close(struct file_q *fq)
+{
+	fail_pending(fq);
+	while (fq->inflight) {
+		struct io_uring_cqe *cqe;
+		int r = io_uring_submit_and_wait(&fq->ring, 1);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			vdu_log(VDU_LOG_ERR, "file: %s: io_uring_enter: %s",
+				fq->d->path, strerror(-r));
+			break;
+		}
+		while (fq->inflight && io_uring_peek_cqe(&fq->ring, &cqe) == 0) {
+			struct file_io *fio = io_uring_cqe_get_data(cqe);
+
+			io_uring_cqe_seen(&fq->ring, cqe);
+			fq->inflight--;
+			if (fio)
+				finish(fio, -EIO);
+		}
+	}
+	fixed_drop(fq);
+	io_uring_queue_exit(&fq->ring);
+}
+
+static const struct file_engine uring_engine = {
+	.name = "io_uring",
+	.open = uring_open,
+	.add = uring_add,
+	.flush = uring_flush,
+	.reap = uring_reap,
+	.close = uring_close,
+};
+
+#endif /* HAVE_LIBURING */
+
+/* aio=auto and io_uring is not to be had: say so once per device. */
+static void log_fallback(struct file_dev *d, const char *why, int err)
+{
+	if (!atomic_exchange(&d->fallback_logged, true))
+		vdu_log(VDU_LOG_INFO, "file: %s: io_uring %s%s%s: using libaio",
+			d->path, why, err ? ": " : "", err ? strerror(-err) : "");
+}
+
+/*
+ * The device's engine, tried once at open: aio=io_uring fails here when
+ * io_uring cannot be had; aio=auto falls back to libaio.
+ */
+static int pick_engine(struct file_dev *d)
+{
+#ifdef HAVE_LIBURING
+	struct io_uring ring;
+	int r;
+
+	d->engine = &aio_engine;
+	if (d->aio == FILE_AIO_LIBAIO)
+		return 0;
+	r = io_uring_queue_init(4, &ring, 0);
+	if (r == 0) {
+		io_uring_queue_exit(&ring);
+		d->engine = &uring_engine;
+		return 0;
+	}
+	if (d->aio == FILE_AIO_URING) {
+		vdu_log(VDU_LOG_ERR, "file: %s: aio=io_uring: io_uring_queue_init: "
+			"%s%s", d->path, strerror(-r), uring_hint(r));
+		return r;
+	}
+	log_fallback(d, "unavailable", r);
+	return 0;
+#else
+	d->engine = &aio_engine;
+	if (d->aio == FILE_AIO_URING) {
+		vdu_log(VDU_LOG_ERR, "file: %s: aio=io_uring: this build has no "
+			"io_uring engine (configure found no liburing)", d->path);
+		return -EOPNOTSUPP;
+	}
+	if (d->aio == FILE_AIO_AUTO)
+		log_fallback(d, "not built in (no liburing)", 0);
+	return 0;
+#endif
+}
+
+/* The queue's engine: the device's, or libaio where io_uring worked at
+ * open but not now (aio=auto). */
+static int engine_open(struct file_q *fq)
+{
+	struct file_dev *d = fq->d;
+	int r;
+
+	fq->eng = d->engine;
+	r = fq->eng->open(fq);
+	if (r < 0 && fq->eng != &aio_engine) {
+		if (d->aio != FILE_AIO_AUTO) {
+			vdu_log(VDU_LOG_ERR, "file: %s: aio=io_uring: queue %u: %s",
+				d->path, fq->qidx, strerror(-r));
+			return r;
+		}
+		log_fallback(d, "failed on a queue", r);
+		fq->eng = &aio_engine;
+		r = fq->eng->open(fq);
+	}
+	return r;
 }
 
 /* ------------------------------------------------------ queue & I/O */
@@ -790,21 +1252,21 @@ static int file_queue_open(void *handle, unsigned qidx, struct event_base *base,
 	if (!fq)
 		return -ENOMEM;
 	fq->d = handle;
-	fq->efd = -1;
-	r = io_setup(AIO_DEPTH, &fq->ctx);
-	if (r < 0) {
-		vdu_log(VDU_LOG_ERR, "file: io_setup: %s (raise fs.aio-max-nr?)",
-			strerror(-r));
-		free(fq);
-		return r;
-	}
+	fq->qidx = qidx;
 	fq->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fq->efd < 0) {
 		r = -errno;
-		goto fail;
+		free(fq);
+		return r;
+	}
+	r = engine_open(fq);
+	if (r < 0) {
+		close(fq->efd);
+		free(fq);
+		return r;
 	}
 	r = -ENOMEM;
-	fq->ev = event_new(base, fq->efd, EV_READ | EV_PERSIST, aio_cb, fq);
+	fq->ev = event_new(base, fq->efd, EV_READ | EV_PERSIST, efd_cb, fq);
 	if (!fq->ev || event_add(fq->ev, NULL) < 0)
 		goto fail;
 	fq->retry = evtimer_new(base, retry_cb, fq);
@@ -820,11 +1282,20 @@ fail:
 		event_free(fq->retry);
 	if (fq->ev)
 		event_free(fq->ev);
-	if (fq->efd >= 0)
-		close(fq->efd);
-	io_destroy(fq->ctx);
+	fq->eng->close(fq);
+	close(fq->efd);
 	free(fq);
 	return r;
+}
+
+/* The queue's fixed-buffer I/O so far, for the device's count. */
+static void count_fixed(struct file_q *fq)
+{
+	if (fq->nfixed) {
+		atomic_fetch_add_explicit(&fq->d->fixed_ios, fq->nfixed,
+					  memory_order_relaxed);
+		fq->nfixed = 0;
+	}
 }
 
 /*
@@ -837,28 +1308,10 @@ fail:
 static void file_queue_close(void *qctx)
 {
 	struct file_q *fq = qctx;
-	struct io_event ev[MAX_EVENTS];
 
 	vbe_worker_free(fq->wk);
-	while (fq->pending) {
-		struct file_io *fio = fq->pending;
-
-		fq->pending = fio->next;
-		finish(fio, -EIO);
-	}
-	while (fq->inflight) {
-		int n = io_getevents(fq->ctx, 1, MAX_EVENTS, ev, NULL);
-
-		if (n < 0 && n != -EINTR) {
-			vdu_log(VDU_LOG_ERR, "file: io_getevents: %s", strerror(-n));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			fq->inflight--;
-			finish(ev[i].data, -EIO);
-		}
-	}
-	io_destroy(fq->ctx); /* waits for anything still outstanding */
+	fq->eng->close(fq);
+	count_fixed(fq);
 	event_free(fq->retry);
 	event_free(fq->ev);
 	close(fq->efd);
@@ -877,6 +1330,7 @@ static void file_submit(void *qctx, struct vdu_io *io)
 	fio->done = 0;
 	fio->rest = NULL;
 	fio->bounce.iov_base = NULL;
+	fio->fixed = fio->no_fixed = false;
 	switch (io->op) {
 	case VDU_IO_READ:
 	case VDU_IO_WRITE:
@@ -890,18 +1344,16 @@ static void file_submit(void *qctx, struct vdu_io *io)
 			if (fq->d->copy_all)
 				vdu_io_copied(io);
 		}
-		prep_rw(fio);
 		add_to_batch(fq, fio);
 		fq->pending_bytes += io->len;
 		if (fq->pending_bytes >= SUBMIT_EARLY_BYTES)
 			file_unplug(fq);
 		return;
 	case VDU_IO_FLUSH:
-		if (fq->d->aio_fdsync_ok) {
-			io_prep_fdsync(&fio->cb, fq->d->fd);
-			add_to_batch(fq, fio);
-		} else
+		if (fq->eng == &aio_engine && !fq->d->aio_fdsync_ok)
 			queue_blocking(fio);
+		else
+			add_to_batch(fq, fio);
 		return;
 	case VDU_IO_DISCARD:
 	case VDU_IO_WRITE_ZEROES:
@@ -917,17 +1369,36 @@ static void file_unplug(void *qctx)
 	uint64_t cnt;
 
 	flush_batch(fq);
-	/* Fast storage (page cache, RAM disks) often completes inside
-	 * io_submit: reap now, so the completions leave with this batch's
+	/* Fast storage (page cache, RAM disks) often completes inside the
+	 * submit call: reap now, so the completions leave with this batch's
 	 * interrupt instead of a loop turn (and maybe a wake-up) later.
 	 * Then clear the eventfd those completions signalled, and reap once
 	 * more for any that signalled before the clear. */
-	if (fq->inflight && reap(fq)) {
+	if (fq->inflight && fq->eng->reap(fq)) {
 		if (read(fq->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 			return;
-		reap(fq);
+		fq->eng->reap(fq);
 		flush_batch(fq);
 	}
+	count_fixed(fq);
+}
+
+/* The device whose bounce buffer the queues may register. */
+static int file_set_dev(void *handle, struct vdu_dev *dev)
+{
+	struct file_dev *d = handle;
+
+	atomic_store_explicit(&d->dev, dev, memory_order_release);
+	return 0;
+}
+
+void vbe_file_stats(void *handle, struct vbe_file_stats *st)
+{
+	struct file_dev *d = handle;
+
+	st->engine = d->engine->name;
+	st->fixed_ios = atomic_load(&d->fixed_ios);
+	st->fixed_regs = atomic_load(&d->fixed_regs);
 }
 
 static const struct vdu_backend file_backend = {
@@ -939,6 +1410,7 @@ static const struct vdu_backend file_backend = {
 	.submit = file_submit,
 	.unplug = file_unplug,
 	.resize = file_resize,
+	.set_dev = file_set_dev,
 };
 
 static const struct vdu_option file_options[] = {
@@ -955,13 +1427,16 @@ static const struct vdu_option file_options[] = {
 	{ "create", VDU_OPT_BOOL, "on|off", "off",
 	  "create the file (of size=) when it does not exist", VDU_OPT_F_ACTION,
 	  0, 0 },
+	{ "aio", VDU_OPT_CHOICE, "io_uring|libaio|auto", "auto",
+	  "I/O engine; auto: io_uring where the kernel allows it, else libaio",
+	  0, 0, 0 },
 	{ 0 },
 };
 
 const struct vdu_plugin vbe_file = {
 	VDU_PLUGIN_INIT,
 	.name = "file",
-	.description = "a regular file or block device, through Linux AIO",
+	.description = "a regular file or block device, through io_uring or Linux AIO",
 	.options = file_options,
 	.backend = &file_backend,
 	.open = file_open,

@@ -66,8 +66,9 @@ static int buf_alloc(struct vdu_bounce *b, uint64_t size)
 	madvise(al, size, MADV_HUGEPAGE);
 	b->map = p;
 	b->map_len = len;
-	b->buf = al;
-	b->size = size;
+	/* Atomic: vdu_dev_get_user_bounce() reads them without the lock. */
+	__atomic_store_n(&b->buf, al, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->size, size, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -77,7 +78,15 @@ static void buf_free(struct vdu_bounce *b)
 		munmap(b->map, b->map_len);
 	b->map = NULL;
 	b->map_len = 0;
-	b->buf = NULL;
+	__atomic_store_n(&b->buf, NULL, __ATOMIC_RELAXED);
+}
+
+/* With b->lock held.  The generation turns odd when ours is registered
+ * and even again when it is not (release: buf and size are set first). */
+static void set_registered(struct vdu_bounce *b, bool on)
+{
+	b->registered = on;
+	__atomic_add_fetch(&b->user_gen, 1, __ATOMIC_RELEASE);
 }
 
 /* The kernel checks RLIMIT_MEMLOCK even for root: make room for size
@@ -151,7 +160,7 @@ static void try_register(struct vdu_dev *dev, uint64_t iova)
 		fall_back(dev, r);
 		return;
 	}
-	b->registered = true;
+	set_registered(b, true);
 	vdu_info("%s: bounce buffer: %" PRIu64 " KiB of our memory registered",
 		 dev->name, size >> 10);
 }
@@ -192,7 +201,7 @@ void vdu_bounce_reset(struct vdu_dev *dev, bool idle)
 		int r = dev->tp->dereg_umem(dev, b->size);
 
 		if (r == 0 || r == -ENOENT) {
-			b->registered = false;
+			set_registered(b, false);
 			/* Unpinned: give the pages back until the next
 			 * registration, unless a request the reset abandoned
 			 * still uses them. */
@@ -280,5 +289,33 @@ int vdu_dev_get_bounce(const struct vdu_dev *cdev, struct vdu_bounce_info *info)
 	bi.copied = __atomic_load_n(&b->copied, __ATOMIC_RELAXED);
 	memcpy(info, &bi, VDU_MIN(size, sizeof(bi)));
 	info->struct_size = size;
+	return 0;
+}
+
+/*
+ * Lock-free, for backends that check it per request: a seqlock read of
+ * the generation around buf and size, which change only while it is even.
+ */
+int vdu_dev_get_user_bounce(const struct vdu_dev *dev, void **buf,
+			    uint64_t *size, uint64_t *gen)
+{
+	const struct vdu_bounce *b = &dev->bounce;
+	uint64_t g, sz;
+	void *p;
+
+	do {
+		g = __atomic_load_n(&b->user_gen, __ATOMIC_ACQUIRE);
+		if (!(g & 1))
+			return -ENOENT;
+		p = __atomic_load_n(&b->buf, __ATOMIC_RELAXED);
+		sz = __atomic_load_n(&b->size, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while (__atomic_load_n(&b->user_gen, __ATOMIC_RELAXED) != g);
+	if (buf)
+		*buf = p;
+	if (size)
+		*size = sz;
+	if (gen)
+		*gen = (g + 1) / 2; /* 1 for the first registration, 2 for the next... */
 	return 0;
 }

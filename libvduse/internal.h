@@ -444,6 +444,9 @@ struct vdu_bounce {
 	uint8_t *buf;              /* 2 MiB aligned, size bytes */
 	uint64_t size;
 	uint64_t copied;           /* atomic: vdu_io_copied() calls */
+	/* atomic: odd while ours is registered, bumped at each registration
+	 * and deregistration (vdu_dev_get_user_bounce reads it unlocked) */
+	uint64_t user_gen;
 };
 
 /* ------------------------------------------------------------- device */

@@ -34,7 +34,7 @@ struct vdu_dev;
 /* Version and logging                                                 */
 
 #define VDU_VERSION_MAJOR 0
-#define VDU_VERSION_MINOR 4
+#define VDU_VERSION_MINOR 5
 
 /* Library version string, e.g. "0.1.0". */
 VDU_API const char *vdu_version(void);
@@ -386,6 +386,22 @@ struct vdu_bounce_info {
 /* The bounce buffer as it is now.  -EINVAL: struct_size too small. */
 VDU_API int vdu_dev_get_bounce(const struct vdu_dev *dev,
 			       struct vdu_bounce_info *info);
+
+/*
+ * Our memory under the bounce buffer, for a backend that pins it once
+ * itself (io_uring fixed buffers) instead of at every request: 0 and the
+ * buffer (*buf, *size bytes) while the kernel has it registered now;
+ * -ENOENT when not (the kernel's pages, a VM's memory through vhost_vdpa,
+ * no data mapped yet, or between a reset and the next cycle's first
+ * mapping).  *gen numbers the registration: every reset deregisters and
+ * the next cycle registers again, maybe over other pages (an idle
+ * buffer's pages are given back at reset), so a backend holding the
+ * buffer pinned compares gen before using it and pins again when it
+ * changed.  Any of buf, size, gen may be NULL.  Lock-free, any thread.
+ * Since 0.5.
+ */
+VDU_API int vdu_dev_get_user_bounce(const struct vdu_dev *dev, void **buf,
+				    uint64_t *size, uint64_t *gen);
 
 /* One thread with its own event loop per queue (else all on base). */
 #define VDU_DEV_F_QUEUE_THREADS (1u << 0)
