@@ -6,6 +6,9 @@
  *
  * The temp files live in $TMPDIR if that filesystem takes O_DIRECT, else
  * /var/tmp, else /tmp; cache=writeback runs everywhere.
+ *
+ * The I/O tests run once per engine (aio=libaio, aio=io_uring); io_uring's
+ * are skipped, saying why, where the kernel refuses io_uring.
  */
 #include <endian.h>
 #include <errno.h>
@@ -14,11 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/falloc.h>
+#include <linux/io_uring.h>
 #include <linux/magic.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <event2/event.h>
@@ -41,6 +46,12 @@ static unsigned lib_errors, copy_warnings;
 static bool env_secret;
 static const struct vdu_plugin *be = &vbe_file;
 static char last_check[256]; /* vdu_plugin_check()'s last message */
+/* "aio=ENGINE" added to every backend open of the I/O tests ("": none) */
+static char aio_kv[32];
+/* env_open adds the bounce buffer at IOVA 0 (BOUNCE_LEN) with this mode */
+static bool env_bounce;
+static unsigned env_bounce_mode;
+#define BOUNCE_LEN (1u << 20)
 
 static void log_cb(void *opaque, int level, const char *msg)
 {
@@ -118,11 +129,13 @@ static bool all_byte(const uint8_t *p, size_t n, uint8_t c)
 	return true;
 }
 
-/* Open the backend with "k=v" strings (NULL-terminated). */
+/* Open the backend with "k=v" strings (NULL-terminated), and aio_kv
+ * unless they name the engine. */
 static int be_open(void **h, const char *kv[])
 {
 	struct vdu_param p[16];
 	char buf[16][300];
+	bool has_aio = false;
 	size_t n = 0;
 
 	for (; kv[n]; n++) {
@@ -133,6 +146,12 @@ static int be_open(void **h, const char *kv[])
 		*eq = '\0';
 		p[n].key = buf[n];
 		p[n].value = eq + 1;
+		has_aio |= !strcmp(p[n].key, "aio");
+	}
+	if (aio_kv[0] && !has_aio) {
+		p[n].key = "aio";
+		p[n].value = aio_kv + 4;
+		n++;
 	}
 	*h = NULL;
 	/* As a front end does: the descriptor's checks, then open. */
@@ -164,6 +183,7 @@ static int env_open(struct env *e, const char *kv[], unsigned nq, unsigned qsize
 		return r;
 	o.num_queues = nq;
 	o.queue_size = qsize;
+	o.bounce = env_bounce_mode;
 	r = vdu_dev_new(&o, be->backend, e->h, e->base, &e->dev);
 	if (r < 0)
 		return r;
@@ -171,7 +191,8 @@ static int env_open(struct env *e, const char *kv[], unsigned nq, unsigned qsize
 	if (!e->sim)
 		return -ENOMEM;
 	e->sim->secret_mem = env_secret;
-	if (sim_default_layout(e->sim) < 0)
+	if (sim_default_layout(e->sim) < 0 ||
+	    (env_bounce && !sim_add_bounce(e->sim, BOUNCE_LEN)))
 		return -ENOMEM;
 	r = sim_attach(e->sim, e->dev);
 	if (r < 0)
@@ -369,6 +390,13 @@ static uint8_t dev_write_byte(struct env *e, uint64_t sector, uint32_t len, int 
 	return run1(e, 0, &w, NULL);
 }
 
+#define is_str(got, want, ...)                                               \
+	do {                                                                 \
+		const char *g_ = (got), *w_ = (want);                        \
+		if (!ok(g_ && !strcmp(g_, w_), __VA_ARGS__))                 \
+			diag("got %s, expected %s", g_ ? g_ : "NULL", w_);   \
+	} while (0)
+
 #define ok_null(why, ...)                                                    \
 	do {                                                                 \
 		const char *w_ = (why);                                      \
@@ -396,6 +424,9 @@ static void test_params(void)
 	   "params: cache=sometimes refused");
 	ok(be_open(&h, (const char *[]){ kv_path, "create=maybe", NULL }) == -EINVAL,
 	   "params: create=maybe refused");
+	ok(be_open(&h, (const char *[]){ kv_path, "aio=posix", NULL }) == -EINVAL &&
+	   strstr(last_check, "io_uring|libaio|auto"),
+	   "params: aio=posix refused, naming the choices (%s)", last_check);
 	ok(be_open(&h, (const char *[]){ kv_path, "create=1", NULL }) == -EINVAL,
 	   "params: create=1 without size refused");
 	ok(be_open(&h, (const char *[]){ kv_path, "create=1", "size=1M", "readonly=1", NULL }) ==
@@ -922,6 +953,247 @@ out:
 	free(buf);
 }
 
+/* One single-segment request with its data at iova (in the bounce
+ * buffer); the status, or 0xe? as run1 says. */
+static uint8_t bounce_req(struct env *e, unsigned q, uint32_t type,
+			  uint64_t sector, uint64_t iova, uint32_t len)
+{
+	struct sim_blk b;
+
+	blk_init(&b, type, sector);
+	blk_add(&b, iova, len);
+	return run1(e, q, &b, NULL);
+}
+
+/* Write a pattern through the bounce buffer at iova, check the file, read
+ * it back into iova2, compare.  NULL or why not. */
+static const char *bounce_write_read(struct env *e, const char *path,
+				     uint64_t sector, uint64_t iova,
+				     uint64_t iova2, uint32_t len, uint32_t seed)
+{
+	static char why[120];
+	uint8_t *pat = malloc(len), *got = malloc(len);
+	const char *res = why;
+	uint8_t st;
+
+	pattern(pat, len, seed);
+	sim_write(e->sim, iova, pat, len);
+	st = bounce_req(e, 0, VIRTIO_BLK_T_OUT, sector, iova, len);
+	if (st != ST_OK) {
+		snprintf(why, sizeof(why), "write: status %#x", st);
+		goto out;
+	}
+	if (file_pread(path, got, len, sector * SECTOR) < 0 || memcmp(got, pat, len)) {
+		snprintf(why, sizeof(why), "write: file content differs");
+		goto out;
+	}
+	memset(got, 0xa5, len);
+	sim_write(e->sim, iova2, got, len);
+	st = bounce_req(e, 0, VIRTIO_BLK_T_IN, sector, iova2, len);
+	sim_read(e->sim, iova2, got, len);
+	if (st != ST_OK || memcmp(got, pat, len)) {
+		snprintf(why, sizeof(why), "read: status %#x, data %s", st,
+			 memcmp(got, pat, len) ? "differs" : "OK");
+		goto out;
+	}
+	res = NULL;
+out:
+	free(pat);
+	free(got);
+	return res;
+}
+
+/*
+ * The bounce buffer in our memory (the simulated REG_UMEM): io_uring reads
+ * and writes it as a fixed buffer, registered once per queue, and again
+ * after a reset, whose idle buffer gets fresh pages (a ring still pinning
+ * the old ones would write stale data to the file: the second cycle's
+ * pattern checks that).  A request of two segments goes vectored.  libaio
+ * never registers anything.  vdu_dev_get_user_bounce() says -ENOENT
+ * before the first data and after the reset, the buffer in between.
+ */
+static void test_fixed(const char *engine)
+{
+	bool uring = !strcmp(engine, "io_uring");
+	char p[300], kv_path[320];
+	const char *kv[] = { kv_path, "cache=none", NULL };
+	struct vbe_file_stats fs;
+	struct env e;
+	struct sim_blk b;
+	void *buf = NULL;
+	uint64_t size = 0, gen = 0, fixed0;
+	uint8_t *two = malloc(16384);
+	unsigned errs0 = lib_errors;
+	int r;
+
+	path_of(p, sizeof(p), "fixed.img");
+	snprintf(kv_path, sizeof(kv_path), "path=%s", p);
+	make_file(p, 4 << 20, 0);
+	env_bounce = true;
+	env_bounce_mode = VDU_BOUNCE_USER;
+	r = env_open(&e, kv, 1, 256);
+	env_bounce = false;
+	env_bounce_mode = 0;
+	if (!ok(r == 0, "fixed(%s): device with a bounce buffer", engine))
+		goto out;
+	vbe_file_stats(e.h, &fs);
+	is_str(fs.engine, engine, "fixed(%s): the engine asked for", engine);
+	is_int(vdu_dev_get_user_bounce(e.dev, &buf, &size, &gen), -ENOENT,
+	       "fixed(%s): no user bounce buffer before the first data", engine);
+	ok_null(bounce_write_read(&e, p, 8, 0x10000, 0x40000, 65536, 1),
+		"fixed(%s): 64 KiB through the bounce buffer", engine);
+	r = vdu_dev_get_user_bounce(e.dev, &buf, &size, &gen);
+	ok(r == 0 && buf && size == BOUNCE_LEN && gen == 1,
+	   "fixed(%s): vdu_dev_get_user_bounce: our %llu KiB, registration %llu (%d)",
+	   engine, (unsigned long long)size >> 10, (unsigned long long)gen, r);
+	vbe_file_stats(e.h, &fs);
+	if (uring)
+		ok(fs.fixed_ios >= 2 && fs.fixed_regs == 1,
+		   "fixed(%s): READ_FIXED/WRITE_FIXED used (%llu), registered once",
+		   engine, (unsigned long long)fs.fixed_ios);
+	else
+		ok(fs.fixed_ios == 0 && fs.fixed_regs == 0,
+		   "fixed(%s): nothing registered", engine);
+	/* Two segments: vectored, even inside the buffer. */
+	fixed0 = fs.fixed_ios;
+	pattern(two, 16384, 5);
+	sim_write(e.sim, 0x80000, two, 8192);
+	sim_write(e.sim, 0x90000, two + 8192, 8192);
+	blk_init(&b, VIRTIO_BLK_T_OUT, 64);
+	blk_add(&b, 0x80000, 8192);
+	blk_add(&b, 0x90000, 8192);
+	is_int(run1(&e, 0, &b, NULL), ST_OK, "fixed(%s): a two-segment write", engine);
+	vbe_file_stats(e.h, &fs);
+	is_int(fs.fixed_ios, fixed0, "fixed(%s): ... went vectored", engine);
+	{
+		uint8_t *want = malloc(16384);
+
+		pattern(want, 16384, 5);
+		ok(file_pread(p, two, 16384, 64 * SECTOR) == 0 && !memcmp(two, want, 16384),
+		   "fixed(%s): ... and is in the file", engine);
+		free(want);
+	}
+	is_int(flush_req(&e, 0), ST_OK, "fixed(%s): FLUSH OK", engine);
+
+	/* A reset gives the idle buffer's pages back; the next cycle's
+	 * registration is another. */
+	is_int(sim_reset(e.sim), VDUSE_REQ_RESULT_OK, "fixed(%s): reset", engine);
+	is_int(vdu_dev_get_user_bounce(e.dev, NULL, NULL, NULL), -ENOENT,
+	       "fixed(%s): no user bounce buffer after the reset", engine);
+	is_int(sim_init(e.sim, e.info.features_offered, 1, e.info.queue_size, 0),
+	       VDUSE_REQ_RESULT_OK, "fixed(%s): driver back", engine);
+	ok_null(bounce_write_read(&e, p, 512, 0x10000, 0x40000, 65536, 2),
+		"fixed(%s): 64 KiB through the bounce buffer after the reset", engine);
+	r = vdu_dev_get_user_bounce(e.dev, NULL, NULL, &gen);
+	ok(r == 0 && gen == 2, "fixed(%s): registration 2 (%llu)", engine,
+	   (unsigned long long)gen);
+	vbe_file_stats(e.h, &fs);
+	if (uring)
+		ok(fs.fixed_ios >= fixed0 + 2 && fs.fixed_regs == 2,
+		   "fixed(%s): the queue registered the new one (%u), fixed I/O again",
+		   engine, fs.fixed_regs);
+	is_int(lib_errors - errs0, 0, "fixed(%s): no errors logged", engine);
+	env_close(&e);
+
+	/* The kernel's pages: nothing to register, vectored I/O. */
+	env_bounce = true;
+	env_bounce_mode = VDU_BOUNCE_KERNEL;
+	r = env_open(&e, kv, 1, 256);
+	env_bounce = false;
+	env_bounce_mode = 0;
+	if (!ok(r == 0, "fixed(%s): device on the kernel's bounce pages", engine))
+		goto out;
+	ok_null(bounce_write_read(&e, p, 8, 0x10000, 0x40000, 65536, 3),
+		"fixed(%s): 64 KiB through the kernel's bounce pages", engine);
+	is_int(vdu_dev_get_user_bounce(e.dev, &buf, &size, &gen), -ENOENT,
+	       "fixed(%s): vdu_dev_get_user_bounce: -ENOENT for the kernel's pages",
+	       engine);
+	vbe_file_stats(e.h, &fs);
+	ok(fs.fixed_ios == 0 && fs.fixed_regs == 0,
+	   "fixed(%s): kernel's pages: nothing registered, vectored I/O", engine);
+out:
+	env_close(&e);
+	unlink(p);
+	free(two);
+}
+
+/* io_uring here (the syscall, as liburing makes it): 0, or why not. */
+static const char *uring_unavailable(void)
+{
+	static char why[120];
+	struct io_uring_params prm;
+	long fd;
+
+#ifndef HAVE_LIBURING
+	return "this build has no io_uring engine (no liburing)";
+#endif
+	memset(&prm, 0, sizeof(prm));
+	fd = syscall(__NR_io_uring_setup, 4, &prm);
+	if (fd >= 0) {
+		close((int)fd);
+		return NULL;
+	}
+	snprintf(why, sizeof(why), "io_uring_setup: %s%s", strerror(errno),
+		 errno == EPERM ? " (sysctl kernel.io_uring_disabled?)" : "");
+	return why;
+}
+
+/* aio=auto takes io_uring where it works; aio=io_uring where it does not
+ * is an error at open, aio=auto then libaio. */
+static void test_engine_choice(void)
+{
+	char p[300], kv_path[320];
+	struct vbe_file_stats fs;
+	const char *no = uring_unavailable();
+	void *h;
+	int r;
+
+	path_of(p, sizeof(p), "choice.img");
+	snprintf(kv_path, sizeof(kv_path), "path=%s", p);
+	make_file(p, 1 << 20, 0);
+	r = be_open(&h, (const char *[]){ kv_path, "aio=auto", NULL });
+	if (ok(r == 0, "engine: aio=auto opens")) {
+		vbe_file_stats(h, &fs);
+		is_str(fs.engine, no ? "libaio" : "io_uring",
+		       "engine: aio=auto is %s here", no ? "libaio" : "io_uring");
+		be->close(h);
+	}
+	r = be_open(&h, (const char *[]){ kv_path, "aio=libaio", NULL });
+	if (ok(r == 0, "engine: aio=libaio opens")) {
+		vbe_file_stats(h, &fs);
+		is_str(fs.engine, "libaio", "engine: aio=libaio is libaio");
+		be->close(h);
+	}
+	r = be_open(&h, (const char *[]){ kv_path, "aio=io_uring", NULL });
+	if (!no)
+		ok(r == 0, "engine: aio=io_uring opens");
+	else
+		ok(r < 0 && r != -EINVAL, "engine: aio=io_uring refused where io_uring "
+		   "is not to be had (%s): %d", no, r);
+	if (r == 0)
+		be->close(h);
+	unlink(p);
+}
+
+/* The I/O tests, on one engine. */
+static void io_tests(const char *engine)
+{
+	snprintf(aio_kv, sizeof(aio_kv), "aio=%s", engine);
+	diag("engine: %s", engine);
+	test_rw("none");
+	test_rw("writeback");
+	test_discard_zeroes();
+	test_read_only();
+	test_errors();
+	test_stop_inflight();
+	test_resize();
+	test_blockdev();
+	test_efault_copy(false);
+	test_efault_copy(true);
+	test_fixed(engine);
+	aio_kv[0] = '\0';
+}
+
 static void pick_tmpdir(void)
 {
 	const char *cand[] = { getenv("TMPDIR"), "/var/tmp", "/tmp" };
@@ -955,16 +1227,13 @@ int main(void)
 
 	test_params();
 	test_sizes();
-	test_rw("none");
-	test_rw("writeback");
-	test_discard_zeroes();
-	test_read_only();
-	test_errors();
-	test_stop_inflight();
-	test_resize();
-	test_blockdev();
-	test_efault_copy(false);
-	test_efault_copy(true);
+	test_engine_choice();
+	io_tests("libaio");
+	if (uring_unavailable())
+		printf("ok %u - # SKIP the I/O tests on io_uring: %s\n", ++tap_count,
+		       uring_unavailable());
+	else
+		io_tests("io_uring");
 
 	rmdir(tmpdir);
 	return tap_done();
