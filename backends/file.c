@@ -1019,7 +1019,8 @@ static void fixed_refresh(struct file_q *fq)
 		" KiB) is io_uring's fixed buffer", d->path, fq->qidx, size >> 10);
 }
 
-/* One iovec inside the registered bounce buffer: 0 and its offset. */
+/* One iovec lying inside the registered bounce buffer (and short enough
+ * for an SQE's 32-bit length). */
 static bool in_fixed(const struct file_q *fq, const struct iovec *iov, int cnt)
 {
 	uintptr_t p = (uintptr_t)iov[0].iov_base, b = (uintptr_t)fq->fixed_buf;
@@ -1094,6 +1095,12 @@ static void uring_flush(struct file_q *fq)
 			if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
 				vdu_log(VDU_LOG_ERR, "file: %s: io_uring_submit: %s",
 					fq->d->path, strerror(-r));
+			retry_later(fq);
+			return;
+		}
+		/* A short submit: the rest stays queued, and may have no
+		 * completion coming to flush it. */
+		if (io_uring_sq_ready(&fq->ring)) {
 			retry_later(fq);
 			return;
 		}
