@@ -2,11 +2,12 @@
 # bench-cpu-guest.sh SECS [PARTS] -- run by tests/bench/bench-cpu inside
 # one guest boot (not a test: vm-run only runs [0-9]*.sh).  Where the
 # guest's CPU time goes per request.  PARTS (default "file tcp"):
-#   null  the null backend against qemu-storage-daemon's null-co and the
-#         kernel's null_blk, 4k randread QD32 only, under the I/O
+#   null  the null backend against qemu-storage-daemon's null-co, ublk's
+#         null target (when $UBLK runs) and the kernel's null_blk, 4k randread QD32 only, under the I/O
 #         scheduler none and under mq-deadline (ENGINE-SCHED);
-#   file  the file backend against the kernel loop device (direct I/O) and
-#         qemu-storage-daemon (aio=native, O_DIRECT) on the same image
+#   file  the file backend against the kernel loop device (direct I/O),
+#         ublk's loop target (when $UBLK runs) and qemu-storage-daemon
+#         (aio=native, O_DIRECT) on the same image
 #         (ext4 on a memory-backed null_blk disk, as bench-file);
 #   tcp   the tcp backend against the kernel's nbd client with 1 and 2
 #         connections, all on one nbdkit file export in the guest;
@@ -71,9 +72,11 @@ qsd_export cn 1 driver=null-co,node-name=n,size=1073741824
 ndev=$(vdusectl create vn --backend null --size 1G -o read-zeroes=off --attach) ||
     fail "vdusectl create vn"
 on_exit "vdusectl destroy vn --force >/dev/null 2>&1"
+udev=
+ublk_add -t null -q 1 -d 256 && udev=ublk:$ublk_dev
 sleep 2
 for s in none mq-deadline; do
-    for e in ours:$ndev qsd:$qsd_dev null_blk:/dev/nullb0; do
+    for e in ours:$ndev $udev qsd:$qsd_dev null_blk:/dev/nullb0; do
         d=${e#*:}
         echo "$s" >/sys/block/"${d#/dev/}"/queue/scheduler || fail "scheduler $s on $d"
         profile "${e%%:*}-$s" "$d" randread-4k-qd32
@@ -102,6 +105,11 @@ vdusectl destroy vb --force >/dev/null || fail "vdusectl destroy"
 ldev=$(losetup --direct-io=on -f --show $img) || fail losetup
 profile loop "$ldev"
 losetup -d "$ldev"
+
+if ublk_add -t loop -q 1 -d 256 -f $img; then
+    profile ublk "$ublk_dev"
+    "${UBLK:-/opt/ublk/sbin/ublk}" del -a >/dev/null 2>&1
+fi
 
 qsd_export cq 1 driver=file,node-name=n,filename=$img,aio=native,cache.direct=on
 qdev=$qsd_dev

@@ -82,6 +82,7 @@ bench_fio() {
     rw1)   _b_a="--rw=randwrite --bs=4k --iodepth=1 --numjobs=1" ;;
     sr128) _b_a="--rw=read --bs=128k --iodepth=32 --numjobs=1" ;;
     sr1m)  _b_a="--rw=read --bs=1m --iodepth=32 --numjobs=1" ;;
+    sr1m8) _b_a="--rw=read --bs=1m --iodepth=8 --numjobs=1" ;;
     *) fail "bench_fio: unknown workload $2" ;;
     esac
     # shellcheck disable=SC2086
@@ -143,6 +144,24 @@ qsd_export() {
         echo "$1" >/sys/bus/vdpa/drivers/virtio_vdpa/bind || fail "qsd $1: cannot bind virtio_vdpa"
     fi
     qsd_dev=$(wait_vdpa_block "$1") || { cat "$VDU_SCRATCH/qsd-$1.log"; fail "qsd $1: no block device"; }
+}
+# ublk_add ARGS...: one ublk device from ublksrv (`ublk add ARGS`, e.g.
+# -t null -q 1 -d 256, or -t loop -q 1 -d 256 -f FILE); sets ublk_dev to
+# its /dev/ublkbN and removes it on exit.  The ublk binary is $UBLK, else
+# /opt/ublk/sbin/ublk (tests/bench puts it there with
+# ../shared/peers/build-ublk.sh); returns 1 when it or ublk_drv is missing.
+ublk_add() {
+    _u=${UBLK:-/opt/ublk/sbin/ublk}
+    [ -x "$_u" ] || { log "ublk: no $_u"; return 1; }
+    grep -q '^ublk_drv ' /proc/modules || insmod /lib/modules/ublk_drv.ko 2>/dev/null ||
+        [ -e /dev/ublk-control ] || { log "ublk: ublk_drv does not load"; return 1; }
+    mkdir -p /var/run
+    _u_out=$("$_u" add "$@" 2>&1) || { echo "$_u_out"; fail "ublk add $*"; }
+    _u_id=$(echo "$_u_out" | sed -n 's/^dev id \([0-9]*\):.*/\1/p' | head -n 1)
+    [ -n "$_u_id" ] || { echo "$_u_out"; fail "ublk add $*: no device id in its output"; }
+    on_exit "$_u del -n $_u_id >/dev/null 2>&1"
+    wait_for_path /dev/ublkb"$_u_id" 10
+    ublk_dev=/dev/ublkb$_u_id
 }
 # qsd_unexport NAME: remove qsd_export's vdpa device and stop its daemon
 # now, so that it does not share the guest with what is measured next.
