@@ -21,6 +21,8 @@ FILE_ARGS=${BENCH_FILE_ARGS:-}
 # set (even to ""): a second ours file device "ofileb" with these
 # arguments, for an A/B of an option in the same boot
 FILE_ARGS_B=${BENCH_FILE_ARGS_B-unset}
+NULL_ARGS=${BENCH_NULL_ARGS:-}
+NULL_ARGS_B=${BENCH_NULL_ARGS_B-unset}   # the same for "onullb"
 IMG_MB=${BENCH_IMG_MB:-512}
 need_cmd fio vdpa qemu-storage-daemon losetup mkfs.ext4
 need_project
@@ -32,9 +34,19 @@ ublk_add -t null -q 1 -d 256 || fail "bench-ublk needs ublk (UBLK=, ublk_drv)"
 dev_unull=$ublk_dev
 qsd_export qnull 1 driver=null-co,node-name=n,size=1073741824
 dev_qnull=$qsd_dev
-dev_onull=$(vdusectl create onull --backend null --size 1G -o read-zeroes=off --attach) ||
+# shellcheck disable=SC2086
+dev_onull=$(vdusectl create onull --backend null --size 1G -o read-zeroes=off $NULL_ARGS --attach) ||
     fail "vdusectl create onull"
 on_exit "vdusectl destroy onull --force >/dev/null 2>&1"
+ndevs="nb unull qnull onull"
+if [ "$NULL_ARGS_B" != unset ]; then
+    # shellcheck disable=SC2086
+    dev_onullb=$(vdusectl create onullb --backend null --size 1G -o read-zeroes=off $NULL_ARGS_B --attach) ||
+        fail "vdusectl create onullb"
+    on_exit "vdusectl destroy onullb --force >/dev/null 2>&1"
+    ndevs="$ndevs onullb"
+    echo "# ours-b null: $NULL_ARGS_B"
+fi
 
 # --- file group
 nullb_new nullb1 $((IMG_MB + 128)) 4096
@@ -64,7 +76,7 @@ fi
 
 echo "# kernel $(uname -r), $(nproc) vCPUs; fio $(fio --version); $(qemu-storage-daemon --version | head -n 1)"
 echo "# image $IMG_MB MiB on ext4 on null_blk (memory_backed, 4k blocks); ours file: $(grep -o 'file: .*' /run/vduse/ofile.log | head -n 1)"
-for c in nb unull qnull onull $fdevs; do
+for c in $ndevs $fdevs; do
     eval "d=\$dev_$c"
     echo none >/sys/block/"${d#/dev/}"/queue/scheduler || fail "cannot set scheduler none on $d"
     echo "# $c $d: $(ls /sys/block/${d#/dev/}/mq | wc -l) hardware queue(s), max_sectors_kb $(cat /sys/block/${d#/dev/}/queue/max_sectors_kb)"
@@ -77,7 +89,8 @@ bench_fio "$dev_onull" rr32 "$SECS" >/dev/null
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for w in rr32 rr1; do
-        for c in $(rotated "$r" nb unull qnull onull); do
+        # shellcheck disable=SC2086
+        for c in $(rotated "$r" $ndevs); do
             eval "d=\$dev_$c"
             bench_row "$d" "$w" "$SECS" "$r" null "$c" "$w"
         done
@@ -91,5 +104,5 @@ while [ $r -le "$ROUNDS" ]; do
     done
     r=$((r + 1))
 done
-for c in onull ofile ${dev_ofileb:+ofileb}; do vdusectl stats $c | sed "s/^/# $c stats: /"; done
+for c in onull ${dev_onullb:+onullb} ofile ${dev_ofileb:+ofileb}; do vdusectl stats $c | sed "s/^/# $c stats: /"; done
 echo "# done"
