@@ -1015,7 +1015,7 @@ static void fixed_refresh(struct file_q *fq)
 	fq->fixed_size = size;
 	fq->fixed_gen = gen;
 	atomic_fetch_add_explicit(&d->fixed_regs, 1, memory_order_relaxed);
-	vdu_log(VDU_LOG_DEBUG, "file: %s: queue %u: the bounce buffer (%" PRIu64
+	vdu_log(VDU_LOG_INFO, "file: %s: queue %u: the bounce buffer (%" PRIu64
 		" KiB) is io_uring's fixed buffer", d->path, fq->qidx, size >> 10);
 }
 

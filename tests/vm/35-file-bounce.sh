@@ -53,6 +53,15 @@ assert_eq "$BCOPY" 0 "bu1: requests copied"
 vdusectl show bu1 | grep -q '^bounce: *user memory, 8.0 MiB' ||
     fail "show bu1: $(vdusectl show bu1 | grep '^bounce')"
 grep -q 'of our memory registered' "$VCTL_STATE/bu1.log" || fail "bu1: no registration logged"
+# io_uring (the default engine where the kernel has it) reads and writes
+# that buffer as its registered buffer: no page pinning per request
+if grep -q 'O_DIRECT, io_uring' "$VCTL_STATE/bu1.log"; then
+    grep -q "is io_uring's fixed buffer" "$VCTL_STATE/bu1.log" ||
+        fail "bu1: io_uring without the bounce buffer as its fixed buffer: $(grep 'file:' "$VCTL_STATE/bu1.log")"
+    log "bu1: $(grep -m1 "is io_uring's fixed buffer" "$VCTL_STATE/bu1.log")"
+else
+    log "bu1: not on io_uring: $(grep -m1 'file: ' "$VCTL_STATE/bu1.log")"
+fi
 
 # mkfs and a file system on the device, checked
 run mkfs.ext4 -q -F "$VDEV"
