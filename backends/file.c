@@ -116,6 +116,9 @@ struct file_q {
 	char *fixed_buf;
 	uint64_t fixed_size, fixed_gen;
 	bool fixed_off;         /* registering failed: not on this queue */
+	bool fixed_stale;       /* a newer registration exists: not fixed */
+	bool submit_err_logged;
+	struct event *fixed_check; /* drops a stale registration when idle */
 #endif
 	unsigned nfixed;        /* fixed reads/writes not yet counted in d */
 };
@@ -973,6 +976,35 @@ static void fixed_drop(struct file_q *fq)
 		return;
 	io_uring_unregister_buffers(&fq->ring);
 	fq->fixed_gen = 0;
+	fq->fixed_stale = false;
+}
+
+/* Every second while a buffer is registered: a reset with the queue idle
+ * (a detach) must not leave the old pages pinned by the ring until the
+ * next request, which may never come. */
+#define FIXED_CHECK_SEC 1
+static void fixed_refresh(struct file_q *fq);
+
+static void fixed_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct file_q *fq = arg;
+	struct timeval tv = { FIXED_CHECK_SEC, 0 };
+
+	if (!io_uring_sq_ready(&fq->ring))
+		fixed_refresh(fq);
+	if (fq->fixed_gen)
+		evtimer_add(fq->fixed_check, &tv);
+}
+
+/* The registration of the device's bounce buffer now (0: none). */
+static uint64_t bounce_gen(const struct file_q *fq, void **buf, uint64_t *size)
+{
+	struct vdu_dev *dev = atomic_load_explicit(&fq->d->dev, memory_order_acquire);
+	uint64_t gen = 0;
+
+	if (!dev || vdu_dev_get_user_bounce(dev, buf, size, &gen) < 0)
+		return 0;
+	return gen;
 }
 
 /*
@@ -986,15 +1018,13 @@ static void fixed_drop(struct file_q *fq)
 static void fixed_refresh(struct file_q *fq)
 {
 	struct file_dev *d = fq->d;
-	struct vdu_dev *dev = atomic_load_explicit(&d->dev, memory_order_acquire);
 	struct iovec iov;
-	uint64_t size = 0, gen = 0;
+	uint64_t size = 0, gen;
 	int r;
 
 	if (fq->fixed_off)
 		return;
-	if (!dev || vdu_dev_get_user_bounce(dev, &iov.iov_base, &size, &gen) < 0)
-		gen = 0;
+	gen = bounce_gen(fq, &iov.iov_base, &size);
 	if (gen == fq->fixed_gen)
 		return;
 	fixed_drop(fq);
@@ -1014,6 +1044,11 @@ static void fixed_refresh(struct file_q *fq)
 	fq->fixed_buf = iov.iov_base;
 	fq->fixed_size = size;
 	fq->fixed_gen = gen;
+	if (fq->fixed_check && !evtimer_pending(fq->fixed_check, NULL)) {
+		struct timeval tv = { FIXED_CHECK_SEC, 0 };
+
+		evtimer_add(fq->fixed_check, &tv);
+	}
 	atomic_fetch_add_explicit(&d->fixed_regs, 1, memory_order_relaxed);
 	vdu_log(VDU_LOG_INFO, "file: %s: queue %u: the bounce buffer (%" PRIu64
 		" KiB) is io_uring's fixed buffer", d->path, fq->qidx, size >> 10);
@@ -1025,7 +1060,7 @@ static bool in_fixed(const struct file_q *fq, const struct iovec *iov, int cnt)
 {
 	uintptr_t p = (uintptr_t)iov[0].iov_base, b = (uintptr_t)fq->fixed_buf;
 
-	return cnt == 1 && fq->fixed_gen && p >= b && iov[0].iov_len <= UINT32_MAX &&
+	return cnt == 1 && fq->fixed_gen && !fq->fixed_stale && p >= b && iov[0].iov_len <= UINT32_MAX &&
 	       iov[0].iov_len <= fq->fixed_size && p - b <= fq->fixed_size - iov[0].iov_len;
 }
 
@@ -1065,6 +1100,11 @@ static void uring_fill(struct file_q *fq)
 
 		if (!io_uring_sq_ready(&fq->ring))
 			fixed_refresh(fq);
+		else if (fq->fixed_gen && !fq->fixed_stale &&
+			 bounce_gen(fq, NULL, NULL) != fq->fixed_gen)
+			/* SQEs on the old buffer wait to be submitted:
+			 * re-register after them, vectored meanwhile. */
+			fq->fixed_stale = true;
 		sqe = io_uring_get_sqe(&fq->ring);
 		if (!sqe)
 			break;
@@ -1092,9 +1132,13 @@ static void uring_flush(struct file_q *fq)
 		if (r < 0) {
 			/* Not an SQE's fault (those fail in their CQE): the
 			 * kernel is short of something; SQEs stay queued. */
-			if (r != -EAGAIN && r != -EBUSY && r != -EINTR)
+			if (r != -EAGAIN && r != -EBUSY && r != -EINTR &&
+			    !fq->submit_err_logged) {
+				/* once per queue: it is retried every ms */
+				fq->submit_err_logged = true;
 				vdu_log(VDU_LOG_ERR, "file: %s: io_uring_submit: %s",
 					fq->d->path, strerror(-r));
+			}
 			retry_later(fq);
 			return;
 		}
@@ -1182,9 +1226,16 @@ static const struct file_engine uring_engine = {
 /* aio=auto and io_uring is not to be had: say so once per device. */
 static void log_fallback(struct file_dev *d, const char *why, int err)
 {
+	const char *hint = "";
+
+#ifdef HAVE_LIBURING
+	if (err)
+		hint = uring_hint(err);
+#endif
 	if (!atomic_exchange(&d->fallback_logged, true))
-		vdu_log(VDU_LOG_INFO, "file: %s: io_uring %s%s%s: using libaio",
-			d->path, why, err ? ": " : "", err ? strerror(-err) : "");
+		vdu_log(VDU_LOG_INFO, "file: %s: io_uring %s%s%s%s: using libaio",
+			d->path, why, err ? ": " : "", err ? strerror(-err) : "",
+			hint);
 }
 
 /*
@@ -1237,8 +1288,10 @@ static int engine_open(struct file_q *fq)
 	r = fq->eng->open(fq);
 	if (r < 0 && fq->eng != &aio_engine) {
 		if (d->aio != FILE_AIO_AUTO) {
-			vdu_log(VDU_LOG_ERR, "file: %s: aio=io_uring: queue %u: %s",
-				d->path, fq->qidx, strerror(-r));
+#ifdef HAVE_LIBURING
+			vdu_log(VDU_LOG_ERR, "file: %s: aio=io_uring: queue %u: %s%s",
+				d->path, fq->qidx, strerror(-r), uring_hint(r));
+#endif
 			return r;
 		}
 		log_fallback(d, "failed on a queue", r);
@@ -1279,12 +1332,21 @@ static int file_queue_open(void *handle, unsigned qidx, struct event_base *base,
 	fq->retry = evtimer_new(base, retry_cb, fq);
 	if (!fq->retry)
 		goto fail;
+#ifdef HAVE_LIBURING
+	fq->fixed_check = evtimer_new(base, fixed_check_cb, fq);
+	if (!fq->fixed_check)
+		goto fail;
+#endif
 	r = vbe_worker_new(base, &fq->wk);
 	if (r < 0)
 		goto fail;
 	*qctx = fq;
 	return 0;
 fail:
+#ifdef HAVE_LIBURING
+	if (fq->fixed_check)
+		event_free(fq->fixed_check);
+#endif
 	if (fq->retry)
 		event_free(fq->retry);
 	if (fq->ev)
@@ -1319,6 +1381,9 @@ static void file_queue_close(void *qctx)
 	vbe_worker_free(fq->wk);
 	fq->eng->close(fq);
 	count_fixed(fq);
+#ifdef HAVE_LIBURING
+	event_free(fq->fixed_check);
+#endif
 	event_free(fq->retry);
 	event_free(fq->ev);
 	close(fq->efd);

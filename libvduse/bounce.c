@@ -74,6 +74,10 @@ static int buf_alloc(struct vdu_bounce *b, uint64_t size)
 
 static void buf_free(struct vdu_bounce *b)
 {
+	/* Whatever deregistering left: readers must not see a registration
+	 * of a buffer that is gone. */
+	if (__atomic_load_n(&b->user_gen, __ATOMIC_RELAXED) & 1)
+		__atomic_add_fetch(&b->user_gen, 1, __ATOMIC_RELEASE);
 	if (b->map)
 		munmap(b->map, b->map_len);
 	b->map = NULL;
@@ -87,6 +91,8 @@ static void set_registered(struct vdu_bounce *b, bool on)
 {
 	b->registered = on;
 	__atomic_add_fetch(&b->user_gen, 1, __ATOMIC_RELEASE);
+	/* Turning even: order the increment before later stores to buf. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 /* The kernel checks RLIMIT_MEMLOCK even for root: make room for size

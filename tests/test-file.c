@@ -1012,6 +1012,29 @@ out:
  * never registers anything.  vdu_dev_get_user_bounce() says -ENOENT
  * before the first data and after the reset, the buffer in between.
  */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* This process's pinned memory (io_uring's registered buffers), KiB. */
+static long vm_pin_kb(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPin: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 static void test_fixed(const char *engine)
 {
 	bool uring = !strcmp(engine, "io_uring");
@@ -1080,6 +1103,24 @@ static void test_fixed(const char *engine)
 	is_int(sim_reset(e.sim), VDUSE_REQ_RESULT_OK, "fixed(%s): reset", engine);
 	is_int(vdu_dev_get_user_bounce(e.dev, NULL, NULL, NULL), -ENOENT,
 	       "fixed(%s): no user bounce buffer after the reset", engine);
+	if (uring) {
+		/* The ring still pins the old pages; an idle queue (no
+		 * request may come: a detached device) lets them go within
+		 * its periodic check. */
+		long pin0 = vm_pin_kb(), pin = pin0;
+		uint64_t t0 = now_ms();
+
+		while (pin > 0 && now_ms() - t0 < 3000) {
+			struct timeval tv = { 0, 50000 };
+
+			event_base_loopexit(e.base, &tv);
+			event_base_loop(e.base, 0);
+			pin = vm_pin_kb();
+		}
+		ok(pin0 > 0 && pin == 0, "fixed(%s): the idle ring unpinned the old "
+		   "buffer (%ld KiB) in %llu ms", engine, pin0,
+		   (unsigned long long)(now_ms() - t0));
+	}
 	is_int(sim_init(e.sim, e.info.features_offered, 1, e.info.queue_size, 0),
 	       VDUSE_REQ_RESULT_OK, "fixed(%s): driver back", engine);
 	ok_null(bounce_write_read(&e, p, 512, 0x10000, 0x40000, 65536, 2),
